@@ -1,0 +1,76 @@
+"""The one exception root of the project.
+
+::
+
+    QwcError
+    ├── ConfigError (ValueError)        a setting is invalid: names key, file, line, value, allowed
+    ├── DecodeError (ValueError)        a message could not be decoded; keeps the raw bytes
+    ├── EmbeddedRedisError (RuntimeError)  the embedded Redis server could not be started/found
+    └── StoreError (RuntimeError)       the SQL store refused an operation
+        └── NotFoundError (LookupError) a job, member or execution does not exist
+
+Builtins are subclassed where the meaning fits, so ``except ValueError`` still works.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "DecodeError",
+    "EmbeddedRedisError",
+    "NotFoundError",
+    "QwcError",
+    "StoreError",
+]
+
+from dataclasses import dataclass
+
+
+class QwcError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One invalid setting: where it came from and what would have been allowed."""
+
+    key: str
+    value: str | None
+    allowed: str
+    source: str  # "default", "environment", or a file path
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        shown = "(missing)" if self.value is None else repr(self.value)
+        return f"{where}: {self.key} = {shown}: {self.allowed}"
+
+
+class ConfigError(QwcError, ValueError):
+    """The settings are invalid. ``problems`` lists every invalid key, not only the first."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class DecodeError(QwcError, ValueError):
+    """Bytes that are not a valid message. ``raw`` keeps them for the dead-letter stream."""
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        self.reason = reason
+        self.raw = raw
+        super().__init__(reason)
+
+
+class EmbeddedRedisError(QwcError, RuntimeError):
+    """The embedded Redis server of a data directory could not be started or reached."""
+
+
+class StoreError(QwcError, RuntimeError):
+    """The SQL store refused an operation."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A job, member or execution that does not exist."""

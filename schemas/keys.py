@@ -1,0 +1,101 @@
+"""Every Redis key and stream name of one cluster, in one place.
+
+All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{prefix}``
+(default prefix ``qwc``), so the project runs unchanged on Redis Cluster::
+
+    {qwc}:heartbeats            stream   Heartbeat messages, field "m" (msgpack); group "liveness"
+    {qwc}:membership            stream   MembershipChange messages, one per state change
+    {qwc}:takeover              stream   TakeoverProposal messages; group "takeover"
+    {qwc}:recovery              stream   RecoveryProposal messages; group "recovery"
+    {qwc}:commands:<uuid>       stream   RemoteCommand messages for one member
+    {qwc}:dead-letters          stream   undecodable messages: reason, raw bytes, origin
+    {qwc}:view:seen             zset     member uuid -> last heartbeat, Redis server ms
+    {qwc}:view:watch            zset     same scores, only members not yet dead (sweep index)
+    {qwc}:view:state            hash     member uuid -> "active" | "inactive" | "dead"
+    {qwc}:view:info             hash     member uuid -> msgpack of its last Heartbeat
+    {qwc}:view:started          string   Redis server ms when this view began (grace rule)
+    {qwc}:takeover:attempt:<uuid>   string   SET NX PX sleep: one takeover attempt per sleep
+    {qwc}:recovery:attempt:<uuid>   string   SET NX PX sleep: one recovery attempt per sleep
+
+Stream entries carry one field, ``m``, holding the msgpack-encoded message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "GROUP_LIVENESS",
+    "GROUP_RECOVERY",
+    "GROUP_TAKEOVER",
+    "MESSAGE_FIELD",
+    "Keys",
+]
+
+MESSAGE_FIELD = b"m"
+GROUP_LIVENESS = "liveness"
+GROUP_TAKEOVER = "takeover"
+GROUP_RECOVERY = "recovery"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix. ``Keys("qwc").heartbeats == "{qwc}:heartbeats"``."""
+
+    prefix: str = "qwc"
+
+    def _k(self, name: str) -> str:
+        return f"{{{self.prefix}}}:{name}"
+
+    @property
+    def heartbeats(self) -> str:
+        return self._k("heartbeats")
+
+    @property
+    def membership(self) -> str:
+        return self._k("membership")
+
+    @property
+    def takeover(self) -> str:
+        return self._k("takeover")
+
+    @property
+    def recovery(self) -> str:
+        return self._k("recovery")
+
+    @property
+    def dead_letters(self) -> str:
+        return self._k("dead-letters")
+
+    @property
+    def view_seen(self) -> str:
+        return self._k("view:seen")
+
+    @property
+    def view_watch(self) -> str:
+        return self._k("view:watch")
+
+    @property
+    def view_state(self) -> str:
+        return self._k("view:state")
+
+    @property
+    def view_info(self) -> str:
+        return self._k("view:info")
+
+    @property
+    def view_started(self) -> str:
+        return self._k("view:started")
+
+    def commands(self, member_uuid: str) -> str:
+        return self._k(f"commands:{member_uuid}")
+
+    def takeover_attempt(self, member_uuid: str) -> str:
+        return self._k(f"takeover:attempt:{member_uuid}")
+
+    def recovery_attempt(self, member_uuid: str) -> str:
+        return self._k(f"recovery:attempt:{member_uuid}")
+
+    def all_streams(self) -> tuple[str, ...]:
+        """The fixed streams (not the per-member command streams)."""
+        return (self.heartbeats, self.membership, self.takeover, self.recovery, self.dead_letters)

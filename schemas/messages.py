@@ -1,0 +1,138 @@
+"""Messages on the cluster's streams: frozen, versioned pydantic models.
+
+Each model has ``v`` (its schema version) and a type tag ``t`` (class variable ``TYPE``).
+Encode and decode them only through :mod:`schemas.codec`. Times are milliseconds: fields
+ending in ``_ms`` taken from the Redis server clock unless the docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "CommandAction",
+    "Heartbeat",
+    "MemberState",
+    "MemberUuid",
+    "MembershipChange",
+    "Message",
+    "RecoveryProposal",
+    "RemoteCommand",
+    "TakeoverProposal",
+    "canonical_uuid",
+]
+
+
+def canonical_uuid(value: str) -> str:
+    """Return ``value`` as a lower-case hyphenated UUID; ValueError if it is not one."""
+    return str(uuid.UUID(value))
+
+
+MemberUuid = Annotated[str, AfterValidator(canonical_uuid)]
+NonNegativeMs = Annotated[int, Field(ge=0)]
+
+
+class MemberState(StrEnum):
+    """A member's state in the liveness view, by the age of its last heartbeat."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    DEAD = "dead"
+
+
+class CommandAction(StrEnum):
+    EXECUTE = "execute"
+    ABORT = "abort"
+
+
+class Message(BaseModel):
+    """Base of every stream message: frozen, no unknown fields, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    TYPE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+
+class Heartbeat(Message):
+    """A member says it is alive. Its time is the stream entry id (Redis clock), not ``sent_at_ms``.
+
+    ``sent_at_ms`` is the member's own clock, kept for diagnosis only.
+    """
+
+    TYPE: ClassVar[str] = "heartbeat"
+    v: Literal[1] = 1
+    uuid: MemberUuid
+    name: str = Field(min_length=1, max_length=200)
+    seq: NonNegativeMs
+    started_at_ms: NonNegativeMs
+    sent_at_ms: NonNegativeMs
+    tags: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()  # execution ids running on the member
+    passive: bool = False
+    version: str = ""
+
+
+class MembershipChange(Message):
+    """A member's state changed in the view; emitted exactly once per change."""
+
+    TYPE: ClassVar[str] = "membership"
+    v: Literal[1] = 1
+    uuid: MemberUuid
+    name: str = ""
+    from_state: MemberState | None
+    to_state: MemberState
+    at_ms: NonNegativeMs
+    last_seen_ms: NonNegativeMs
+    reason: str = ""
+
+
+class TakeoverProposal(Message):
+    """Proposal to move a dead member's scheduled jobs, due at ``due_at_ms``."""
+
+    TYPE: ClassVar[str] = "takeover"
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=64)
+    dead_uuid: MemberUuid
+    policy: str
+    proposed_at_ms: NonNegativeMs
+    due_at_ms: NonNegativeMs
+    last_seen_ms: NonNegativeMs
+
+
+class RecoveryProposal(Message):
+    """Proposal to recover a dead member's running executions, due at ``due_at_ms``."""
+
+    TYPE: ClassVar[str] = "recovery"
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=64)
+    dead_uuid: MemberUuid
+    policy: str
+    proposed_at_ms: NonNegativeMs
+    due_at_ms: NonNegativeMs
+    last_seen_ms: NonNegativeMs
+
+
+class RemoteCommand(Message):
+    """Execute a job or abort an execution on ``target_uuid``; ignored after ``expires_at_ms``."""
+
+    TYPE: ClassVar[str] = "command"
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=64)
+    action: CommandAction
+    target_uuid: MemberUuid
+    job_id: str | None = None
+    execution_id: str | None = None
+    issued_at_ms: NonNegativeMs
+    expires_at_ms: NonNegativeMs
+    issued_by: str = ""
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (Heartbeat, MembershipChange, TakeoverProposal, RecoveryProposal, RemoteCommand)
+}
