@@ -1,0 +1,245 @@
+"""The settings of QW Control cluster mode: one frozen pydantic-settings class.
+
+:func:`load_settings` is the only code that reads the config file and the environment.
+``Settings(heartbeat_interval_s=0.2, ...)`` built in code reads neither: it takes field
+names, validates every value and the rules between them, and raises
+:class:`pydantic.ValidationError`. :func:`load_settings` raises
+:class:`schemas.errors.ConfigError` listing every problem, each naming the key, the
+value, what is allowed, and the file and line (or the environment variable).
+
+Where a value comes from, highest first: ``overrides`` (by field name, e.g. CLI flags;
+``None`` means "not given") > environment > config file > default. The config file is
+the ``config_file`` argument, else ``$QWC_CONFIG``, else ``./qwcontrol-config.properties``
+if it exists, else none; a file named by the argument or ``$QWC_CONFIG`` must exist.
+
+Environment: every key ``qwcontrol.X.Y`` is overridden by ``QWC_`` + ``X.Y`` upper-cased
+with the dots replaced by ``_`` (``qwcontrol.clusterMode.heartbeat.interval`` ->
+``QWC_CLUSTERMODE_HEARTBEAT_INTERVAL``, ``qwcontrol.redis.url`` -> ``QWC_REDIS_URL``,
+``qwcontrol.home`` -> ``QWC_HOME``). ``QWC_DATABASE_URL`` is accepted for
+``qwcontrol.dataSource.url`` besides ``QWC_DATASOURCE_URL``. An empty variable counts as
+unset. An unknown ``QWC_CLUSTERMODE_*`` variable is an error with a "did you mean".
+
+Keys of the file (``cm.`` = ``qwcontrol.clusterMode.``; durations are seconds, decimals
+allowed, finite; lists are comma-separated; policies and booleans in any case):
+
+| key | field | default |
+|---|---|---|
+| `cm.heartbeat.interval` (> 0) | heartbeat_interval_s | 30 |
+| `cm.heartbeat.delay` (>= 0) | heartbeat_delay_s | 10 |
+| `cm.heartbeat.considerInactive` (> interval) | heartbeat_consider_inactive_s | 150 |
+| `cm.heartbeat.considerDead` (> considerInactive) | heartbeat_consider_dead_s | 300 |
+| `cm.remoteExec.process.interval` (> 0) | remote_exec_process_interval_s | 10 |
+| `cm.autotakeover.enabled` (true/false) | autotakeover_enabled | false |
+| `cm.autotakeover.policy` (any/static/remoteexecution) | autotakeover_policy | any |
+| `cm.autotakeover.config.allowed` (UUIDs) | autotakeover_allowed | — |
+| `cm.autotakeover.delay` (>= 0) | autotakeover_delay_s | 60 |
+| `cm.autotakeover.sleep` (> 0) | autotakeover_sleep_s | 300 |
+| `cm.autotakeover.massFailure.fraction` (0 < f <= 1) | mass_failure_fraction | 0.5 |
+| `cm.recoverExecutions.enabled` (true/false) | recover_enabled | false |
+| `cm.recoverExecutions.policy` (any/static) | recover_policy | any |
+| `cm.recoverExecutions.config.allowed` or `.allowed` | recover_allowed | — |
+| `cm.recoverExecutions.delay` (>= 0) | recover_delay_s | 30 |
+| `cm.recoverExecutions.sleep` (> 0) | recover_sleep_s | 60 |
+| `cm.remoteExecution.policy` (random/roundrobin/preset/load) | remote_execution_policy | none |
+| `cm.remoteExecution.config.allowed` (UUIDs) | remote_execution_allowed | — |
+| `cm.remoteExecution.config.activeOnly` (true/false) | remote_execution_active_only | true |
+| `cm.remoteExecution.config.preferredTags` | remote_execution_preferred_tags | — |
+| `qwcontrol.server.uuid` (a UUID) | server_uuid | — |
+| `qwcontrol.server.name` | server_name | — |
+| `qwcontrol.server.tags` | server_tags | — |
+| `qwcontrol.redis.url` (redis://, rediss://, unix://) | redis_url | embedded |
+| `qwcontrol.redis.prefix` (letters, digits, `-_.`) | redis_prefix | qwc |
+| `qwcontrol.dataSource.url` (SQLAlchemy URL) | database_url | embedded SQLite |
+| `qwcontrol.home` (data of the embedded Redis + SQLite) | home_dir | ./.qwc |
+| `qwcontrol.manager.token` (never shown) | manager_token | — |
+
+UUIDs are stored lower-case. ``mass_failure_fraction``: the guard holds takeovers when
+MORE than this fraction of the members, and at least 2, would turn dead within one
+``considerDead`` window.
+
+Rules: ``static`` policies need a non-empty ``allowed`` list of UUIDs, ``preset`` needs
+``remoteExecution.config.allowed``. Unknown keys under ``qwcontrol.clusterMode.``, and
+known keys spelled in another case, are errors ("did you mean"); other keys are ignored
+(the product's file holds many other settings).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Origin",
+    "RecoverPolicy",
+    "RemoteExecutionPolicy",
+    "Settings",
+    "TakeoverPolicy",
+    "find_config_file",
+    "load_settings",
+    "origins",
+]
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any
+
+from pydantic import PrivateAttr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.settings_rules import Origin, Source, broken_rules
+from schemas.settings_types import (
+    DatabaseUrl,
+    Flag,
+    Fraction,
+    HomeDir,
+    Key,
+    NonNegativeSeconds,
+    OptionalText,
+    OptionalUuid,
+    PositiveSeconds,
+    RecoverPolicy,
+    RecoverPolicyValue,
+    RedisPrefix,
+    RedisUrl,
+    RemoteExecutionPolicy,
+    RemoteExecutionPolicyValue,
+    TagList,
+    TakeoverPolicy,
+    TakeoverPolicyValue,
+    Token,
+    UuidList,
+)
+
+_CM = "qwcontrol.clusterMode."
+
+
+class Settings(BaseSettings):
+    """Every setting of cluster mode, by field name (see the module docstring for keys)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    heartbeat_interval_s: Annotated[PositiveSeconds, Key(_CM + "heartbeat.interval")] = 30.0
+    heartbeat_delay_s: Annotated[NonNegativeSeconds, Key(_CM + "heartbeat.delay")] = 10.0
+    heartbeat_consider_inactive_s: Annotated[
+        PositiveSeconds, Key(_CM + "heartbeat.considerInactive")
+    ] = 150.0
+    heartbeat_consider_dead_s: Annotated[PositiveSeconds, Key(_CM + "heartbeat.considerDead")] = (
+        300.0
+    )
+    remote_exec_process_interval_s: Annotated[
+        PositiveSeconds, Key(_CM + "remoteExec.process.interval")
+    ] = 10.0
+    autotakeover_enabled: Annotated[Flag, Key(_CM + "autotakeover.enabled")] = False
+    autotakeover_policy: Annotated[TakeoverPolicyValue, Key(_CM + "autotakeover.policy")] = (
+        TakeoverPolicy.ANY
+    )
+    autotakeover_allowed: Annotated[UuidList, Key(_CM + "autotakeover.config.allowed")] = ()
+    autotakeover_delay_s: Annotated[NonNegativeSeconds, Key(_CM + "autotakeover.delay")] = 60.0
+    autotakeover_sleep_s: Annotated[PositiveSeconds, Key(_CM + "autotakeover.sleep")] = 300.0
+    recover_enabled: Annotated[Flag, Key(_CM + "recoverExecutions.enabled")] = False
+    recover_policy: Annotated[RecoverPolicyValue, Key(_CM + "recoverExecutions.policy")] = (
+        RecoverPolicy.ANY
+    )
+    recover_allowed: Annotated[
+        UuidList,
+        Key(_CM + "recoverExecutions.config.allowed", also=(_CM + "recoverExecutions.allowed",)),
+    ] = ()
+    recover_delay_s: Annotated[NonNegativeSeconds, Key(_CM + "recoverExecutions.delay")] = 30.0
+    recover_sleep_s: Annotated[PositiveSeconds, Key(_CM + "recoverExecutions.sleep")] = 60.0
+    remote_execution_policy: Annotated[
+        RemoteExecutionPolicyValue, Key(_CM + "remoteExecution.policy")
+    ] = RemoteExecutionPolicy.NONE
+    remote_execution_allowed: Annotated[UuidList, Key(_CM + "remoteExecution.config.allowed")] = ()
+    remote_execution_active_only: Annotated[
+        Flag, Key(_CM + "remoteExecution.config.activeOnly")
+    ] = True
+    remote_execution_preferred_tags: Annotated[
+        TagList, Key(_CM + "remoteExecution.config.preferredTags")
+    ] = ()
+    mass_failure_fraction: Annotated[Fraction, Key(_CM + "autotakeover.massFailure.fraction")] = 0.5
+    server_uuid: Annotated[OptionalUuid, Key("qwcontrol.server.uuid")] = None
+    server_name: Annotated[OptionalText, Key("qwcontrol.server.name")] = None
+    server_tags: Annotated[TagList, Key("qwcontrol.server.tags")] = ()
+    redis_url: Annotated[RedisUrl, Key("qwcontrol.redis.url")] = None
+    redis_prefix: Annotated[RedisPrefix, Key("qwcontrol.redis.prefix")] = "qwc"
+    database_url: Annotated[
+        DatabaseUrl, Key("qwcontrol.dataSource.url", env=("QWC_DATABASE_URL",))
+    ] = None
+    home_dir: Annotated[HomeDir, Key("qwcontrol.home")] = Path("./.qwc")
+    manager_token: Annotated[Token, Key("qwcontrol.manager.token")] = None
+
+    # field -> (origin, value it was loaded with); filled by load_settings only
+    _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the constructor's arguments: the file and environment are load_settings' job."""
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Settings:
+        broken = broken_rules(self.__dict__)
+        if broken:
+            raise ValueError("; ".join(rule.describe_fields(self.__dict__) for rule in broken))
+        return self
+
+
+def find_config_file(
+    config_file: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The file :func:`load_settings` reads: ``config_file``, else ``$QWC_CONFIG``, else
+    ``./qwcontrol-config.properties`` if it exists, else None. Does not check existence
+    of an explicitly named file."""
+    environ = os.environ if environ is None else environ
+    if config_file is not None and str(config_file) != "":
+        return Path(config_file)
+    if environ.get("QWC_CONFIG"):
+        return Path(environ["QWC_CONFIG"])
+    default = Path("qwcontrol-config.properties")
+    return default if default.is_file() else None
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Read the config file, the environment (``os.environ`` by default) and ``overrides``.
+
+    Raises :class:`schemas.errors.ConfigError` listing every problem: an unreadable or
+    missing (explicitly named) file, an unknown or wrongly cased key, a value that does not
+    parse, a rule between keys that does not hold.
+    """
+    from schemas.settings_loader import load_layers  # the loader needs Settings' fields
+
+    environ = os.environ if environ is None else environ
+    values, loaded = load_layers(find_config_file(config_file, environ=environ), environ, overrides)
+    settings = Settings(**values)
+    settings._loaded = MappingProxyType(dict(loaded))
+    return settings
+
+
+def origins(settings: Settings) -> dict[str, Origin]:
+    """Where each setting came from, by property key, in field order.
+
+    A value changed after loading (``model_copy(update=...)``, or a ``Settings`` built in
+    code) reports ``override``, or ``default`` when it equals the default.
+    """
+    result: dict[str, Origin] = {}
+    for name, info in Settings.model_fields.items():
+        key = next(m for m in info.metadata if isinstance(m, Key)).key
+        value = getattr(settings, name)
+        loaded = settings._loaded.get(name)
+        if loaded is not None and loaded[1] == value:
+            result[key] = loaded[0]
+        else:
+            source: Source = "default" if value == info.default else "override"
+            result[key] = Origin(source, key)
+    return result

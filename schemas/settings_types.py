@@ -1,0 +1,248 @@
+"""The value types of the settings: policies, seconds, flags, UUID lists, URLs.
+
+Each type is an ``Annotated`` alias that parses the text of a properties file or an
+environment variable (``"0.2"``, ``"True"``, ``"RoundRobin"``, ``"a,b"``) as well as the
+Python value given in code, and carries an :class:`Allowed` sentence that
+:class:`schemas.errors.ConfigProblem` shows when a value is refused. :class:`Key` names
+the property key (and its environment variables) of a settings field.
+:mod:`schemas.settings` re-exports the policies; use them from there.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Allowed",
+    "DatabaseUrl",
+    "Flag",
+    "Fraction",
+    "HomeDir",
+    "Key",
+    "MemberUuid",
+    "NonNegativeSeconds",
+    "OptionalText",
+    "OptionalUuid",
+    "PositiveSeconds",
+    "RecoverPolicy",
+    "RecoverPolicyValue",
+    "RedisPrefix",
+    "RedisUrl",
+    "RemoteExecutionPolicy",
+    "RemoteExecutionPolicyValue",
+    "TagList",
+    "TakeoverPolicy",
+    "TakeoverPolicyValue",
+    "Token",
+    "UuidList",
+    "ValueDetail",
+]
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from annotated_types import Ge, Gt, Le
+from pydantic import AfterValidator, AllowInfNan, BeforeValidator, SecretStr
+
+
+class TakeoverPolicy(StrEnum):
+    """Which dead members autotakeover takes over (``autotakeover.policy``)."""
+
+    ANY = "any"
+    STATIC = "static"
+    REMOTE_EXECUTION = "remoteexecution"
+
+
+class RecoverPolicy(StrEnum):
+    """Whose running executions are recovered (``recoverExecutions.policy``)."""
+
+    ANY = "any"
+    STATIC = "static"
+
+
+class RemoteExecutionPolicy(StrEnum):
+    """How a destination member is chosen (``remoteExecution.policy``)."""
+
+    NONE = "none"
+    RANDOM = "random"
+    ROUND_ROBIN = "roundrobin"
+    PRESET = "preset"
+    LOAD = "load"
+
+
+class ValueDetail(ValueError):
+    """A refused value with a detail worth showing next to the :class:`Allowed` sentence."""
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """Field metadata: a human sentence of what a setting accepts."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Key:
+    """Field metadata: the property key of a field, its alternative keys and env aliases.
+
+    ``also`` are other accepted spellings of the key (setting two of them is an error);
+    ``env`` are environment variables accepted besides the ones derived from the keys.
+    """
+
+    key: str
+    also: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The key and its alternative spellings."""
+        return (self.key, *self.also)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]+")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _empty_to_none(value: Any) -> Any:
+    value = _strip(value)
+    return None if value == "" else value
+
+
+def _flag(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word not in ("true", "false"):
+        raise ValueError("expected true or false")
+    return word == "true"
+
+
+def _split_list(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    items = (item.strip() for item in value.split(","))
+    return tuple(dict.fromkeys(item for item in items if item))
+
+
+def _canonical_uuid(value: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise ValueDetail(f"`{value}` is not a UUID")
+    return value.lower()
+
+
+def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _redis_url(value: str | None) -> str | None:
+    scheme = None if value is None else urlsplit(value).scheme.lower()
+    if scheme is not None and scheme not in _REDIS_SCHEMES:
+        raise ValueDetail(f"scheme `{scheme}` is not supported" if scheme else "no scheme")
+    return value
+
+
+def _database_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from sqlalchemy.engine import make_url  # imported late: most commands never need it
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueDetail(str(exc)) from None
+    return value
+
+
+def _prefix(value: str) -> str:
+    if not _PREFIX.fullmatch(value):
+        raise ValueError("letters, digits, '-', '_' and '.' only")
+    return value
+
+
+def _directory(value: Any) -> Any:
+    value = _strip(value)
+    if value == "":
+        raise ValueError("empty path")
+    return value
+
+
+def _one_of(enum: type[StrEnum]) -> Allowed:
+    return Allowed("one of: " + ", ".join(member.value for member in enum) + " (any case)")
+
+
+PositiveSeconds = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Gt(0),
+    AllowInfNan(False),
+    Allowed("a finite number of seconds > 0"),
+]
+NonNegativeSeconds = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Ge(0),
+    AllowInfNan(False),
+    Allowed("a finite number of seconds >= 0"),
+]
+Fraction = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Gt(0),
+    Le(1),
+    AllowInfNan(False),
+    Allowed("a fraction > 0 and <= 1"),
+]
+Flag = Annotated[bool, BeforeValidator(_flag), Allowed("true or false (any case)")]
+MemberUuid = Annotated[str, BeforeValidator(_strip), AfterValidator(_canonical_uuid)]
+UuidList = Annotated[
+    tuple[MemberUuid, ...],
+    BeforeValidator(_split_list),
+    AfterValidator(_unique),
+    Allowed("a comma-separated list of member UUIDs"),
+]
+TagList = Annotated[
+    tuple[str, ...], BeforeValidator(_split_list), Allowed("a comma-separated list of tags")
+]
+OptionalUuid = Annotated[
+    MemberUuid | None,
+    BeforeValidator(_empty_to_none),
+    Allowed("a UUID such as 0e5f6c3a-8d1b-4c2e-9f70-1a2b3c4d5e6f"),
+]
+OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+RedisUrl = Annotated[
+    str | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_redis_url),
+    Allowed("a redis://, rediss:// or unix:// URL"),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_database_url),
+    Allowed("a SQLAlchemy database URL such as postgresql+psycopg://user@host:5432/db"),
+]
+RedisPrefix = Annotated[
+    str,
+    BeforeValidator(_strip),
+    AfterValidator(_prefix),
+    Allowed("a non-empty prefix of letters, digits, '-', '_' and '.'"),
+]
+HomeDir = Annotated[Path, BeforeValidator(_directory), Allowed("a directory path")]
+Token = Annotated[SecretStr | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+TakeoverPolicyValue = Annotated[TakeoverPolicy, BeforeValidator(_lower), _one_of(TakeoverPolicy)]
+RecoverPolicyValue = Annotated[RecoverPolicy, BeforeValidator(_lower), _one_of(RecoverPolicy)]
+RemoteExecutionPolicyValue = Annotated[
+    RemoteExecutionPolicy, BeforeValidator(_lower), _one_of(RemoteExecutionPolicy)
+]
