@@ -1,0 +1,178 @@
+"""The SQL tables of the store (SQLAlchemy 2 Core), pure data.
+
+Conventions:
+
+* every time is a ``BigInteger`` of milliseconds since the epoch, in a column named
+  ``*_ms``; it is compared with Redis server milliseconds, never with a local clock;
+* ids of jobs and executions, and member uuids, are UUID strings (``String(36)``);
+* ``scheduled_jobs.group_name`` is ``''`` for a job without a group (not NULL), so the
+  unique key ``(project, group_name, name)`` also holds for ungrouped jobs;
+* JSON columns hold plain lists / objects (decoded by the store's row types).
+
+::
+
+    cluster_members  uuid PK; state active|inactive|dead|unknown; first recorded, last heard
+                     (NULL: never heard, e.g. an orphaned job owner), state changed
+    scheduled_jobs   id PK; (project, group_name, name) unique; owner_uuid + owner_epoch
+                     (the fence: every owner change increments the epoch); last_fire_ms is
+                     the last fire time claimed
+    executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of (first
+                     execution of the chain), trigger, fire_ms, owner_epoch
+    takeovers        audit of takeover proposals, proposal_id unique
+    recoveries       audit of recovery proposals, proposal_id unique
+
+Migration ``workers/store/migrations/versions/0001_initial.py`` creates exactly these
+tables; a test compares the migrated schema with this metadata.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "EXECUTION_STATUSES",
+    "EXECUTION_TRIGGERS",
+    "MEMBER_STATES",
+    "NAMING_CONVENTION",
+    "TAKEOVER_OUTCOMES",
+    "cluster_members",
+    "executions",
+    "metadata",
+    "recoveries",
+    "scheduled_jobs",
+    "takeovers",
+]
+
+MEMBER_STATES = ("active", "inactive", "dead", "unknown")
+EXECUTION_STATUSES = ("scheduled", "running", "succeeded", "failed", "aborted", "incomplete")
+EXECUTION_TRIGGERS = ("schedule", "manual", "retry", "remote")
+TAKEOVER_OUTCOMES = ("committed", "cancelled", "skipped", "no_destination", "held", "manual")
+
+# Deterministic constraint names, so migrations can name what they alter or drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+UUID_LEN = 36
+NAME_LEN = 255
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """SQL text ``"column" IN ('a', 'b')`` for a CHECK constraint (values are constants).
+
+    The column is quoted because ``trigger`` is a keyword in SQLite.
+    """
+    return f'"{column}" IN ({", ".join(repr(v) for v in values)})'
+
+
+cluster_members = Table(
+    "cluster_members",
+    metadata,
+    Column("uuid", String(UUID_LEN), primary_key=True),
+    Column("name", String(NAME_LEN), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("passive", Boolean, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("first_seen_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger, nullable=True),  # NULL: never heard (orphaned owner)
+    Column("state_changed_ms", BigInteger, nullable=False),
+    CheckConstraint(_one_of("state", MEMBER_STATES), name="state"),
+)
+
+scheduled_jobs = Table(
+    "scheduled_jobs",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("project", String(NAME_LEN), nullable=False),
+    Column("group_name", String(NAME_LEN), nullable=False),
+    Column("name", String(NAME_LEN), nullable=False),
+    Column("command", JSON, nullable=False),
+    Column("schedule", String(NAME_LEN), nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("owner_uuid", String(UUID_LEN), nullable=False, index=True),
+    Column("owner_epoch", Integer, nullable=False),
+    Column("retry_count", Integer, nullable=False),
+    Column("retry_delay_s", Float, nullable=False),
+    Column("next_fire_ms", BigInteger, nullable=True),
+    Column("last_fire_ms", BigInteger, nullable=True),
+    Column("modified_by", String(UUID_LEN), nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("project", "group_name", "name"),
+    CheckConstraint("owner_epoch >= 1", name="owner_epoch"),
+    CheckConstraint("retry_count >= 0", name="retry_count"),
+    CheckConstraint("retry_delay_s >= 0", name="retry_delay_s"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("job_id", String(UUID_LEN), ForeignKey("scheduled_jobs.id"), nullable=False, index=True),
+    Column("member_uuid", String(UUID_LEN), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("retry_of", String(UUID_LEN), nullable=True, index=True),
+    Column("trigger", String(16), nullable=False),
+    Column("fire_ms", BigInteger, nullable=False),
+    Column("owner_epoch", Integer, nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("started_ms", BigInteger, nullable=True),
+    Column("ended_ms", BigInteger, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("output_tail", Text, nullable=True),
+    Column("rq_job_id", String(128), nullable=True),
+    # member_uuid leads, so this index also serves lookups by member alone.
+    Index(None, "member_uuid", "status"),
+    CheckConstraint(_one_of("status", EXECUTION_STATUSES), name="status"),
+    CheckConstraint(_one_of("trigger", EXECUTION_TRIGGERS), name="trigger"),
+    CheckConstraint("attempt >= 1", name="attempt"),
+)
+
+
+def _audit_table(name: str, count_column: str, list_column: str) -> Table:
+    """``takeovers`` and ``recoveries`` share one shape but for what they count and list."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("proposal_id", String(128), nullable=False, unique=True),
+        Column("dead_uuid", String(UUID_LEN), nullable=False, index=True),
+        Column("policy", String(32), nullable=False),
+        Column("proposed_ms", BigInteger, nullable=False),
+        Column("due_ms", BigInteger, nullable=False),
+        Column("decided_ms", BigInteger, nullable=True),
+        Column("outcome", String(32), nullable=True),
+        Column(count_column, Integer, nullable=False),
+        Column(list_column, JSON, nullable=False),
+        Column("detail", Text, nullable=False),
+    )
+
+
+takeovers = _audit_table("takeovers", "jobs_moved", "destinations")
+takeovers.append_constraint(
+    CheckConstraint(_one_of("outcome", TAKEOVER_OUTCOMES), name="outcome"),
+)
+recoveries = _audit_table("recoveries", "executions_marked", "retries")

@@ -1,0 +1,59 @@
+"""SQL fixtures: ``db_url`` (SQLite file, and PostgreSQL when QWC_TEST_DATABASE_URL is set)
+and ``store`` (a migrated ``Store`` on it).
+
+For PostgreSQL the ``public`` schema of that database is dropped and re-created before each
+test; a server that does not answer makes the test fail (never skip).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from workers.store import Store, create_store_engine, upgrade
+
+__all__ = ["db_url", "reset_postgres_schema", "sql_backends", "store"]
+
+DATABASE_URL_ENV = "QWC_TEST_DATABASE_URL"
+
+
+def sql_backends() -> list[str]:
+    """``["sqlite"]``, plus ``"postgresql"`` when QWC_TEST_DATABASE_URL is set."""
+    return ["sqlite", "postgresql"] if os.environ.get(DATABASE_URL_ENV) else ["sqlite"]
+
+
+def reset_postgres_schema(url: str) -> None:
+    """Drop and re-create the ``public`` schema (every table, and alembic_version)."""
+    engine = create_engine(url, connect_args={"connect_timeout": 10})
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=sql_backends())
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty database: a SQLite file in ``tmp_path``, or the (reset) PostgreSQL
+    database of QWC_TEST_DATABASE_URL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'qwc.db'}"
+    url = os.environ[DATABASE_URL_ENV]
+    reset_postgres_schema(url)
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A migrated ``Store`` on ``db_url``, disposed after the test."""
+    engine = create_store_engine(db_url)
+    try:
+        upgrade(engine)
+        yield Store(engine)
+    finally:
+        engine.dispose()

@@ -1,0 +1,158 @@
+"""Migrations: idempotent, equal to schemas.tables, safe when run concurrently; open_store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import make_url
+
+from schemas.errors import StoreError
+from schemas.tables import metadata
+from workers.store import (
+    check_migrated,
+    create_store_engine,
+    current_revision,
+    default_sqlite_url,
+    head_revision,
+    masked_url,
+    open_store,
+    upgrade,
+)
+
+TABLES = {"cluster_members", "scheduled_jobs", "executions", "takeovers", "recoveries"}
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = create_store_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision() == "0001"
+    upgrade(engine)
+    assert current_revision(engine) == "0001"
+    assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+
+
+def test_migrated_schema_matches_the_metadata(engine: Engine) -> None:
+    upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+
+
+def _names_in_database(engine: Engine, table: str) -> set[str]:
+    inspector = inspect(engine)
+    found = [inspector.get_pk_constraint(table)]
+    found += inspector.get_unique_constraints(table) + inspector.get_check_constraints(table)
+    found += inspector.get_foreign_keys(table) + inspector.get_indexes(table)
+    return {str(item["name"]) for item in found}
+
+
+def test_migrated_constraint_names_are_those_of_the_metadata(engine: Engine) -> None:
+    # compare_metadata does not look at CHECK constraints nor every name: compare names here.
+    upgrade(engine)
+    for table in metadata.sorted_tables:
+        expected = {str(c.name) for c in table.constraints} | {str(i.name) for i in table.indexes}
+        assert _names_in_database(engine, table.name) == expected, table.name
+
+
+def test_concurrent_upgrades_from_two_processes(db_url: str) -> None:
+    code = (
+        "import sys\n"
+        "from workers.store import create_store_engine, upgrade\n"
+        "engine = create_store_engine(sys.argv[1])\n"
+        "upgrade(engine)\n"
+        "engine.dispose()\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [proc.communicate(timeout=60)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], errors
+    engine = create_store_engine(db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_open_store_migrates_the_embedded_sqlite(tmp_path: Path) -> None:
+    settings = SimpleNamespace(database_url=None, home_dir=tmp_path / "home")
+    store = open_store(settings)
+    try:
+        assert store.dialect == "sqlite"
+        assert (tmp_path / "home" / "qwc.db").is_file()
+        assert current_revision(store.engine) == head_revision()
+    finally:
+        store.dispose()
+
+
+def test_open_store_migrates_sqlite_but_only_checks_a_server(db_url: str, tmp_path: Path) -> None:
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        store = open_store(SimpleNamespace(database_url=db_url, home_dir=tmp_path))
+        try:
+            assert current_revision(store.engine) == head_revision()
+        finally:
+            store.dispose()
+        return
+    with_password = url.set(password="s3cret").render_as_string(hide_password=False)
+    settings = SimpleNamespace(database_url=with_password, home_dir=tmp_path)
+    with pytest.raises(StoreError, match="is not migrated: run `qwc db upgrade`") as caught:
+        open_store(settings)
+    assert "s3cret" not in str(caught.value)
+    engine = create_store_engine(db_url)
+    try:
+        assert current_revision(engine) is None  # nothing was created
+    finally:
+        engine.dispose()
+
+
+def test_open_store_on_a_migrated_server_database(db_url: str, tmp_path: Path) -> None:
+    engine = create_store_engine(db_url)
+    upgrade(engine)
+    engine.dispose()
+    store = open_store(SimpleNamespace(database_url=db_url, home_dir=tmp_path))
+    try:
+        check_migrated(store.engine)
+        assert store.url == masked_url(db_url)
+    finally:
+        store.dispose()
+
+
+def test_unreachable_database_is_a_store_error() -> None:
+    engine = create_store_engine("postgresql+psycopg://u:s3cret@127.0.0.1:1/none")
+    try:
+        with pytest.raises(StoreError, match="cannot reach database") as caught:
+            current_revision(engine)
+        assert "s3cret" not in str(caught.value)
+        with pytest.raises(StoreError, match="cannot migrate database"):
+            upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_default_sqlite_url_creates_the_directory(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    assert url == f"sqlite:///{(tmp_path / 'a' / 'b' / 'qwc.db').resolve()}"
+
+
+def test_masked_url_hides_the_password() -> None:
+    assert masked_url("postgresql+psycopg://u:pw@h/db") == "postgresql+psycopg://u:***@h/db"
+    assert "pw" not in masked_url("not a url://u:pw@h")

@@ -1,0 +1,147 @@
+"""The SQL store shared by every member and worker (SQLAlchemy 2 Core, Alembic).
+
+``open_store(settings)`` gives a ``Store``; the functions below take a ``Store``, an
+``Engine`` or a ``Connection`` (then they run in the caller's transaction, so several of
+them can be combined atomically: ``with store.begin() as conn: ...``). Times are epoch
+milliseconds passed in by the caller (``now_ms``); the store never reads a clock.
+
+Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
+``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``.
+Tables: ``schemas.tables``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from schemas.errors import StoreError
+from workers.store._db import Db
+from workers.store.audit import (
+    FINAL_OUTCOMES,
+    RecoveryRow,
+    TakeoverRow,
+    list_recoveries,
+    list_takeovers,
+    record_recovery,
+    record_takeover,
+)
+from workers.store.engine import Store, create_store_engine, default_sqlite_url, masked_url
+from workers.store.executions import (
+    ExecutionRow,
+    finish_execution,
+    get_execution,
+    insert_execution,
+    list_executions,
+    mark_incomplete,
+    move_scheduled_executions,
+    start_execution,
+)
+from workers.store.fence import claim_fire, fire_job, set_next_fire_ms
+from workers.store.jobs import (
+    JobRow,
+    count_jobs_by_owner,
+    create_job,
+    get_job,
+    list_jobs,
+    reassign_jobs,
+    update_job,
+)
+from workers.store.members import (
+    MemberRow,
+    get_member,
+    known_member_uuids,
+    list_members,
+    record_member_state,
+)
+from workers.store.migrate import check_migrated, current_revision, head_revision, upgrade
+
+__all__ = [
+    "FINAL_OUTCOMES",
+    "Db",
+    "ExecutionRow",
+    "JobRow",
+    "MemberRow",
+    "RecoveryRow",
+    "Store",
+    "StoreSettings",
+    "TakeoverRow",
+    "check_migrated",
+    "claim_fire",
+    "count_jobs_by_owner",
+    "create_job",
+    "create_store_engine",
+    "current_revision",
+    "default_sqlite_url",
+    "finish_execution",
+    "fire_job",
+    "get_execution",
+    "get_job",
+    "get_member",
+    "head_revision",
+    "insert_execution",
+    "known_member_uuids",
+    "list_executions",
+    "list_jobs",
+    "list_members",
+    "list_recoveries",
+    "list_takeovers",
+    "mark_incomplete",
+    "masked_url",
+    "move_scheduled_executions",
+    "open_store",
+    "reassign_jobs",
+    "record_member_state",
+    "record_recovery",
+    "record_takeover",
+    "set_next_fire_ms",
+    "start_execution",
+    "store_url",
+    "update_job",
+    "upgrade",
+]
+
+log = logging.getLogger(__name__)
+
+
+class StoreSettings(Protocol):
+    """The two settings the store reads (``schemas.settings.Settings`` has both)."""
+
+    @property
+    def database_url(self) -> str | None: ...
+
+    @property
+    def home_dir(self) -> Path: ...
+
+
+def store_url(settings: StoreSettings) -> str:
+    """The configured database URL, or the embedded SQLite file under ``home_dir``."""
+    return settings.database_url or default_sqlite_url(settings.home_dir)
+
+
+def open_store(settings: StoreSettings) -> Store:
+    """Open the store of ``settings``.
+
+    A SQLite database (the embedded default when ``database_url`` is None) is migrated
+    automatically. Any other database (PostgreSQL) is only checked: when its schema is
+    missing or outdated this raises ``StoreError`` asking to run ``qwc db upgrade``.
+    Raises ``StoreError`` too when the database cannot be reached or the URL is invalid.
+    """
+    url = store_url(settings)
+    try:
+        engine = create_store_engine(url)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise StoreError(f"invalid database URL {masked_url(url)}: {exc}") from exc
+    try:
+        if engine.dialect.name == "sqlite":
+            upgrade(engine)
+        else:
+            check_migrated(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    log.info("store: opened %s", masked_url(url))
+    return Store(engine)

@@ -1,0 +1,179 @@
+"""Audit of takeover and recovery proposals, one row per proposal id (unique).
+
+``record_takeover`` / ``record_recovery`` insert the row, or update it while its outcome is
+not final yet (None — pending —, ``no_destination`` or ``held`` may be retried). A final
+outcome (``FINAL_OUTCOMES``) is written once: recording the same proposal again changes
+nothing and returns False. Called first inside the transaction that moves jobs or marks
+executions, it makes committing one proposal twice impossible — on PostgreSQL the second
+transaction waits on the row and then sees the final outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import RowMapping, Table, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from schemas.tables import recoveries, takeovers
+from workers.store._db import Db, reading, writing
+
+__all__ = [
+    "FINAL_OUTCOMES",
+    "RecoveryRow",
+    "TakeoverRow",
+    "list_recoveries",
+    "list_takeovers",
+    "record_recovery",
+    "record_takeover",
+]
+
+log = logging.getLogger(__name__)
+
+FINAL_OUTCOMES = frozenset({"committed", "cancelled", "skipped", "manual"})
+
+
+@dataclass(frozen=True)
+class TakeoverRow:
+    """One ``takeovers`` row; ``destinations`` maps member uuid -> jobs moved there."""
+
+    id: int
+    proposal_id: str
+    dead_uuid: str
+    policy: str
+    proposed_ms: int
+    due_ms: int
+    decided_ms: int | None
+    outcome: str | None
+    jobs_moved: int
+    destinations: dict[str, int]
+    detail: str
+
+
+@dataclass(frozen=True)
+class RecoveryRow:
+    """One ``recoveries`` row; ``retries`` is the JSON list the recovery worker stored."""
+
+    id: int
+    proposal_id: str
+    dead_uuid: str
+    policy: str
+    proposed_ms: int
+    due_ms: int
+    decided_ms: int | None
+    outcome: str | None
+    executions_marked: int
+    retries: tuple[Any, ...]
+    detail: str
+
+
+def record_takeover(
+    db: Db,
+    *,
+    proposal_id: str,
+    dead_uuid: str,
+    policy: str,
+    proposed_ms: int,
+    due_ms: int,
+    decided_ms: int | None = None,
+    outcome: str | None = None,
+    jobs_moved: int = 0,
+    destinations: Mapping[str, int] | None = None,
+    detail: str = "",
+) -> bool:
+    """Record takeover proposal ``proposal_id`` (times in epoch ms). False when it already
+    has a final outcome (nothing changed). Raises ``IntegrityError`` for an unknown outcome."""
+    values = {
+        "proposal_id": proposal_id,
+        "dead_uuid": dead_uuid,
+        "policy": policy,
+        "proposed_ms": proposed_ms,
+        "due_ms": due_ms,
+        "decided_ms": decided_ms,
+        "outcome": outcome,
+        "jobs_moved": jobs_moved,
+        "destinations": dict(destinations or {}),
+        "detail": detail,
+    }
+    return _record(db, takeovers, values)
+
+
+def record_recovery(
+    db: Db,
+    *,
+    proposal_id: str,
+    dead_uuid: str,
+    policy: str,
+    proposed_ms: int,
+    due_ms: int,
+    decided_ms: int | None = None,
+    outcome: str | None = None,
+    executions_marked: int = 0,
+    retries: Sequence[Any] = (),
+    detail: str = "",
+) -> bool:
+    """Record recovery proposal ``proposal_id`` (times in epoch ms). False when it already
+    has a final outcome (nothing changed)."""
+    values = {
+        "proposal_id": proposal_id,
+        "dead_uuid": dead_uuid,
+        "policy": policy,
+        "proposed_ms": proposed_ms,
+        "due_ms": due_ms,
+        "decided_ms": decided_ms,
+        "outcome": outcome,
+        "executions_marked": executions_marked,
+        "retries": list(retries),
+        "detail": detail,
+    }
+    return _record(db, recoveries, values)
+
+
+def _record(db: Db, table: Table, values: dict[str, Any]) -> bool:
+    with writing(db) as conn:
+        module = postgresql if conn.dialect.name == "postgresql" else sqlite
+        insert: Any = module.insert(table).values(values)
+        kept = {"proposal_id", "proposed_ms"}
+        stmt = insert.on_conflict_do_update(
+            index_elements=[table.c.proposal_id],
+            set_={key: insert.excluded[key] for key in values if key not in kept},
+            where=or_(table.c.outcome.is_(None), table.c.outcome.not_in(FINAL_OUTCOMES)),
+        )
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+        changed = conn.execute(stmt.returning(table.c.id)).first() is not None
+    log.info(
+        "%s %s: outcome %s %s",
+        table.name,
+        values["proposal_id"],
+        values["outcome"],
+        "recorded" if changed else "ignored (already final)",
+    )
+    return changed
+
+
+def list_takeovers(
+    db: Db, *, dead_uuid: str | None = None, limit: int | None = 100
+) -> list[TakeoverRow]:
+    """Takeover audit rows, newest first."""
+    return [TakeoverRow(**row) for row in _list(db, takeovers, dead_uuid, limit)]
+
+
+def list_recoveries(
+    db: Db, *, dead_uuid: str | None = None, limit: int | None = 100
+) -> list[RecoveryRow]:
+    """Recovery audit rows, newest first."""
+    rows = _list(db, recoveries, dead_uuid, limit)
+    return [RecoveryRow(**{**row, "retries": tuple(row["retries"])}) for row in rows]
+
+
+def _list(db: Db, table: Table, dead_uuid: str | None, limit: int | None) -> list[RowMapping]:
+    stmt = select(table).order_by(table.c.proposed_ms.desc(), table.c.id.desc())
+    if dead_uuid is not None:
+        stmt = stmt.where(table.c.dead_uuid == dead_uuid)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with reading(db) as conn:
+        return list(conn.execute(stmt).mappings())

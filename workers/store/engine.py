@@ -1,0 +1,133 @@
+"""Engines for the store: embedded SQLite or PostgreSQL (psycopg 3), and the ``Store`` handle.
+
+SQLite is tuned for several processes sharing one file: WAL journal, foreign keys on,
+a busy timeout, and SQLAlchemy (not the sqlite3 driver) emits ``BEGIN`` — so SELECTs run
+inside the transaction too, and write transactions (``Store.begin()``) start with
+``BEGIN IMMEDIATE``: they take the write lock up front and wait for it (busy timeout)
+instead of failing half-way with "database is locked" when two writers race.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "Store",
+    "create_store_engine",
+    "default_sqlite_url",
+    "masked_url",
+]
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_FILE_NAME = "qwc.db"
+# Execution option set by Store.begin(): the SQLite "begin" hook then emits BEGIN IMMEDIATE.
+_WRITE_OPTION = "qwc_write"
+
+
+def default_sqlite_url(home_dir: Path) -> str:
+    """URL of the embedded SQLite database ``home_dir/qwc.db``; creates ``home_dir``.
+
+    Raises ``OSError`` when the directory cannot be created.
+    """
+    home_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(home_dir / SQLITE_FILE_NAME).resolve()}"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (safe to print or log), even when
+    ``url`` is not a valid SQLAlchemy URL."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    Raises ``sqlalchemy.exc.ArgumentError`` for a malformed URL and
+    ``sqlalchemy.exc.NoSuchModuleError`` for an unknown dialect; nothing connects yet.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 driver (see _sqlite_on_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Store:
+    """The store's engine and URL. Close what you open: ``Store.close()``.
+
+    ``begin()`` yields a connection in a write transaction (committed on success, rolled
+    back on error); ``connect()`` yields a connection for reads.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password masked."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for reads; its implicit transaction is rolled back on exit."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def close(self) -> None:
+        """Same as ``dispose()``."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
