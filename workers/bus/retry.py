@@ -1,0 +1,89 @@
+"""Retrying transient Redis and SQL errors in the worker loops, with logged backoff.
+
+Transient: the connection is lost or the server is not ready yet, so the same step may
+succeed later. Redis: ``ConnectionError`` (but not authentication/authorization errors),
+``TimeoutError``, ``BusyLoadingError`` and replies starting ``LOADING``, ``TRYAGAIN``,
+``MASTERDOWN`` or ``CLUSTERDOWN``. SQL: SQLAlchemy's ``OperationalError`` (server gone,
+SQLite busy), pool timeouts, and any DBAPI error that invalidated its connection. Everything
+else is a bug or a refusal and propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+import sqlalchemy.exc
+from redis.exceptions import AuthenticationError, AuthorizationError
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+
+__all__ = ["MIN_BACKOFF_S", "is_transient", "run_forever"]
+
+MIN_BACKOFF_S = 0.05
+_TRANSIENT_REPLIES = ("LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying after a pause (see the module docstring)."""
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return False
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return True  # includes BusyLoadingError
+    if isinstance(exc, redis.ResponseError):
+        return str(exc).startswith(_TRANSIENT_REPLIES)
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.TimeoutError):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+
+
+def run_forever(
+    step: Callable[[], None],
+    *,
+    stop: threading.Event,
+    what: str,
+    logger: logging.Logger,
+    max_backoff_s: float = 5.0,
+    min_backoff_s: float = MIN_BACKOFF_S,
+) -> None:
+    """Call ``step()`` repeatedly until ``stop`` is set.
+
+    A transient error is logged as a warning (``"<what>: connection lost (<err>); retry in
+    <s>s"``) and ``step`` is retried after a random exponential backoff: ``min_backoff_s``
+    first, then up to twice as long each time (full jitter), at most ``max_backoff_s``; a
+    success resets the backoff. Setting ``stop`` interrupts the backoff, and ``run_forever``
+    returns without raising. Any other error propagates (after at most one ``step()``
+    started before ``stop`` was set).
+    """
+
+    def attempt() -> None:
+        if not stop.is_set():
+            step()
+
+    def log_retry(state: RetryCallState) -> None:
+        delay_s = state.next_action.sleep if state.next_action else 0.0
+        exc = state.outcome.exception() if state.outcome else None
+        err = f"{type(exc).__name__}: {exc}"
+        logger.warning("%s: connection lost (%s); retry in %.2fs", what, err, delay_s)
+
+    def pause(delay_s: float) -> None:
+        stop.wait(delay_s)
+
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_random_exponential(
+            multiplier=min_backoff_s, max=max_backoff_s, min=min_backoff_s
+        ),
+        stop=lambda _state: stop.is_set(),
+        sleep=pause,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    while not stop.is_set():
+        try:
+            retrying(attempt)  # a fresh call: the backoff starts over after each success
+        except Exception as exc:
+            if stop.is_set() and is_transient(exc):
+                return
+            raise
