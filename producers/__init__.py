@@ -1,0 +1,4 @@
+"""What a member embeds, given a Redis client: the heartbeat producer and the command client.
+
+Imports only ``schemas`` and ``redis``; never ``workers``.
+"""

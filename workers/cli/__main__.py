@@ -1,0 +1,5 @@
+"""``python -m workers.cli`` runs ``qwc``."""
+
+from workers.cli.main import main
+
+main()

@@ -1,0 +1,91 @@
+"""What every ``qwc`` command shares: the lazily loaded settings and logging set-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from schemas.errors import ConfigError
+from schemas.settings import Settings, load_settings
+
+__all__ = [
+    "CliContext",
+    "configure_logging",
+    "default_consumer_name",
+    "echo_json",
+    "fail",
+    "pass_cli",
+    "stop_on_signals",
+]
+
+
+@dataclass
+class CliContext:
+    """Holds ``--config`` and loads the settings once, on first use."""
+
+    config_path: Path | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self, **overrides: object) -> Settings:
+        """The effective settings; on an invalid file prints every problem and exits 2."""
+        if self._settings is None or overrides:
+            try:
+                loaded = load_settings(self.config_path, overrides=overrides or None)
+            except ConfigError as exc:
+                click.echo(str(exc), err=True)
+                raise SystemExit(2) from None
+            if overrides:
+                return loaded
+            self._settings = loaded
+        return self._settings
+
+
+pass_cli = click.make_pass_decorator(CliContext, ensure=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``message`` on stderr and exit with ``code`` (no traceback)."""
+    click.echo(f"qwc: {message}", err=True)
+    raise SystemExit(code)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Only the CLI configures handlers. 0: warnings, 1: info, 2+: debug."""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for a process's main loop to end cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        logging.getLogger(__name__).info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def default_consumer_name(kind: str) -> str:
+    """A consumer name unique to this process: ``<kind>-<host>-<pid>``."""
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def echo_json(value: object) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))

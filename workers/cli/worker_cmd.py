@@ -1,0 +1,58 @@
+"""``qwc worker …``: run one of the cluster's worker processes in the foreground."""
+
+from __future__ import annotations
+
+import click
+
+from workers.bus.connect import connect
+from workers.cli.common import CliContext, default_consumer_name, pass_cli, stop_on_signals
+from workers.liveness.worker import LivenessWorker
+from workers.store import open_store
+
+__all__ = ["COMMANDS"]
+
+
+@click.group()
+def worker() -> None:
+    """Run a worker process in the foreground (stop it with SIGTERM or Ctrl-C).
+
+    Run as many replicas of each worker as you like: they share a Redis consumer group,
+    so each heartbeat or proposal is handled once, and what a dead replica held is
+    reclaimed by another.
+    """
+
+
+@worker.command()
+@click.option(
+    "--consumer",
+    default=None,
+    help="Consumer name in the 'liveness' group (default: liveness-<host>-<pid>). "
+    "Give a stable name to resume this consumer's unacknowledged entries after a restart.",
+)
+@pass_cli
+def liveness(cli: CliContext, consumer: str | None) -> None:
+    """Turn heartbeats into the cluster view: active / inactive / dead.
+
+    Reads the heartbeats stream in the consumer group 'liveness', ages each member on the
+    Redis server clock, emits every state change once on the membership stream and records
+    it in the store's cluster_members table. Timings come from
+    qwcontrol.clusterMode.heartbeat.considerInactive and .considerDead.
+    """
+    settings = cli.settings()
+    stop = stop_on_signals()
+    client = connect(settings, client_name=consumer or default_consumer_name("liveness"))
+    store = open_store(settings)
+    try:
+        LivenessWorker(
+            client,
+            store,
+            settings,
+            consumer=consumer or default_consumer_name("liveness"),
+            stop=stop,
+        ).run()
+    finally:
+        client.close()
+        store.close()
+
+
+COMMANDS: list[click.Command] = [worker]

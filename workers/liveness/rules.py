@@ -1,0 +1,102 @@
+"""Pure liveness rules: which state a member is in at ``now``, and when that next changes.
+
+A member is ``active`` while the age of its last heartbeat is below considerInactive,
+``inactive`` while it is below considerDead, and ``dead`` after. Ages use the Redis server
+clock only (stream entry ids and ``TIME``), never a member's clock.
+
+Grace rule: the view has a start time (``view_started_ms``, when it was created or found
+lost). Nobody is declared dead before considerDead of observation since then, whatever
+the age of the last heartbeat it holds. A member known to the store that never
+heartbeat since the view started counts as last seen at the view's start, so it turns
+inactive and dead like any silent member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from schemas.messages import MemberState
+
+__all__ = [
+    "MemberObservation",
+    "Thresholds",
+    "Transition",
+    "decide",
+    "next_deadline_ms",
+    "state_at",
+]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """considerInactive and considerDead in milliseconds (inactive_ms < dead_ms)."""
+
+    inactive_ms: int
+    dead_ms: int
+
+    @classmethod
+    def from_seconds(cls, consider_inactive_s: float, consider_dead_s: float) -> Thresholds:
+        if not 0 < consider_inactive_s < consider_dead_s:
+            raise ValueError("need 0 < considerInactive < considerDead")
+        return cls(round(consider_inactive_s * 1000), round(consider_dead_s * 1000))
+
+
+@dataclass(frozen=True)
+class MemberObservation:
+    """What the view holds of one member (``last_seen_ms`` None: never heard in this view)."""
+
+    uuid: str
+    state: MemberState | None
+    last_seen_ms: int | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A state change to apply if the member's view is still ``from_state`` / ``last_seen_ms``."""
+
+    uuid: str
+    from_state: MemberState | None
+    to_state: MemberState
+    last_seen_ms: int | None
+
+
+def state_at(
+    last_seen_ms: int | None, now_ms: int, view_started_ms: int, th: Thresholds
+) -> MemberState:
+    """The state of a member at ``now_ms`` (all Redis server milliseconds)."""
+    basis_ms = view_started_ms if last_seen_ms is None else last_seen_ms
+    age_ms = now_ms - basis_ms
+    if age_ms < th.inactive_ms:
+        return MemberState.ACTIVE
+    observed_ms = now_ms - view_started_ms
+    if age_ms < th.dead_ms or observed_ms < th.dead_ms:
+        return MemberState.INACTIVE
+    return MemberState.DEAD
+
+
+def next_deadline_ms(
+    last_seen_ms: int | None, now_ms: int, view_started_ms: int, th: Thresholds
+) -> int | None:
+    """The first time after ``now_ms`` at which the member's state changes if it stays silent.
+
+    None when it is already dead (nothing changes without a heartbeat).
+    """
+    basis_ms = view_started_ms if last_seen_ms is None else last_seen_ms
+    inactive_at = basis_ms + th.inactive_ms
+    if now_ms < inactive_at:
+        return inactive_at
+    dead_at = max(basis_ms, view_started_ms) + th.dead_ms
+    return dead_at if now_ms < dead_at else None
+
+
+def decide(
+    members: Iterable[MemberObservation], now_ms: int, view_started_ms: int, th: Thresholds
+) -> list[Transition]:
+    """The transitions due at ``now_ms``: one for each member whose state differs from its rule."""
+    out: list[Transition] = []
+    for m in members:
+        to_state = state_at(m.last_seen_ms, now_ms, view_started_ms, th)
+        if to_state != m.state:
+            out.append(Transition(m.uuid, m.state, to_state, m.last_seen_ms))
+    return out

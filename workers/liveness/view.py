@@ -1,0 +1,278 @@
+"""The liveness view in Redis, shared by every liveness worker replica.
+
+Layout (key names in :mod:`schemas.keys`): ``view:seen`` (zset uuid -> last heartbeat ms),
+``view:watch`` (the same for members not yet dead, plus store members never heard, scored
+at the view's start), ``view:state`` (hash uuid -> state), ``view:info`` (hash uuid -> last
+heartbeat, msgpack), ``view:started`` (ms the view began: the grace rule's origin).
+
+State changes go through one Lua script that compares-and-sets a member's state and last
+seen time and appends the change to the membership stream in the same atomic step, so a
+change happens once whichever replica sees it first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from schemas.codec import decode_as, encode
+from schemas.errors import DecodeError
+from schemas.keys import MESSAGE_FIELD, Keys
+from schemas.messages import Heartbeat, MembershipChange, MemberState
+from workers.liveness.rules import MemberObservation, Transition
+
+__all__ = [
+    "Clock",
+    "ViewSnapshot",
+    "apply_transitions",
+    "decode_heartbeats",
+    "observations_from",
+    "queue_observe",
+    "read_clock",
+    "read_heartbeats",
+    "read_names",
+    "read_observations",
+    "read_snapshot",
+    "seed_unseen",
+]
+
+log = logging.getLogger(__name__)
+
+MEMBERSHIP_MAXLEN = 100_000
+
+# KEYS: state, seen, watch, membership. ARGV: maxlen, message field, then per change 5 values:
+# uuid, expected state ("" = none), expected last seen ("" = never), new state, payload.
+_TRANSITION_LUA = """
+local applied = {}
+local n = 0
+for i = 3, #ARGV, 5 do
+  local uuid, want_state, want_seen = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local cur_state = redis.call('HGET', KEYS[1], uuid) or ''
+  local cur_seen = redis.call('ZSCORE', KEYS[2], uuid)
+  local same_seen
+  if want_seen == '' then same_seen = (not cur_seen) else
+    same_seen = cur_seen and tonumber(cur_seen) == tonumber(want_seen) end
+  if cur_state == want_state and same_seen then
+    redis.call('HSET', KEYS[1], uuid, ARGV[i + 3])
+    if ARGV[i + 3] == 'dead' then redis.call('ZREM', KEYS[3], uuid) end
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[i + 4])
+    n = n + 1
+    applied[n] = uuid
+  end
+end
+return applied
+"""
+
+
+def queue_observe(
+    pipe: Any, keys: Keys, beats: Sequence[tuple[int, Heartbeat, bytes]]
+) -> list[str]:
+    """Queue on ``pipe`` the recording of heartbeats ``(entry_ms, heartbeat, raw)`` and the
+    read-back of each member's state and last seen time, as the pipeline's last two commands.
+
+    Returns the member uuids, in the order of those two replies (see ``observations_from``).
+    """
+    latest: dict[str, tuple[int, bytes]] = {}
+    for ms, hb, raw in beats:
+        if hb.uuid not in latest or latest[hb.uuid][0] <= ms:
+            latest[hb.uuid] = (ms, raw)
+    if not latest:
+        return []
+    uuids = list(latest)
+    scores = {uuid: ms for uuid, (ms, _) in latest.items()}
+    pipe.zadd(keys.view_seen, scores, gt=True)
+    pipe.zadd(keys.view_watch, scores, gt=True)
+    pipe.hset(keys.view_info, mapping={uuid: raw for uuid, (_, raw) in latest.items()})
+    pipe.hmget(keys.view_state, uuids)
+    pipe.zmscore(keys.view_seen, uuids)
+    return uuids
+
+
+def observations_from(
+    uuids: Sequence[str], states: Sequence[bytes | None], seen: Sequence[float | None]
+) -> list[MemberObservation]:
+    """Parse the HMGET state / ZMSCORE seen replies for ``uuids``."""
+    return [
+        MemberObservation(
+            uuid,
+            MemberState(s.decode()) if s else None,
+            None if ms is None else int(ms),
+        )
+        for uuid, s, ms in zip(uuids, states, seen, strict=True)
+    ]
+
+
+def read_observations(r: redis.Redis, keys: Keys, uuids: Sequence[str]) -> list[MemberObservation]:
+    """Each member's state and last seen time, in one round trip."""
+    if not uuids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    pipe.hmget(keys.view_state, list(uuids))
+    pipe.zmscore(keys.view_seen, list(uuids))
+    states, seen = pipe.execute()
+    return observations_from(list(uuids), states, seen)
+
+
+# KEYS: started, watch. ARGV: inactive_ms. One round trip for the loop's clock and sweep:
+# the server time, the view's start (created now when missing: the view was lost), members
+# whose watch score is at least considerInactive old, and the oldest still-active score.
+_CLOCK_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local started = redis.call('GET', KEYS[1])
+local created = 0
+if not started then
+  redis.call('SET', KEYS[1], now)
+  started = now
+  created = 1
+end
+local cutoff = now - tonumber(ARGV[1])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+local first = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cutoff, '+inf',
+                         'WITHSCORES', 'LIMIT', 0, 1)
+return {now, tonumber(started), created, stale, first[2] or false}
+"""
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The loop's reading of the server clock and the view, taken in one round trip."""
+
+    now_ms: int
+    view_started_ms: int
+    view_created: bool
+    candidates: list[str]  # watch score <= now - considerInactive: may turn inactive or dead
+    first_active_score_ms: int | None  # the next member to reach considerInactive
+
+
+def read_clock(r: redis.Redis, keys: Keys, inactive_ms: int) -> Clock:
+    """Server time, the view's start (created if lost) and the sweep candidates, atomically."""
+    script = r.register_script(_CLOCK_LUA)
+    now, started, created, stale, first = script(
+        keys=[keys.view_started, keys.view_watch], args=[inactive_ms]
+    )
+    return Clock(
+        now_ms=int(now),
+        view_started_ms=int(started),
+        view_created=bool(created),
+        candidates=[u.decode() for u in stale],
+        first_active_score_ms=None if first is None else int(float(first)),
+    )
+
+
+def seed_unseen(r: redis.Redis, keys: Keys, uuids: Iterable[str], view_started_ms: int) -> int:
+    """Watch store members the view never heard of, as last seen at the view's start.
+
+    Returns how many were added. Members the view already has a state for are left alone.
+    """
+    wanted = sorted(set(uuids))
+    if not wanted:
+        return 0
+    states = r.hmget(keys.view_state, wanted)
+    new = [u for u, s in zip(wanted, states, strict=True) if s is None]
+    if not new:
+        return 0
+    added = r.zadd(keys.view_watch, dict.fromkeys(new, view_started_ms), nx=True)
+    return int(added or 0)
+
+
+def apply_transitions(
+    r: redis.Redis,
+    keys: Keys,
+    transitions: Sequence[Transition],
+    *,
+    now_ms: int,
+    names: dict[str, str],
+    reason: str,
+) -> list[MembershipChange]:
+    """Compare-and-set each transition; return the changes this call applied (emitted once)."""
+    if not transitions:
+        return []
+    changes = {
+        t.uuid: MembershipChange(
+            uuid=t.uuid,
+            name=names.get(t.uuid, ""),
+            from_state=t.from_state,
+            to_state=t.to_state,
+            at_ms=now_ms,
+            last_seen_ms=t.last_seen_ms or 0,
+            reason=reason,
+        )
+        for t in transitions
+    }
+    argv: list[Any] = [MEMBERSHIP_MAXLEN, MESSAGE_FIELD]
+    for t in transitions:
+        argv += [
+            t.uuid,
+            t.from_state.value if t.from_state else "",
+            "" if t.last_seen_ms is None else t.last_seen_ms,
+            t.to_state.value,
+            encode(changes[t.uuid]),
+        ]
+    script = r.register_script(_TRANSITION_LUA)
+    applied = script(
+        keys=[keys.view_state, keys.view_seen, keys.view_watch, keys.membership], args=argv
+    )
+    out = [changes[u.decode()] for u in applied]
+    for c in out:
+        log.info("member %s (%s): %s -> %s", c.uuid, c.name, c.from_state, c.to_state)
+    return out
+
+
+@dataclass(frozen=True)
+class ViewSnapshot:
+    """Everything ``qwc members`` shows from Redis, read in one round trip."""
+
+    now_ms: int
+    view_started_ms: int | None
+    seen_ms: dict[str, int]
+    states: dict[str, MemberState]
+    info: dict[str, bytes]
+
+
+def read_snapshot(r: redis.Redis, keys: Keys) -> ViewSnapshot:
+    """The whole view at the Redis server's current time."""
+    pipe = r.pipeline(transaction=False)
+    pipe.time()
+    pipe.get(keys.view_started)
+    pipe.zrange(keys.view_seen, 0, -1, withscores=True)
+    pipe.hgetall(keys.view_state)
+    pipe.hgetall(keys.view_info)
+    (sec, usec), started, seen, states, info = pipe.execute()
+    return ViewSnapshot(
+        now_ms=int(sec) * 1000 + int(usec) // 1000,
+        view_started_ms=int(started) if started is not None else None,
+        seen_ms={u.decode(): int(s) for u, s in seen},
+        states={u.decode(): MemberState(s.decode()) for u, s in states.items()},
+        info={u.decode(): v for u, v in info.items()},
+    )
+
+
+def read_heartbeats(r: redis.Redis, keys: Keys, uuids: Sequence[str]) -> dict[str, Heartbeat]:
+    """The last heartbeat of each member that has one (undecodable ones are left out)."""
+    if not uuids:
+        return {}
+    raws = cast(list[bytes | None], r.hmget(keys.view_info, list(uuids)))
+    return decode_heartbeats(dict(zip(uuids, raws, strict=True)))
+
+
+def decode_heartbeats(info: Mapping[str, bytes | None]) -> dict[str, Heartbeat]:
+    """Decode ``view:info`` values; entries that are missing or do not decode are left out."""
+    out: dict[str, Heartbeat] = {}
+    for uuid, raw in info.items():
+        if raw is None:
+            continue
+        try:
+            out[uuid] = decode_as(raw, Heartbeat)
+        except DecodeError:
+            continue
+    return out
+
+
+def read_names(r: redis.Redis, keys: Keys, uuids: Sequence[str]) -> dict[str, str]:
+    """Member names from their last heartbeats."""
+    return {u: hb.name for u, hb in read_heartbeats(r, keys, uuids).items()}

@@ -1,0 +1,257 @@
+"""The liveness worker: heartbeats in, state changes out.
+
+One loop step: read a batch of heartbeats (consumer group ``liveness``), blocking at most
+until the next member's deadline; record them in the view; apply the transitions the pure
+rules decide (each emitted once, by compare-and-set); sweep members whose deadline passed;
+then copy new membership changes into the store's ``cluster_members`` (group
+``liveness-store``, idempotent). Bad entries go to the dead-letter stream and are acked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from schemas.keys import GROUP_LIVENESS, Keys
+from schemas.messages import Heartbeat, MembershipChange, Message
+from schemas.settings import Settings
+from workers.bus.connect import BLOCK_MS_MAX
+from workers.bus.retry import run_forever
+from workers.bus.streams import (
+    ack,
+    autoclaim,
+    dead_letter,
+    decode_entries,
+    ensure_group,
+    entry_ms,
+    read_group,
+    read_pending,
+)
+from workers.liveness import view
+from workers.liveness.rules import Thresholds, decide, next_deadline_ms
+from workers.store import Store, known_member_uuids, record_member_state
+
+__all__ = ["GROUP_MEMBERS_STORE", "LivenessWorker"]
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+GROUP_MEMBERS_STORE = "liveness-store"
+BATCH = 1000
+RECLAIM_IDLE_MS = 10_000
+HOUSEKEEPING_EVERY_MS = 5_000
+COPY_EVERY_MS = 250  # also right after this replica applied a change
+
+
+class LivenessWorker:
+    """One replica of the liveness worker. Several may share the consumer group."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        store: Store,
+        settings: Settings,
+        *,
+        consumer: str,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.redis = client
+        self.store = store
+        self.keys = Keys(settings.redis_prefix)
+        self.th = Thresholds.from_seconds(
+            settings.heartbeat_consider_inactive_s, settings.heartbeat_consider_dead_s
+        )
+        self.consumer = consumer
+        self.stop = stop or threading.Event()
+        self._wait_ms = 0
+        self._next_housekeeping_ms = 0
+        self._next_copy_ms = 0
+        self._ready = False
+
+    def run(self) -> None:
+        """Run until ``stop`` is set; transient Redis/SQL errors are logged and retried."""
+        log.info("liveness worker %s: starting", self.consumer)
+        run_forever(self.step, stop=self.stop, what="liveness worker", logger=log)
+        log.info("liveness worker %s: stopped", self.consumer)
+
+    def prepare(self) -> None:
+        """Create the consumer groups and handle what this consumer held before a crash."""
+        ensure_group(self.redis, self.keys.heartbeats, GROUP_LIVENESS)
+        ensure_group(self.redis, self.keys.membership, GROUP_MEMBERS_STORE)
+        pending = read_pending(
+            self.redis, self.keys.heartbeats, GROUP_LIVENESS, self.consumer, count=BATCH
+        )
+        if pending:
+            self._handle_heartbeats(pending, self._clock())
+        self._ready = True
+
+    def step(self) -> None:
+        """One pass: read heartbeats (blocking at most until the next deadline), observe them,
+        sweep silent members, copy new changes to the store. Three round trips when quiet."""
+        if not self._ready:
+            self.prepare()
+        entries = read_group(
+            self.redis,
+            self.keys.heartbeats,
+            GROUP_LIVENESS,
+            self.consumer,
+            count=BATCH,
+            block_ms=self._wait_ms or None,
+        )
+        clock = self._clock()
+        if clock.now_ms >= self._next_housekeeping_ms:
+            self._housekeeping(clock)
+        changed = self._handle_heartbeats(entries, clock) if entries else False
+        self._wait_ms, swept = self._sweep(clock)
+        if changed or swept or clock.now_ms >= self._next_copy_ms:
+            self._copy_changes_to_store()
+            self._next_copy_ms = clock.now_ms + COPY_EVERY_MS
+
+    def _clock(self) -> view.Clock:
+        clock = view.read_clock(self.redis, self.keys, self.th.inactive_ms)
+        if clock.view_created:
+            log.warning(
+                "liveness view started at %s ms (new or lost): no member is declared dead "
+                "before %.1f s of observation",
+                clock.view_started_ms,
+                self.th.dead_ms / 1000,
+            )
+            self._next_housekeeping_ms = 0
+        return clock
+
+    def _housekeeping(self, clock: view.Clock) -> None:
+        """Watch store members never heard of; take over heartbeats a dead replica held."""
+        uuids = known_member_uuids(self.store)
+        added = view.seed_unseen(self.redis, self.keys, uuids, clock.view_started_ms)
+        if added:
+            log.info("liveness: watching %s store member(s) not heard since the view began", added)
+        _, stale = autoclaim(
+            self.redis,
+            self.keys.heartbeats,
+            GROUP_LIVENESS,
+            self.consumer,
+            min_idle_ms=RECLAIM_IDLE_MS,
+            count=BATCH,
+        )
+        if stale:
+            self._handle_heartbeats(stale, clock)
+        self._next_housekeeping_ms = clock.now_ms + HOUSEKEEPING_EVERY_MS
+
+    def _handle_heartbeats(
+        self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], clock: view.Clock
+    ) -> bool:
+        """Record heartbeats, ack them (one round trip), then apply due transitions.
+
+        A crash between the two only delays a transition to the member's next heartbeat.
+        Returns True when this call applied a state change.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        beats = self._valid(entries, Heartbeat, self.keys.heartbeats, pipe)
+        uuids = view.queue_observe(
+            pipe, self.keys, [(entry_ms(i), hb, raw) for i, hb, raw in beats]
+        )
+        ack(
+            self.redis, self.keys.heartbeats, GROUP_LIVENESS, [e[0] for e in entries], pipeline=pipe
+        )
+        replies = pipe.execute()
+        if not uuids:
+            return False
+        observed = view.observations_from(uuids, replies[-3], replies[-2])
+        applied = view.apply_transitions(
+            self.redis,
+            self.keys,
+            decide(observed, clock.now_ms, clock.view_started_ms, self.th),
+            now_ms=clock.now_ms,
+            names={hb.uuid: hb.name for _, hb, _ in beats},
+            reason="heartbeat",
+        )
+        return bool(applied)
+
+    def _valid(
+        self,
+        entries: Sequence[tuple[bytes, dict[bytes, bytes]]],
+        kind: type[M],
+        stream: str,
+        pipe: Any,
+    ) -> list[tuple[bytes, M, bytes]]:
+        """Entries that decode to ``kind``; the others are dead-lettered through ``pipe``."""
+        good: list[tuple[bytes, M, bytes]] = []
+        for d in decode_entries(entries):
+            if isinstance(d.message, kind):
+                good.append((d.entry_id, d.message, d.raw))
+                continue
+            reason = d.error or f"expected {kind.TYPE}, got {getattr(d.message, 'TYPE', '?')}"
+            dead_letter(
+                self.redis,
+                self.keys,
+                origin_stream=stream,
+                entry_id=d.entry_id,
+                raw=d.raw,
+                reason=reason,
+                pipeline=pipe,
+            )
+        return good
+
+    def _sweep(self, clock: view.Clock) -> tuple[int, bool]:
+        """Apply due transitions of silent members.
+
+        Returns (ms until the next deadline, capped at BLOCK_MS_MAX; whether one was applied).
+        """
+        now_ms, started_ms = clock.now_ms, clock.view_started_ms
+        observed = view.read_observations(self.redis, self.keys, clock.candidates)
+        transitions = decide(observed, now_ms, started_ms, self.th)
+        applied = []
+        if transitions:
+            names = view.read_names(self.redis, self.keys, [t.uuid for t in transitions])
+            applied = view.apply_transitions(
+                self.redis, self.keys, transitions, now_ms=now_ms, names=names, reason="silence"
+            )
+        deadlines = [
+            d
+            for o in observed
+            if (d := next_deadline_ms(o.last_seen_ms, now_ms, started_ms, self.th)) is not None
+        ]
+        if clock.first_active_score_ms is not None:
+            deadlines.append(clock.first_active_score_ms + self.th.inactive_ms)
+        wait_ms = min(deadlines, default=now_ms + BLOCK_MS_MAX) - now_ms
+        return max(1, min(BLOCK_MS_MAX, wait_ms)), bool(applied)
+
+    def _copy_changes_to_store(self) -> None:
+        """Membership changes -> ``cluster_members``: idempotent upserts, one transaction."""
+        entries = read_group(
+            self.redis,
+            self.keys.membership,
+            GROUP_MEMBERS_STORE,
+            self.consumer,
+            count=BATCH,
+            block_ms=None,
+        )
+        if not entries:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        changes = [
+            c for _, c, _ in self._valid(entries, MembershipChange, self.keys.membership, pipe)
+        ]
+        info = view.read_heartbeats(self.redis, self.keys, sorted({c.uuid for c in changes}))
+        with self.store.begin() as conn:
+            for c in changes:
+                hb = info.get(c.uuid)
+                record_member_state(
+                    conn,
+                    uuid=c.uuid,
+                    name=c.name or (hb.name if hb else ""),
+                    state=c.to_state.value,
+                    last_seen_ms=c.last_seen_ms or None,
+                    changed_ms=c.at_ms,
+                    tags=hb.tags if hb else None,
+                    passive=hb.passive if hb else None,
+                    version=hb.version if hb else "",
+                )
+        ids = [e[0] for e in entries]
+        ack(self.redis, self.keys.membership, GROUP_MEMBERS_STORE, ids, pipeline=pipe)
+        pipe.execute()
