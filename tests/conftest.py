@@ -1,0 +1,23 @@
+"""Shared fixtures: real Redis (the embedded server, and QWC_TEST_REDIS_URL when set), real SQL
+(SQLite, and QWC_TEST_DATABASE_URL when set), and ``cluster`` for runs of real ``qwc``
+processes."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+from tests.fixtures_cluster import cluster  # noqa: F401
+from tests.fixtures_redis import embedded_redis_url, r, redis_url  # noqa: F401
+from tests.fixtures_sql import db_url, store  # noqa: F401
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can print logs of failed tests."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
