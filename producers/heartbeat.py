@@ -21,7 +21,7 @@ from schemas.codec import encode
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat, canonical_uuid
 
-__all__ = ["HeartbeatProducer"]
+__all__ = ["HEARTBEATS_MAXLEN", "HeartbeatProducer"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class HeartbeatProducer:
         self._version = version
         self._clock = clock
         self._started_at_ms = int(clock() * 1000)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields below
+        self._send_lock = threading.Lock()  # one beat at a time: stream order == seq order
         self._passive = passive
         self._running: tuple[str, ...] = ()
         self._seq = 0
@@ -88,9 +89,14 @@ class HeartbeatProducer:
         with self._lock:
             if self._thread is not None:
                 return
-            self._stop.clear()
+            # A fresh event per thread: a thread that outlived stop()'s join can never be
+            # revived by a later start(), nor can a racing stop() end the new one.
+            self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name=f"heartbeat-{self._uuid[:8]}", daemon=True
+                target=self._run,
+                args=(self._stop,),
+                name=f"heartbeat-{self._uuid[:8]}",
+                daemon=True,
             )
             self._thread.start()
 
@@ -98,15 +104,22 @@ class HeartbeatProducer:
         """Stop publishing and wait up to ``timeout_s`` for the thread to end (idempotent)."""
         with self._lock:
             thread, self._thread = self._thread, None
-        self._stop.set()
+            self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
 
     def beat(self) -> bytes | None:
-        """Publish one heartbeat now. Returns its stream id, or None if Redis refused it."""
+        """Publish one heartbeat now. Returns its stream id, or None if Redis refused it.
+
+        Errors other than ``redis.RedisError`` (a broken client) propagate to the caller.
+        """
+        with self._send_lock:
+            return self._send(self._next_message())
+
+    def _next_message(self) -> Heartbeat:
         with self._lock:
             self._seq += 1
-            message = Heartbeat(
+            return Heartbeat(
                 uuid=self._uuid,
                 name=self._name,
                 seq=self._seq,
@@ -117,6 +130,8 @@ class HeartbeatProducer:
                 passive=self._passive,
                 version=self._version,
             )
+
+    def _send(self, message: Heartbeat) -> bytes | None:
         try:
             entry_id = self._redis.xadd(
                 self._keys.heartbeats,
@@ -134,11 +149,11 @@ class HeartbeatProducer:
             self._failing = False
         return entry_id if isinstance(entry_id, bytes) else str(entry_id).encode()
 
-    def _run(self) -> None:
-        if self._stop.wait(self._delay_s):
+    def _run(self, stop: threading.Event) -> None:
+        if stop.wait(self._delay_s):
             return
         next_at = time.monotonic()
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 self.beat()
             except Exception:  # never crash the host; keep the cadence
@@ -147,4 +162,4 @@ class HeartbeatProducer:
             now = time.monotonic()
             if next_at < now:  # we fell behind (host paused): skip missed beats
                 next_at = now + self._interval_s
-            self._stop.wait(next_at - now)
+            stop.wait(next_at - now)

@@ -7,6 +7,7 @@ ending in ``_ms`` taken from the Redis server clock unless the docstring says ot
 
 from __future__ import annotations
 
+import re
 import uuid
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
@@ -28,8 +29,13 @@ __all__ = [
 ]
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical_uuid(value: str) -> str:
     """Return ``value`` as a lower-case hyphenated UUID; ValueError if it is not one."""
+    if _CANONICAL_UUID.fullmatch(value):  # the common case, without building a UUID
+        return value
     return str(uuid.UUID(value))
 
 

@@ -32,7 +32,7 @@ from workers.bus.streams import (
     read_pending,
 )
 from workers.liveness import view
-from workers.liveness.rules import Thresholds, decide, next_deadline_ms
+from workers.liveness.rules import MemberObservation, Thresholds, decide, next_deadline_ms
 from workers.store import Store, known_member_uuids, record_member_state
 
 __all__ = ["GROUP_MEMBERS_STORE", "LivenessWorker"]
@@ -106,8 +106,8 @@ class LivenessWorker:
         clock = self._clock()
         if clock.now_ms >= self._next_housekeeping_ms:
             self._housekeeping(clock)
-        changed = self._handle_heartbeats(entries, clock) if entries else False
-        self._wait_ms, swept = self._sweep(clock)
+        changed, observed = self._handle_heartbeats(entries, clock) if entries else (False, [])
+        self._wait_ms, swept = self._sweep(clock, observed)
         if changed or swept or clock.now_ms >= self._next_copy_ms:
             self._copy_changes_to_store()
             self._next_copy_ms = clock.now_ms + COPY_EVERY_MS
@@ -144,11 +144,11 @@ class LivenessWorker:
 
     def _handle_heartbeats(
         self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], clock: view.Clock
-    ) -> bool:
+    ) -> tuple[bool, list[MemberObservation]]:
         """Record heartbeats, ack them (one round trip), then apply due transitions.
 
         A crash between the two only delays a transition to the member's next heartbeat.
-        Returns True when this call applied a state change.
+        Returns whether this call applied a state change, and the members it observed.
         """
         pipe = self.redis.pipeline(transaction=False)
         beats = self._valid(entries, Heartbeat, self.keys.heartbeats, pipe)
@@ -160,7 +160,7 @@ class LivenessWorker:
         )
         replies = pipe.execute()
         if not uuids:
-            return False
+            return False, []
         observed = view.observations_from(uuids, replies[-3], replies[-2])
         applied = view.apply_transitions(
             self.redis,
@@ -170,7 +170,7 @@ class LivenessWorker:
             names={hb.uuid: hb.name for _, hb, _ in beats},
             reason="heartbeat",
         )
-        return bool(applied)
+        return bool(applied), observed
 
     def _valid(
         self,
@@ -197,10 +197,14 @@ class LivenessWorker:
             )
         return good
 
-    def _sweep(self, clock: view.Clock) -> tuple[int, bool]:
+    def _sweep(
+        self, clock: view.Clock, heard: Sequence[MemberObservation] = ()
+    ) -> tuple[int, bool]:
         """Apply due transitions of silent members.
 
-        Returns (ms until the next deadline, capped at BLOCK_MS_MAX; whether one was applied).
+        ``heard`` are members observed in this step after ``clock`` was read: their deadlines
+        count too. Returns (ms until the next deadline, capped at BLOCK_MS_MAX; whether a
+        transition was applied).
         """
         now_ms, started_ms = clock.now_ms, clock.view_started_ms
         observed = view.read_observations(self.redis, self.keys, clock.candidates)
@@ -213,7 +217,7 @@ class LivenessWorker:
             )
         deadlines = [
             d
-            for o in observed
+            for o in (*observed, *heard)
             if (d := next_deadline_ms(o.last_seen_ms, now_ms, started_ms, self.th)) is not None
         ]
         if clock.first_active_score_ms is not None:

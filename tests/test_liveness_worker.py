@@ -1,0 +1,147 @@
+"""The liveness worker in-process, against real Redis and a real store: skewed member clocks,
+redelivery, replicas racing on the same view, and exact deadlines."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from producers.heartbeat import HeartbeatProducer
+from schemas.keys import GROUP_LIVENESS, Keys
+from schemas.settings import Settings
+from tests.cluster import membership_changes, new_uuid, wait_for
+from workers.liveness import view
+from workers.liveness.worker import LivenessWorker
+from workers.store import Store
+
+KEYS = Keys()
+
+
+def settings(redis_url: str, tmp_path: Path, inactive_s: float, dead_s: float) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        home_dir=tmp_path,
+        heartbeat_interval_s=0.1,
+        heartbeat_delay_s=0,
+        heartbeat_consider_inactive_s=inactive_s,
+        heartbeat_consider_dead_s=dead_s,
+    )
+
+
+class Running:
+    """Liveness workers running in threads until the test ends."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, r: redis.Redis, store: Store, s: Settings, consumer: str) -> LivenessWorker:
+        w = LivenessWorker(r, store, s, consumer=consumer, stop=self.stop)
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        self.threads.append(t)
+        return w
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+            assert not t.is_alive()
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    runner = Running()
+    yield runner
+    runner.close()
+
+
+def state(r: redis.Redis, member: str) -> str | None:
+    s = view.read_snapshot(r, KEYS).states.get(member)
+    return None if s is None else s.value
+
+
+@pytest.mark.parametrize("skew_s", [-3600, 3600])
+def test_member_clock_skew_changes_nothing(
+    r: redis.Redis, store: Store, tmp_path: Path, running: Running, skew_s: int, redis_url: str
+) -> None:
+    s = settings(redis_url, tmp_path, 0.5, 1.0)
+    running.start(r, store, s, "w1")
+    member = new_uuid()
+    producer = HeartbeatProducer(
+        r, uuid=member, name="skewed", interval_s=0.1, clock=lambda: time.time() + skew_s
+    )
+    producer.start()
+    wait_for(lambda: state(r, member) == "active", what="active")
+    time.sleep(0.6)  # the scenario: heartbeating longer than considerInactive stays active
+    assert state(r, member) == "active"
+    producer.stop()
+    wait_for(lambda: state(r, member) == "dead", what="dead")
+    changes = membership_changes(r, KEYS, member)
+    assert [c.to_state.value for c in changes] == ["active", "inactive", "dead"]
+    assert 500 <= changes[1].at_ms - changes[1].last_seen_ms <= 800
+    assert 1000 <= changes[2].at_ms - changes[2].last_seen_ms <= 1300
+
+
+def test_redelivered_heartbeats_change_nothing(
+    r: redis.Redis, store: Store, tmp_path: Path, redis_url: str
+) -> None:
+    s = settings(redis_url, tmp_path, 60, 120)
+    w = LivenessWorker(r, store, s, consumer="w1")
+    members = [new_uuid() for _ in range(5)]
+    for m in members:
+        HeartbeatProducer(r, uuid=m, name=m[:8], interval_s=1).beat()
+    w.step()
+    before = membership_changes(r, KEYS)
+    assert sorted(c.uuid for c in before) == sorted(members)
+    # the same entries delivered again (as after a crash before XACK): claim them back
+    entries = r.xrange(KEYS.heartbeats)
+    r.xgroup_setid(KEYS.heartbeats, GROUP_LIVENESS, "0")
+    w.step()
+    assert len(entries) == 5
+    assert membership_changes(r, KEYS) == before
+    assert r.xpending(KEYS.heartbeats, GROUP_LIVENESS)["pending"] == 0
+
+
+def test_two_replicas_emit_each_change_once(
+    r: redis.Redis, store: Store, tmp_path: Path, running: Running, redis_url: str
+) -> None:
+    s = settings(redis_url, tmp_path, 1.0, 2.0)
+    members = [new_uuid() for _ in range(50)]
+    for m in members:
+        HeartbeatProducer(r, uuid=m, name=m[:8], interval_s=1).beat()
+    other = redis.Redis.from_url(redis_url)
+    running.start(r, store, s, "w1")
+    running.start(other, store, s, "w2")
+    wait_for(lambda: all(state(r, m) == "dead" for m in members), timeout_s=15, what="all dead")
+    changes = membership_changes(r, KEYS)
+    for m in members:
+        assert [c.to_state.value for c in changes if c.uuid == m] == [
+            "active",
+            "inactive",
+            "dead",
+        ], [
+            (c.to_state.value, c.at_ms - c.last_seen_ms, c.at_ms % 100000, c.reason)
+            for c in changes
+            if c.uuid == m
+        ]
+
+
+def test_deadline_is_exact_beyond_the_block_cap(
+    r: redis.Redis, store: Store, tmp_path: Path, running: Running, redis_url: str
+) -> None:
+    """considerInactive 2.5 s is longer than one blocking read (2 s): the worker must still
+    wake at the member's deadline, not at the next multiple of the cap."""
+    s = settings(redis_url, tmp_path, 2.5, 3.0)
+    member = new_uuid()
+    HeartbeatProducer(r, uuid=member, name="once", interval_s=1).beat()
+    running.start(r, store, s, "w1")
+    wait_for(lambda: state(r, member) == "dead", timeout_s=10, what="dead")
+    inactive, dead = membership_changes(r, KEYS, member)[1:]
+    assert 0 <= inactive.at_ms - inactive.last_seen_ms - 2500 <= 150
+    assert 0 <= dead.at_ms - dead.last_seen_ms - 3000 <= 150
