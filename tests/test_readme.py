@@ -1,0 +1,80 @@
+"""The README's promises, run as a user would: its demo command and its command table."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+QWC = str(Path(sys.executable).with_name("qwc"))
+
+
+def user_env(tmp_path: Path) -> dict[str, str]:
+    """A user's environment: no QWC_* variables, a fresh working directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QWC_")}
+    env["HOME"] = str(tmp_path)
+    return env
+
+
+def test_readme_names_the_two_commands() -> None:
+    assert "pip install -e .\nqwc demo" in README
+    assert "pip install -e '.[dev]' && pytest" in README
+
+
+@pytest.mark.processes
+def test_demo_json_exits_0_on_the_embedded_defaults(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [QWC, "demo", "--json"],
+        cwd=tmp_path,
+        env=user_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    killed = summary["killed"]
+    states = {m["uuid"]: m["state"] for m in summary["members"]}
+    assert states.pop(killed) == "dead"
+    assert set(states.values()) == {"active"} and len(states) == 2
+    assert [c["to"] for c in summary["changes"] if c["uuid"] == killed] == [
+        "active",
+        "inactive",
+        "dead",
+    ]
+    assert list(tmp_path.iterdir()) == [] or all(p.name.startswith(".") for p in tmp_path.iterdir())
+    assert demo_processes() == [], "the demo left processes behind"
+
+
+def demo_processes() -> list[int]:
+    """Live processes whose environment or command line names a demo data directory."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            blob = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes()
+            zombie = (proc / "stat").read_text().split(") ")[1].startswith("Z")
+        except OSError:
+            continue
+        if b"qwc-demo-" in blob and not zombie:
+            found.append(int(proc.name))
+    return found
+
+
+def test_every_command_in_the_readme_table_exists(tmp_path: Path) -> None:
+    commands = set(re.findall(r"^\| `qwc ([a-z]+)", README, flags=re.MULTILINE))
+    assert {"node", "worker", "members", "config", "db", "embedded", "demo"} <= commands
+    result = subprocess.run(
+        [QWC, "--help"], env=user_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    for command in commands:
+        assert re.search(rf"^\s+{command}\b", result.stdout, flags=re.MULTILINE), command
