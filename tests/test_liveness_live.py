@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import msgpack
@@ -51,14 +52,28 @@ def test_sigkill_member_turns_inactive_then_dead_on_time(cluster: Cluster) -> No
     r = cluster.client()
     proc.send_signal(signal.SIGKILL)
 
-    seen_states: list[str] = []
+    # `qwc members --json` polled by three staggered samplers: (state, age_s) of the victim
+    samples: list[tuple[str, float]] = []
+    done = threading.Event()
 
-    def dead_in_cli_view() -> bool:
-        rows = {row["uuid"]: row for row in cluster.members_json()}
-        seen_states.append(rows[victim]["state"])
-        return rows[victim]["state"] == "dead"
+    def sample() -> None:
+        while not done.is_set():
+            row = next(m for m in cluster.members_json() if m["uuid"] == victim)
+            samples.append((row["state"], row["age_s"]))
+            if row["state"] == "dead":
+                done.set()
 
-    wait_for(dead_in_cli_view, timeout_s=15, what="qwc members shows the victim dead")
+    samplers = [threading.Thread(target=sample) for _ in range(3)]
+    for t in samplers:
+        t.start()
+        time.sleep(0.15)  # stagger the samplers (not a synchronisation)
+    for t in samplers:
+        t.join(30)
+    assert done.is_set(), samples
+    assert any(st == "inactive" and 0.6 <= age <= 1.2 + 0.3 for st, age in samples), samples
+    assert all(st == "active" for st, age in samples if age < 0.6), samples
+    assert all(st != "active" for st, age in samples if age >= 0.6 + 0.3), samples
+    assert all(age >= 1.2 for st, age in samples if st == "dead"), samples
     changes = membership_changes(r, KEYS, victim)
     to_states = [c.to_state.value for c in changes]
     assert to_states == ["active", "inactive", "dead"], to_states
