@@ -16,6 +16,8 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:view:started          string   Redis server ms when this view began (grace rule)
     {qwc}:takeover:attempt:<uuid>   string   SET NX PX sleep: one takeover attempt per sleep
     {qwc}:recovery:attempt:<uuid>   string   SET NX PX sleep: one recovery attempt per sleep
+    {qwc}:takeover:held         hash     proposal id -> why the mass-failure guard holds it
+    {qwc}:takeover:released     string   server ms of the last `qwc takeover release`
 
 Stream entries carry one field, ``m``, holding the msgpack-encoded message.
 """
@@ -95,6 +97,14 @@ class Keys:
 
     def recovery_attempt(self, member_uuid: str) -> str:
         return self._k(f"recovery:attempt:{member_uuid}")
+
+    @property
+    def takeover_held(self) -> str:
+        return self._k("takeover:held")
+
+    @property
+    def takeover_released(self) -> str:
+        return self._k("takeover:released")
 
     def all_streams(self) -> tuple[str, ...]:
         """The fixed streams (not the per-member command streams)."""

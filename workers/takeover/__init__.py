@@ -1,0 +1,1 @@
+"""Autotakeover: proposals for dead members, and the worker that commits them."""

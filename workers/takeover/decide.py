@@ -1,0 +1,152 @@
+"""Pure takeover decisions: who may be taken over, who receives the jobs, and the guard.
+
+Every function here takes data and returns a decision; nothing reads a clock, Redis or SQL.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from schemas.messages import MemberState
+from schemas.settings import RemoteExecutionPolicy, Settings, TakeoverPolicy
+
+__all__ = [
+    "Candidate",
+    "choose_quotas",
+    "eligible",
+    "guard_reason",
+    "spread_fewest_first",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A member as the view and the store see it, as a possible destination of jobs."""
+
+    uuid: str
+    state: MemberState | None
+    last_seen_ms: int | None
+    passive: bool = False
+    tags: tuple[str, ...] = ()
+    running: int = 0  # executions running on it, from its last heartbeat
+    jobs_owned: int = 0
+
+
+def eligible(dead_uuid: str, settings: Settings) -> tuple[bool, str]:
+    """Whether autotakeover applies to a dead member, and why (for logs and the audit)."""
+    if not settings.autotakeover_enabled:
+        return False, "autotakeover disabled"
+    if settings.autotakeover_policy is TakeoverPolicy.STATIC:
+        if dead_uuid in settings.autotakeover_allowed:
+            return True, "static policy: member is allowed"
+        return False, "static policy: member not in autotakeover.config.allowed"
+    return True, f"{settings.autotakeover_policy.value} policy"
+
+
+def spread_fewest_first(levels: dict[str, int], n_jobs: int) -> list[tuple[str, int]]:
+    """Give ``n_jobs`` to the members of ``levels`` (member -> current load), least loaded
+    first, so that loads end as even as they can be; ties go by (load, uuid). Deterministic.
+
+    Returns (member, jobs to receive) for each member receiving at least one, by uuid.
+    """
+    if not levels or n_jobs <= 0:
+        return []
+
+    def fill(level: int) -> int:  # jobs needed to raise everyone below ``level`` to it
+        return sum(max(0, level - v) for v in levels.values())
+
+    lo, hi = min(levels.values()), max(levels.values()) + n_jobs
+    while lo < hi:  # the lowest water level that takes every job
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fill(mid) >= n_jobs else (mid + 1, hi)
+    give = {u: max(0, lo - 1 - v) for u, v in levels.items()}
+    rest = n_jobs - sum(give.values())
+    below = sorted((u for u, v in levels.items() if v <= lo - 1), key=lambda u: (levels[u], u))
+    for u in below[:rest]:
+        give[u] += 1
+    return sorted((u, g) for u, g in give.items() if g > 0)
+
+
+def _destinations(
+    candidates: Sequence[Candidate], dead_uuid: str, settings: Settings
+) -> list[Candidate]:
+    """Members allowed to receive jobs: never the dead one, a dead or passive member."""
+    active_only = (
+        settings.autotakeover_policy is not TakeoverPolicy.REMOTE_EXECUTION
+        or settings.remote_execution_active_only
+    )
+    ok = {MemberState.ACTIVE} if active_only else {MemberState.ACTIVE, MemberState.INACTIVE}
+    pool = [c for c in candidates if c.uuid != dead_uuid and not c.passive and c.state in ok]
+    if settings.autotakeover_policy is TakeoverPolicy.REMOTE_EXECUTION:
+        if settings.remote_execution_policy is RemoteExecutionPolicy.PRESET:
+            allowed = set(settings.remote_execution_allowed)
+            pool = [c for c in pool if c.uuid in allowed]
+        preferred = set(settings.remote_execution_preferred_tags)
+        tagged = [c for c in pool if preferred & set(c.tags)]
+        if tagged:
+            pool = tagged
+    return pool
+
+
+def choose_quotas(
+    candidates: Sequence[Candidate],
+    dead_uuid: str,
+    n_jobs: int,
+    settings: Settings,
+    *,
+    seed: str,
+) -> list[tuple[str, int]]:
+    """Which members receive how many of the dead member's ``n_jobs`` jobs.
+
+    ``any`` (and remote execution policy None or Preset): fewest-owned first. RoundRobin:
+    equal shares in uuid order. Random: a random share, seeded by ``seed`` (the proposal id)
+    so a redelivery decides the same. Load: fewest running executions first.
+    Empty when no member can receive them.
+    """
+    pool = _destinations(candidates, dead_uuid, settings)
+    if not pool or n_jobs <= 0:
+        return []
+    policy = (
+        settings.remote_execution_policy
+        if settings.autotakeover_policy is TakeoverPolicy.REMOTE_EXECUTION
+        else RemoteExecutionPolicy.NONE
+    )
+    if policy is RemoteExecutionPolicy.ROUND_ROBIN:
+        return spread_fewest_first(dict.fromkeys((c.uuid for c in pool), 0), n_jobs)
+    if policy is RemoteExecutionPolicy.RANDOM:
+        rng = random.Random(seed)
+        counts: dict[str, int] = {}
+        for _ in range(n_jobs):
+            u = rng.choice(sorted(c.uuid for c in pool))
+            counts[u] = counts.get(u, 0) + 1
+        return sorted(counts.items())
+    if policy is RemoteExecutionPolicy.LOAD:
+        return spread_fewest_first({c.uuid: c.running for c in pool}, n_jobs)
+    return spread_fewest_first({c.uuid: c.jobs_owned for c in pool}, n_jobs)
+
+
+def guard_reason(
+    members: Sequence[Candidate],
+    dead_last_seen_ms: int,
+    dead_ms: int,
+    fraction: float,
+) -> str | None:
+    """The mass-failure guard: why takeovers must be held, or None.
+
+    Members heard within one considerDead window before the dead member's last heartbeat
+    count as known; of them, those silent now (inactive or dead) would turn dead within that
+    window. More than ``fraction`` of the known, and at least two, means the observer is the
+    likely failure, not the members.
+    """
+    start = dead_last_seen_ms - dead_ms
+    known = [m for m in members if m.last_seen_ms is None or m.last_seen_ms >= start]
+    silent = [m for m in known if m.state in (MemberState.INACTIVE, MemberState.DEAD)]
+    if len(silent) >= 2 and len(silent) > fraction * len(known):
+        return (
+            f"mass failure: {len(silent)} of {len(known)} members went silent within one "
+            f"considerDead window ({dead_ms / 1000:g} s); the observer is the likely failure. "
+            "Takeovers are held until `qwc takeover release`."
+        )
+    return None
