@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import liveness
+from bench import liveness, takeover
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="name", required=True)
     liveness.add_parser(sub)
+    takeover.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -6,7 +6,8 @@ them can be combined atomically: ``with store.begin() as conn: ...``). Times are
 milliseconds passed in by the caller (``now_ms``); the store never reads a clock.
 
 Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
-``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``.
+``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``,
+``takeover`` (``commit_takeover``: one transaction moving a member's jobs).
 Tables: ``schemas.tables``.
 """
 
@@ -58,19 +59,30 @@ from workers.store.members import (
     record_member_state,
 )
 from workers.store.migrate import check_migrated, current_revision, head_revision, upgrade
+from workers.store.takeover import (
+    ALL_OWNERS,
+    MovedJob,
+    TakeoverCommit,
+    commit_takeover,
+    record_takeover_outcome,
+)
 
 __all__ = [
+    "ALL_OWNERS",
     "FINAL_OUTCOMES",
     "Db",
     "ExecutionRow",
     "JobRow",
     "MemberRow",
+    "MovedJob",
     "RecoveryRow",
     "Store",
     "StoreSettings",
+    "TakeoverCommit",
     "TakeoverRow",
     "check_migrated",
     "claim_fire",
+    "commit_takeover",
     "count_jobs_by_owner",
     "create_job",
     "create_store_engine",
@@ -97,6 +109,7 @@ __all__ = [
     "record_member_state",
     "record_recovery",
     "record_takeover",
+    "record_takeover_outcome",
     "set_next_fire_ms",
     "start_execution",
     "store_url",
