@@ -1,19 +1,14 @@
-"""``qwc node``: the reference member (for now: a member that heartbeats)."""
+"""``qwc node``: the reference member (heartbeats, schedules its jobs, runs them with RQ)."""
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from producers.heartbeat import HeartbeatProducer
-from schemas.keys import Keys
-from workers.bus.connect import connect
+from schemas.errors import EmbeddedRedisError, StoreError
 from workers.cli.common import CliContext, fail, pass_cli, stop_on_signals
+from workers.node.member import run_member
 
 __all__ = ["COMMANDS"]
-
-log = logging.getLogger(__name__)
 
 
 def _split_tags(value: str | None) -> tuple[str, ...] | None:
@@ -35,6 +30,11 @@ def node(
 
     It waits qwcontrol.clusterMode.heartbeat.delay seconds, then publishes a heartbeat every
     qwcontrol.clusterMode.heartbeat.interval seconds, and keeps trying through Redis outages.
+    Every interval it reloads the enabled jobs it owns from the store; it fires each due cron
+    time only through the store's fence (a refused fire means the job was taken over: it is
+    unscheduled) and runs the job's command on its RQ queue qwc-<uuid>, with an RQ worker it
+    runs as a child process. At start it marks its leftover running executions incomplete.
+    On SIGTERM it stops firing, gives the running command up to 5 s to finish, and exits.
     """
     overrides: dict[str, object] = {}
     if uuid_ is not None:
@@ -49,25 +49,13 @@ def node(
         return
     member_name = settings.server_name or settings.server_uuid[:8]
     stop = stop_on_signals()
-    client = connect(settings, client_name=f"node-{member_name}")
-    producer = HeartbeatProducer(
-        client,
-        uuid=settings.server_uuid,
-        name=member_name,
-        interval_s=settings.heartbeat_interval_s,
-        delay_s=settings.heartbeat_delay_s,
-        keys=Keys(settings.redis_prefix),
-        tags=settings.server_tags,
-        passive=passive,
-    )
-    producer.start()
-    log.info("member %s (%s): running", settings.server_uuid, member_name)
     click.echo(f"member {settings.server_uuid} ({member_name}) running; Ctrl-C stops it", err=True)
-    while not stop.wait(1.0):
-        pass
-    producer.stop()
-    client.close()
-    log.info("member %s (%s): stopped", settings.server_uuid, member_name)
+    try:
+        run_member(
+            settings, member_uuid=settings.server_uuid, name=member_name, passive=passive, stop=stop
+        )
+    except (StoreError, EmbeddedRedisError) as exc:
+        fail(f"member {settings.server_uuid}: {exc}", 1)
 
 
 COMMANDS: list[click.Command] = [node]

@@ -1,0 +1,224 @@
+"""``qwc node`` as a real process on real Redis and SQL (heartbeat interval 0.2 s): it fires
+its jobs through the fence, runs them on its RQ worker, records the executions, loses jobs
+that move away, and stops cleanly."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import Cluster, new_uuid, wait_for
+from workers.store import (
+    ExecutionRow,
+    Store,
+    create_job,
+    create_store_engine,
+    get_execution,
+    insert_execution,
+    list_executions,
+    reassign_jobs,
+    start_execution,
+)
+
+pytestmark = pytest.mark.processes
+
+EVERY_SECOND = "* * * * * *"
+
+
+@pytest.fixture
+def db(cluster: Cluster) -> Iterator[Store]:
+    """The cluster's database."""
+    engine = create_store_engine(cluster.database_url)
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def add_job(store: Store, owner: str, command: list[str], name: str = "tick") -> str:
+    return create_job(
+        store,
+        project="ops",
+        group_name="",
+        name=name,
+        command=command,
+        schedule=EVERY_SECOND,
+        modified_by=owner,
+        now_ms=now_ms(),
+    ).id
+
+
+def log_of(cluster: Cluster, proc: subprocess.Popen[bytes]) -> str:
+    return cluster.logs[cluster.procs.index(proc)].read_text(errors="replace")
+
+
+def finished(store: Store, job_id: str) -> list[ExecutionRow]:
+    rows = list_executions(store, job_id=job_id, statuses=("succeeded", "failed"))
+    return sorted(rows, key=lambda e: e.fire_ms)
+
+
+def rq_worker_pid(cluster: Cluster, proc: subprocess.Popen[bytes]) -> int:
+    found = wait_for(
+        lambda: re.search(r"rq worker qwc-\S+: started \(pid (\d+)\)", log_of(cluster, proc)),
+        what="the node's rq worker started",
+    )
+    return int(found.group(1))
+
+
+def pid_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_every_second_job_runs_once_per_second(cluster: Cluster, db: Store) -> None:
+    member = new_uuid()
+    job_id = add_job(db, member, ["true"])
+    cluster.node("n1", member)
+    rows = wait_for(
+        lambda: len(finished(db, job_id)) >= 4 and finished(db, job_id),
+        timeout_s=20,
+        what="four executions",
+    )
+    fire_times = [e.fire_ms for e in rows]
+    assert len(set(fire_times)) == len(fire_times)
+    assert all(t % 1000 == 0 for t in fire_times)
+    assert [b - a for a, b in itertools.pairwise(fire_times)] == [1000] * (len(rows) - 1)
+    for e in rows:
+        assert (e.status, e.exit_code, e.member_uuid, e.trigger) == (
+            "succeeded",
+            0,
+            member,
+            "schedule",
+        )
+        assert e.rq_job_id == e.id and e.started_ms is not None and e.ended_ms is not None
+
+
+def test_a_failing_command_is_recorded_failed(cluster: Cluster, db: Store) -> None:
+    member = new_uuid()
+    job_id = add_job(db, member, ["false"])
+    cluster.node("n1", member)
+    (first, *_) = wait_for(lambda: finished(db, job_id), timeout_s=20, what="an execution")
+    assert (first.status, first.exit_code) == ("failed", 1)
+
+
+def test_a_job_moved_away_stops_firing_and_is_lost_once(cluster: Cluster, db: Store) -> None:
+    member, other = new_uuid(), new_uuid()
+    job_id = add_job(db, member, ["true"])
+    _, proc = cluster.node("n1", member)
+    wait_for(lambda: finished(db, job_id), timeout_s=20, what="a first execution")
+    assert reassign_jobs(db, from_owner=member, to_owner=other) == [job_id]
+    moved_ms = now_ms()
+    lost_line = f"member {member}: lost job {job_id} (epoch 1)"
+    wait_for(lambda: lost_line in log_of(cluster, proc), timeout_s=5, what="the loss logged")
+    count = len(list_executions(db, job_id=job_id))
+    # three more fire times pass: nothing is fired, and the loss is not logged again
+    deadline_ms = moved_ms + 3000
+    while now_ms() < deadline_ms:
+        assert len(list_executions(db, job_id=job_id)) == count
+        time.sleep(0.05)
+    late = [e for e in list_executions(db, job_id=job_id) if e.created_ms > moved_ms + 200]
+    assert late == []
+    assert log_of(cluster, proc).count(lost_line) == 1
+    assert proc.poll() is None
+
+
+def test_reassigned_back_and_forth_never_fires_a_time_twice(cluster: Cluster, db: Store) -> None:
+    a, b = new_uuid(), new_uuid()
+    job_ids = [add_job(db, a, ["true"], name=f"tick-{i}") for i in range(3)]
+    cluster.node("a", a)
+    cluster.node("b", b)
+    wait_for(lambda: finished(db, job_ids[0]), timeout_s=20, what="a first execution")
+
+    def executions() -> list[ExecutionRow]:
+        return [e for j in job_ids for e in list_executions(db, job_id=j)]
+
+    rng = random.Random(7)
+    owner, moves, deadline = a, 0, time.monotonic() + 60
+    # at least 12 moves, and on until both members fired some of the jobs
+    while moves < 12 or {e.member_uuid for e in executions()} != {a, b}:
+        assert time.monotonic() < deadline, f"{moves} moves"
+        # hold times around the reload interval and the fire period (pacing, not a sync)
+        time.sleep(rng.choice([0.05, 0.15, 0.25, 0.7, 1.2]))
+        target = b if owner == a else a
+        assert sorted(reassign_jobs(db, from_owner=owner, to_owner=target)) == sorted(job_ids)
+        owner, moves = target, moves + 1
+    fired = Counter((e.job_id, e.fire_ms) for e in executions())
+    assert [key for key, n in fired.items() if n > 1] == []
+    assert len(fired) >= 6
+
+
+def test_leftover_running_executions_are_marked_incomplete_at_start(
+    cluster: Cluster, db: Store
+) -> None:
+    member = new_uuid()
+    job_id = add_job(db, member, ["true"])
+    leftover = insert_execution(
+        db, job_id=job_id, member_uuid=member, trigger="schedule", fire_ms=1000, now_ms=1000
+    )
+    assert start_execution(db, leftover, now_ms=1000)
+    cluster.node("n1", member)
+    wait_for(lambda: get_execution(db, leftover).status == "incomplete", what="incomplete")
+    assert get_execution(db, leftover).ended_ms is not None
+
+
+def test_sigterm_finishes_the_running_command_and_exits_0(cluster: Cluster, db: Store) -> None:
+    member = new_uuid()
+    job_id = add_job(db, member, [sys.executable, "-c", "import time; time.sleep(1.5)"])
+    _, proc = cluster.node("n1", member)
+    worker_pid = rq_worker_pid(cluster, proc)
+    (running, *_) = wait_for(
+        lambda: list_executions(db, job_id=job_id, statuses=("running",)),
+        timeout_s=20,
+        what="a running execution",
+    )
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - sent < 10
+    assert get_execution(db, running.id).status == "succeeded"  # warm shutdown
+    assert pid_gone(worker_pid)
+    assert "stopped" in log_of(cluster, proc)
+
+
+def test_the_rq_worker_does_not_outlive_a_killed_node(cluster: Cluster) -> None:
+    _, proc = cluster.node("n1")
+    worker_pid = rq_worker_pid(cluster, proc)
+    assert not pid_gone(worker_pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+    wait_for(lambda: pid_gone(worker_pid), timeout_s=10, what="the orphan rq worker gone")
+
+
+def test_a_dead_rq_worker_is_restarted(cluster: Cluster, db: Store) -> None:
+    member = new_uuid()
+    job_id = add_job(db, member, ["true"])
+    _, proc = cluster.node("n1", member)
+    worker_pid = rq_worker_pid(cluster, proc)
+    os.kill(worker_pid, signal.SIGKILL)
+    wait_for(lambda: "rq worker exited" in log_of(cluster, proc), what="the restart logged")
+    restarted_ms = now_ms()
+    wait_for(
+        lambda: any(e.created_ms > restarted_ms for e in finished(db, job_id)),
+        timeout_s=10,
+        what="an execution run by the new worker",
+    )
+    assert proc.poll() is None

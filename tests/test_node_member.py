@@ -1,0 +1,214 @@
+"""The member loop in-process, with a moved clock, on real Redis and a real database: fires go
+through the fence, executions are enqueued on the member's RQ queue and recorded by the task;
+a lost job is unscheduled and logged once. Also the task's command runner."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rq import Queue
+
+from producers.heartbeat import HeartbeatProducer
+from schemas.codec import decode_as
+from schemas.keys import MESSAGE_FIELD, Keys
+from schemas.messages import Heartbeat
+from workers.node.member import Member, MemberConfig
+from workers.node.rq_worker import queue_name
+from workers.node.runner import OUTPUT_TAIL_BYTES, run_command, use_database
+from workers.store import (
+    Store,
+    create_job,
+    get_execution,
+    get_job,
+    insert_execution,
+    list_executions,
+    reassign_jobs,
+    start_execution,
+)
+
+ME = "aaaaaaaa-0000-4000-8000-000000000001"
+OTHER = "bbbbbbbb-0000-4000-8000-000000000002"
+T0 = 1_767_225_600_250  # 2026-01-01 00:00:00.250 UTC
+
+
+class Clock:
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+@pytest.fixture
+def member_parts(
+    store: Store, r: redis.Redis, db_url: str
+) -> Iterator[tuple[Member, Clock, Queue, HeartbeatProducer]]:
+    clock = Clock(T0)
+    stop = threading.Event()
+    producer = HeartbeatProducer(r, uuid=ME, name="me", interval_s=1.0)
+    queue = Queue(queue_name(ME), connection=r)
+    config = MemberConfig(ME, 1.0, db_url, queue.name)  # reload every 1000 ms
+    member = Member(
+        config,
+        store=store,
+        queue=queue,
+        producer=producer,
+        stop=stop,
+        clock_ms=clock,
+        sleep_s=lambda _s: None,  # the test moves the clock itself
+    )
+    yield member, clock, queue, producer
+
+
+def _job(store: Store, command: list[str], schedule: str = "* * * * * *") -> str:
+    return create_job(
+        store,
+        project="ops",
+        group_name="",
+        name="tick",
+        command=command,
+        schedule=schedule,
+        modified_by=ME,
+        now_ms=T0 - 10_000,
+    ).id
+
+
+def test_a_due_time_is_fired_enqueued_and_recorded(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    member, clock, queue, _ = member_parts
+    job_id = _job(store, [sys.executable, "-c", "print('hi'); raise SystemExit(3)"])
+    member.step()
+    assert list_executions(store, job_id=job_id) == []
+    clock.now_ms = T0 + 750  # 00:00:01.000
+    member.step()
+    (execution,) = list_executions(store, job_id=job_id)
+    assert (execution.status, execution.fire_ms, execution.owner_epoch) == (
+        "scheduled",
+        T0 + 750,
+        1,
+    )
+    assert get_job(store, job_id).next_fire_ms == T0 + 1750
+    assert queue.job_ids == [execution.id]
+    rq_job = queue.fetch_job(execution.id)
+    assert rq_job is not None
+    assert rq_job.args == (execution.id, list(get_job(store, job_id).command))  # no store URL
+    use_database(store.engine.url.render_as_string(hide_password=False))
+    assert rq_job.perform() == "failed"
+    done = get_execution(store, execution.id)
+    assert (done.status, done.exit_code, done.output_tail) == ("failed", 3, "hi\n")
+    assert done.rq_job_id == execution.id
+
+
+def test_the_fence_refuses_a_lost_job_logged_once(
+    store: Store,
+    member_parts: tuple[Member, Clock, Queue, HeartbeatProducer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    member, clock, queue, _ = member_parts
+    job_id = _job(store, ["true"])
+    member.step()
+    reassign_jobs(store, from_owner=ME, to_owner=OTHER)
+    caplog.set_level(logging.INFO, logger="workers.node.member")
+    clock.now_ms = T0 + 750  # due, before the next reload: the fence decides
+    member.step()
+    clock.now_ms = T0 + 1750  # reload: the job is not listed any more
+    member.step()
+    clock.now_ms = T0 + 2750
+    member.step()
+    assert list_executions(store, job_id=job_id) == []
+    assert queue.count == 0
+    lost = [r.getMessage() for r in caplog.records if "lost job" in r.getMessage()]
+    assert lost == [f"member {ME}: lost job {job_id} (epoch 1)"]
+    assert member.schedule.plans == {}
+
+
+def test_a_job_taken_back_is_scheduled_again_after_the_last_claimed_time(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    member, clock, _, _ = member_parts
+    job_id = _job(store, ["true"])
+    member.step()
+    reassign_jobs(store, from_owner=ME, to_owner=OTHER)
+    clock.now_ms = T0 + 1000  # reload: lost (before its due 00:00:01 was fired)
+    member.step()
+    assert member.schedule.plans == {}
+    reassign_jobs(store, from_owner=OTHER, to_owner=ME)
+    clock.now_ms = T0 + 2000  # reload: owned again at epoch 3, seen at 00:00:02.250
+    member.step()
+    assert member.schedule.plans[job_id].owner_epoch == 3
+    assert list_executions(store, job_id=job_id) == []
+    clock.now_ms = T0 + 2750
+    member.step()
+    (execution,) = list_executions(store, job_id=job_id)
+    assert (execution.fire_ms, execution.owner_epoch) == (T0 + 2750, 3)
+
+
+def test_an_execution_not_enqueued_is_enqueued_on_the_next_step(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    member, clock, queue, _ = member_parts
+    job_id = _job(store, ["true"])
+    member.step()
+    unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0")
+    member.queue = Queue(queue.name, connection=unreachable)
+    clock.now_ms = T0 + 750
+    with pytest.raises(redis.ConnectionError):
+        member.step()  # committed through the fence, but Redis refused the enqueue
+    unreachable.close()
+    (execution,) = list_executions(store, job_id=job_id)
+    member.queue = queue
+    clock.now_ms = T0 + 800
+    member.step()
+    assert queue.job_ids == [execution.id]
+    assert len(list_executions(store, job_id=job_id)) == 1
+
+
+def test_a_stopped_member_fires_nothing(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    member, clock, _, _ = member_parts
+    job_id = _job(store, ["true"])
+    member.step()
+    member.stop.set()
+    clock.now_ms = T0 + 750
+    member.step()
+    assert list_executions(store, job_id=job_id) == []
+
+
+def test_running_executions_are_sent_with_the_heartbeats(
+    store: Store,
+    r: redis.Redis,
+    member_parts: tuple[Member, Clock, Queue, HeartbeatProducer],
+) -> None:
+    member, _, _, producer = member_parts
+    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
+    running = insert_execution(
+        store, job_id=job_id, member_uuid=ME, trigger="manual", fire_ms=T0, now_ms=T0
+    )
+    insert_execution(store, job_id=job_id, member_uuid=ME, trigger="manual", fire_ms=T0, now_ms=T0)
+    assert start_execution(store, running, now_ms=T0)
+    member.step()
+    producer.beat()
+    ((_, fields),) = r.xrange(Keys().heartbeats)
+    assert decode_as(fields[MESSAGE_FIELD], Heartbeat).running == (running,)
+
+
+def test_run_command_keeps_the_tail_of_stdout_and_stderr() -> None:
+    code = "import sys; sys.stdout.write('a' * 10000); sys.stdout.flush(); sys.stderr.write('END')"
+    outcome = run_command([sys.executable, "-c", code])
+    assert outcome.exit_code == 0 and outcome.status == "succeeded"
+    assert len(outcome.output_tail) == OUTPUT_TAIL_BYTES
+    assert outcome.output_tail.endswith("aaaEND")
+
+
+def test_run_command_reports_a_missing_program_as_failed() -> None:
+    outcome = run_command(["/nonexistent/qwc-test-program"])
+    assert outcome.exit_code is None and outcome.status == "failed"
+    assert "/nonexistent/qwc-test-program" in outcome.output_tail
+    assert run_command([]).status == "failed"

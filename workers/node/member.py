@@ -1,0 +1,335 @@
+"""The reference member: heartbeats, schedules the jobs it owns, fires them through the fence,
+and runs them on its own RQ queue.
+
+:func:`run_member` starts it and runs until ``stop`` is set:
+
+1. marks the member's leftover ``running`` executions ``incomplete`` (before its RQ worker
+   starts, so a just-started execution is never mistaken for a leftover);
+2. forks the RQ worker child on queue ``qwc-<member uuid>`` and starts the heartbeat
+   producer;
+3. loops (:class:`Member`): every heartbeat interval it reloads the jobs it owns and the ids
+   of its running executions (sent with the heartbeats); at each due fire time it claims the
+   time through :func:`workers.store.fire_job` (the fence) and enqueues
+   :func:`workers.node.runner.run_execution`. A refused claim means the job was lost: it is
+   unscheduled and logged once; a later reload schedules it again if the member owns it.
+4. on ``stop``: stops firing, the producer, then the RQ worker (warm shutdown).
+
+Transient Redis/SQL errors are logged and retried (:func:`workers.bus.retry.run_forever`); an
+execution whose fire was committed but not yet enqueued is enqueued on the next attempt.
+Log lines start with ``member <uuid>:``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rq import Queue
+
+from producers.heartbeat import HeartbeatProducer
+from schemas.keys import Keys
+from schemas.settings import Settings
+from workers.bus.connect import connect, redis_url_for
+from workers.bus.retry import is_transient, run_forever
+from workers.node.rq_worker import RqWorkerProcess, queue_name
+from workers.node.runner import run_execution, use_database
+from workers.node.scheduler import Fire, JobSchedule, ReloadResult
+from workers.store import (
+    Store,
+    fire_job,
+    list_executions,
+    list_jobs,
+    mark_incomplete,
+    open_store,
+    set_next_fire_ms,
+    store_url,
+)
+
+__all__ = ["RESULT_TTL_S", "Member", "MemberConfig", "run_member", "wall_clock_ms"]
+
+log = logging.getLogger(__name__)
+
+RESULT_TTL_S = 3600  # how long RQ keeps a job's return value and failure info
+RQ_WARM_STOP_S = 5.0  # + RQ cold shutdown 2 s: the node exits within 10 s of SIGTERM
+
+
+def wall_clock_ms() -> int:
+    """The member's wall clock, epoch ms (cron schedules follow the member's clock)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """What the loop needs: who it is, how often it reloads, where executions are recorded."""
+
+    member_uuid: str
+    interval_s: float
+    database_url: str  # the store the RQ worker it forks uses (set by use_database)
+    queue: str
+
+
+@dataclass(frozen=True)
+class _Pending:
+    execution_id: str
+    fire: Fire
+
+
+class Member:
+    """The member's scheduling loop (one thread). ``step()`` does one pass and then waits
+    until the next fire time or reload, or until ``stop`` is set.
+
+    ``clock_ms`` (epoch ms) and ``sleep_s`` (how to wait that many seconds) are injectable:
+    a test moves the clock and does not sleep.
+    """
+
+    def __init__(
+        self,
+        config: MemberConfig,
+        *,
+        store: Store,
+        queue: Queue,
+        producer: HeartbeatProducer,
+        stop: threading.Event,
+        schedule: JobSchedule | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        sleep_s: Callable[[float], object] | None = None,
+        rq_worker: RqWorkerProcess | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.queue = queue
+        self.producer = producer
+        self.stop = stop
+        self.schedule = schedule or JobSchedule()
+        self._clock_ms = clock_ms
+        self._sleep_s = sleep_s or stop.wait  # stop.wait: a stop ends the wait at once
+        self.rq_worker = rq_worker
+        self._interval_ms = max(1, round(config.interval_s * 1000))
+        self._next_reload_ms = 0
+        self._unqueued: list[_Pending] = []
+
+    def run(self) -> None:
+        """Run until ``stop`` is set; transient errors are logged and retried."""
+        what = f"member {self.config.member_uuid}"
+        run_forever(self.step, stop=self.stop, what=what, logger=log)
+
+    def step(self) -> None:
+        """Enqueue what a failure left behind, reload if due, fire what is due, wait."""
+        now_ms = self._clock_ms()
+        self._enqueue_pending()
+        if now_ms >= self._next_reload_ms:
+            self.reload(now_ms)
+            self._next_reload_ms = now_ms + self._interval_ms
+        due = self.schedule.due(now_ms)
+        for miss in due.misfires:
+            log.warning(
+                "member %s: job %s missed its fire times from %s to %s ms (too late)",
+                self.config.member_uuid,
+                miss.job_id,
+                miss.first_ms,
+                miss.until_ms,
+            )
+        for fire in due.fires:
+            if self.stop.is_set():
+                return
+            self.fire(fire, now_ms)
+        self._wait()
+
+    def reload(self, now_ms: int) -> ReloadResult:
+        """Re-read the jobs this member owns and its running executions; restart the RQ
+        worker if it died."""
+        uuid = self.config.member_uuid
+        exit_code = self.rq_worker.restart_if_dead() if self.rq_worker is not None else None
+        if exit_code is not None:
+            log.error("member %s: rq worker exited (exit %s); restarted it", uuid, exit_code)
+        jobs = list_jobs(self.store, owner_uuid=uuid)
+        running = list_executions(self.store, member_uuid=uuid, statuses=("running",))
+        self.producer.set_running(e.id for e in running)
+        result = self.schedule.reload(jobs, now_ms=now_ms)
+        self._log_reload(result)
+        return result
+
+    def _log_reload(self, result: ReloadResult) -> None:
+        uuid = self.config.member_uuid
+        for plan in result.added:
+            log.info(
+                "member %s: scheduling job %s (epoch %s), next fire %s",
+                uuid,
+                plan.job_id,
+                plan.owner_epoch,
+                plan.next_fire_ms,
+            )
+        for gone in result.removed:
+            if gone.reason == "lost":
+                self._log_lost(gone.job_id, gone.owner_epoch)
+            else:
+                log.info("member %s: unscheduled job %s (%s)", uuid, gone.job_id, gone.reason)
+        for bad in result.invalid:
+            log.warning("member %s: job %s not scheduled: %s", uuid, bad.job_id, bad.reason)
+
+    def _log_lost(self, job_id: str, owner_epoch: int) -> None:
+        log.warning(
+            "member %s: lost job %s (epoch %s)", self.config.member_uuid, job_id, owner_epoch
+        )
+
+    def fire(self, fire: Fire, now_ms: int) -> str | None:
+        """Claim ``fire`` through the fence and enqueue its execution; returns its id, or
+        None when the fence refused (the job is then unscheduled and logged as lost)."""
+        if not self.schedule.is_planned(fire):
+            return None  # lost earlier in this pass
+        uuid = self.config.member_uuid
+        next_ms = self.schedule.next_after(fire)
+        with self.store.begin() as conn:
+            execution_id = fire_job(
+                conn,
+                job_id=fire.job_id,
+                member_uuid=uuid,
+                owner_epoch=fire.owner_epoch,
+                fire_ms=fire.fire_ms,
+                now_ms=now_ms,
+            )
+            if execution_id is not None:
+                set_next_fire_ms(
+                    conn,
+                    job_id=fire.job_id,
+                    member_uuid=uuid,
+                    owner_epoch=fire.owner_epoch,
+                    next_fire_ms=next_ms,
+                )
+        if execution_id is None:
+            if self.schedule.lost(fire.job_id) is not None:
+                self._log_lost(fire.job_id, fire.owner_epoch)
+            return None
+        self.schedule.fired(fire.job_id, fire.fire_ms)
+        log.debug(
+            "member %s: fired job %s at %s: %s", uuid, fire.job_id, fire.fire_ms, execution_id
+        )
+        self._unqueued.append(_Pending(execution_id, fire))
+        self._enqueue_pending()
+        return execution_id
+
+    def _enqueue_pending(self) -> None:
+        while self._unqueued:
+            pending = self._unqueued[0]
+            self.queue.enqueue_call(
+                run_execution,
+                args=(pending.execution_id, list(pending.fire.command)),
+                timeout=-1,  # no timeout: the command runs as long as it runs
+                result_ttl=RESULT_TTL_S,
+                failure_ttl=RESULT_TTL_S,
+                job_id=pending.execution_id,
+                description=f"job {pending.fire.job_id} fire {pending.fire.fire_ms}",
+            )
+            self._unqueued.pop(0)
+
+    def _wait(self) -> None:
+        wake_ms = self._next_reload_ms
+        next_due_ms = self.schedule.next_due_ms()
+        if next_due_ms is not None:
+            wake_ms = min(wake_ms, next_due_ms)
+        delay_ms = wake_ms - self._clock_ms()
+        if delay_ms > 0:
+            self._sleep_s(delay_ms / 1000)
+
+
+def run_member(
+    settings: Settings, *, member_uuid: str, name: str, passive: bool, stop: threading.Event
+) -> None:
+    """Run the member ``member_uuid`` until ``stop`` is set (see the module docstring).
+
+    Raises ``schemas.errors.StoreError`` when the store cannot be opened (PostgreSQL not
+    migrated, bad URL) and ``EmbeddedRedisError`` when the embedded Redis cannot start.
+    """
+    store = open_store(settings)
+    try:
+        redis_url = redis_url_for(settings)
+        if not _retry_until_done(
+            lambda: mark_incomplete(store, member_uuid=member_uuid, now_ms=wall_clock_ms()),
+            stop=stop,
+            what=f"member {member_uuid}",
+        ):
+            return
+        store.dispose()  # the RQ worker child must not inherit pooled connections
+        config = MemberConfig(
+            member_uuid, settings.heartbeat_interval_s, store_url(settings), queue_name(member_uuid)
+        )
+        use_database(config.database_url)  # inherited by the RQ worker it forks
+        worker = RqWorkerProcess(redis_url, config.queue, log_level=logging.getLogger().level)
+        worker.start()
+        try:
+            _run_loop(
+                settings,
+                config,
+                redis_url,
+                store=store,
+                worker=worker,
+                name=name,
+                passive=passive,
+                stop=stop,
+            )
+        finally:
+            worker.stop(warm_s=RQ_WARM_STOP_S)
+    finally:
+        store.close()
+
+
+def _run_loop(
+    settings: Settings,
+    config: MemberConfig,
+    redis_url: str,
+    *,
+    store: Store,
+    worker: RqWorkerProcess,
+    name: str,
+    passive: bool,
+    stop: threading.Event,
+) -> None:
+    client = connect(redis_url, client_name=f"node-{name}")
+    producer = HeartbeatProducer(
+        client,
+        uuid=config.member_uuid,
+        name=name,
+        interval_s=settings.heartbeat_interval_s,
+        delay_s=settings.heartbeat_delay_s,
+        keys=Keys(settings.redis_prefix),
+        tags=settings.server_tags,
+        passive=passive,
+    )
+    producer.start()
+    log.info("member %s (%s): running, queue %s", config.member_uuid, name, config.queue)
+    try:
+        member = Member(
+            config,
+            store=store,
+            queue=Queue(config.queue, connection=client),
+            producer=producer,
+            rq_worker=worker,
+            stop=stop,
+        )
+        member.run()
+    finally:
+        producer.stop()
+        client.close()
+        log.info("member %s (%s): stopped", config.member_uuid, name)
+
+
+def _retry_until_done(
+    action: Callable[[], object], *, stop: threading.Event, what: str, max_backoff_s: float = 5.0
+) -> bool:
+    """Call ``action`` until it succeeds (True) or ``stop`` is set (False), retrying
+    transient errors with logged exponential backoff; other errors propagate."""
+    delay_s = 0.05
+    while not stop.is_set():
+        try:
+            action()
+            return True
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("%s: connection lost (%s); retry in %.2fs", what, exc, delay_s)
+            stop.wait(delay_s)
+            delay_s = min(delay_s * 2, max_backoff_s)
+    return False

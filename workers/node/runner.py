@@ -1,0 +1,121 @@
+"""The RQ task a node runs for each execution: run the job's command and record the outcome.
+
+:func:`run_execution` is enqueued by the member on its queue ``qwc-<member uuid>`` and
+performed by the node's RQ worker (in a work horse forked per job). It moves the execution
+``scheduled`` -> ``running`` (with the RQ job id), runs the argv without a shell (stdin
+closed, stdout and stderr captured together, no timeout), then ``succeeded`` (exit code 0)
+or ``failed``, with the exit code and the last :data:`OUTPUT_TAIL_BYTES` of the output.
+An execution that is no longer ``scheduled`` when the task starts (aborted, or marked
+``incomplete`` by a recovery) is not run.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rq import get_current_job
+
+from workers.store import create_store_engine, finish_execution, start_execution
+
+__all__ = [
+    "OUTPUT_TAIL_BYTES",
+    "CommandOutcome",
+    "run_command",
+    "run_execution",
+    "use_database",
+]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_TAIL_BYTES = 4096
+_CHUNK_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """How a command ended. ``exit_code`` is None when it could not be started; negative
+    when a signal killed it (``-signal``). ``output_tail`` is the end of stdout+stderr."""
+
+    exit_code: int | None
+    output_tail: str
+
+    @property
+    def status(self) -> str:
+        """``succeeded`` for exit code 0, else ``failed``."""
+        return "succeeded" if self.exit_code == 0 else "failed"
+
+
+def run_command(argv: Sequence[str], *, tail_bytes: int = OUTPUT_TAIL_BYTES) -> CommandOutcome:
+    """Run ``argv`` (no shell, no timeout) and keep the last ``tail_bytes`` of its output.
+
+    A command that cannot be started (not found, not executable, empty argv) gives
+    ``exit_code`` None and the error as the output; nothing is raised for it.
+    """
+    if not argv:
+        return CommandOutcome(None, "empty command")
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    except OSError as exc:
+        return CommandOutcome(None, f"cannot run {argv[0]!r}: {exc}")
+    tail: collections.deque[bytes] = collections.deque()
+    kept = 0
+    assert proc.stdout is not None
+    with proc:
+        while chunk := proc.stdout.read(_CHUNK_BYTES):
+            tail.append(chunk)
+            kept += len(chunk)
+            while len(tail) > 1 and kept - len(tail[0]) >= tail_bytes:  # bounded memory
+                kept -= len(tail.popleft())
+        exit_code = proc.wait()
+    output = b"".join(tail)[-tail_bytes:] if tail_bytes > 0 else b""
+    return CommandOutcome(exit_code, output.decode("utf-8", errors="replace"))
+
+
+_database_url: str | None = None
+
+
+def use_database(url: str) -> None:
+    """Set the store URL the tasks of this process use. The node calls it before it forks
+    its RQ worker, so the URL (and any password in it) never travels through Redis."""
+    global _database_url
+    _database_url = url
+
+
+def run_execution(execution_id: str, argv: Sequence[str]) -> str:
+    """The RQ task: run execution ``execution_id`` of command ``argv``, recorded in the
+    store given to ``use_database``. Returns the final status, or ``skipped`` when the
+    execution was not ``scheduled`` any more. Store errors propagate (RQ records the job
+    failed); RuntimeError when no store was set."""
+    if _database_url is None:
+        raise RuntimeError("run_execution: no store configured (use_database was not called)")
+    engine = create_store_engine(_database_url)
+    try:
+        current = get_current_job()
+        rq_job_id = current.id if current is not None else None
+        if not start_execution(engine, execution_id, now_ms=_now_ms(), rq_job_id=rq_job_id):
+            log.warning("execution %s: not scheduled any more; not run", execution_id)
+            return "skipped"
+        outcome = run_command(argv)
+        finish_execution(
+            engine,
+            execution_id,
+            status=outcome.status,
+            now_ms=_now_ms(),
+            exit_code=outcome.exit_code,
+            output_tail=outcome.output_tail,
+        )
+        log.info("execution %s: %s (exit %s)", execution_id, outcome.status, outcome.exit_code)
+        return outcome.status
+    finally:
+        engine.dispose()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
