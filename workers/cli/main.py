@@ -11,8 +11,10 @@ from workers.cli import (
     db_cmd,
     demo_cmd,
     embedded_cmd,
+    jobs_cmd,
     members_cmd,
     node_cmd,
+    takeover_cmd,
     worker_cmd,
 )
 from workers.cli.common import CliContext, configure_logging
@@ -44,7 +46,17 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     ctx.obj = CliContext(config_path=config_path)
 
 
-for module in (config_cmd, db_cmd, demo_cmd, embedded_cmd, members_cmd, node_cmd, worker_cmd):
+for module in (
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    embedded_cmd,
+    jobs_cmd,
+    members_cmd,
+    node_cmd,
+    takeover_cmd,
+    worker_cmd,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -49,8 +51,11 @@ def members(cli: CliContext, as_json: bool) -> None:
     settings = cli.settings()
     client = connect(settings)
     store = open_store(settings)
+    keys = Keys(settings.redis_prefix)
     try:
-        rows = collect_member_rows(client, store, Keys(settings.redis_prefix))
+        rows = collect_member_rows(client, store, keys)
+        raw_held = cast(dict[bytes, bytes], client.hgetall(keys.takeover_held))
+        held = {k.decode(): v.decode() for k, v in raw_held.items()}
     finally:
         client.close()
         store.close()
@@ -58,6 +63,8 @@ def members(cli: CliContext, as_json: bool) -> None:
         echo_json(rows)
     else:
         Console().print(members_table(rows))
+    for proposal_id, reason in sorted(held.items()):  # on stderr with --json: stdout stays JSON
+        click.echo(f"takeover {proposal_id} held: {reason}", err=as_json)
 
 
 def collect_member_rows(client, store, keys: Keys) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from workers.bus.connect import connect
 from workers.cli.common import CliContext, default_consumer_name, pass_cli, stop_on_signals
 from workers.liveness.worker import LivenessWorker
 from workers.store import open_store
+from workers.takeover.worker import TakeoverWorker
 
 __all__ = ["COMMANDS"]
 
@@ -50,6 +51,34 @@ def liveness(cli: CliContext, consumer: str | None) -> None:
             consumer=consumer or default_consumer_name("liveness"),
             stop=stop,
         ).run()
+    finally:
+        client.close()
+        store.close()
+
+
+@worker.command()
+@click.option(
+    "--consumer",
+    default=None,
+    help="Consumer name in the 'takeover' group (default: takeover-<host>-<pid>).",
+)
+@pass_cli
+def takeover(cli: CliContext, consumer: str | None) -> None:
+    """Move dead members' scheduled jobs to live members (Autotakeover).
+
+    When a member turns dead and qwcontrol.clusterMode.autotakeover.enabled is true and
+    the policy allows it, a proposal is published (at most one per member per
+    autotakeover.sleep). After autotakeover.delay the worker checks the member is still
+    dead, applies the mass-failure guard, and commits the ownership change in one
+    transaction. Run two or more replicas: a proposal held by a dead replica is reclaimed.
+    """
+    settings = cli.settings()
+    name = consumer or default_consumer_name("takeover")
+    stop = stop_on_signals()
+    client = connect(settings, client_name=name)
+    store = open_store(settings)
+    try:
+        TakeoverWorker(client, store, settings, consumer=name, stop=stop).run()
     finally:
         client.close()
         store.close()

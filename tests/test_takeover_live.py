@@ -1,0 +1,213 @@
+"""Autotakeover end to end: real nodes, liveness and takeover workers, real Redis and SQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from schemas.keys import Keys
+from tests.cluster import Cluster, membership_changes, new_uuid, wait_for
+from workers.liveness.view import read_snapshot
+from workers.store import Store, create_job, create_store_engine, list_jobs, list_takeovers
+
+pytestmark = pytest.mark.processes
+
+KEYS = Keys()
+DEAD_MS, DELAY_MS = 1200, 500
+TAKEOVER_ENV = {
+    "QWC_CLUSTERMODE_AUTOTAKEOVER_ENABLED": "true",
+    "QWC_CLUSTERMODE_AUTOTAKEOVER_DELAY": str(DELAY_MS / 1000),
+    "QWC_CLUSTERMODE_AUTOTAKEOVER_SLEEP": "4",
+}
+
+
+@pytest.fixture
+def tc(cluster: Cluster) -> Iterator[Cluster]:
+    cluster.extra_env.update(TAKEOVER_ENV)
+    yield cluster
+
+
+def open_test_store(c: Cluster) -> Store:
+    return Store(create_store_engine(c.database_url))
+
+
+def add_jobs(c: Cluster, owner: str, n: int, prefix: str = "job") -> list[str]:
+    store = open_test_store(c)
+    try:
+        return [
+            create_job(
+                store,
+                project="p",
+                group_name="g",
+                name=f"{prefix}-{i}",
+                command=["true"],
+                schedule=None,
+                modified_by=owner,
+                now_ms=int(time.time() * 1000),
+            ).id
+            for i in range(n)
+        ]
+    finally:
+        store.close()
+
+
+def owners(c: Cluster) -> dict[str, str]:
+    store = open_test_store(c)
+    try:
+        return {j.id: j.owner_uuid for j in list_jobs(store)}
+    finally:
+        store.close()
+
+
+def takeovers(c: Cluster) -> list:  # type: ignore[type-arg]
+    store = open_test_store(c)
+    try:
+        return list_takeovers(store)
+    finally:
+        store.close()
+
+
+def start(
+    c: Cluster, members: int = 3, takeover_workers: int = 1
+) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    c.start("worker", "liveness")
+    for _ in range(takeover_workers):
+        c.start("worker", "takeover")
+    nodes = [c.node(f"node-{i}") for i in range(1, members + 1)]
+    r = c.client()
+    wait_for(
+        lambda: all(
+            (s := read_snapshot(r, KEYS).states.get(u)) is not None and s.value == "active"
+            for u, _ in nodes
+        ),
+        timeout_s=20,
+        what="members active",
+    )
+    return nodes
+
+
+def test_sigkill_member_jobs_move_to_active_members_on_time(tc: Cluster) -> None:
+    nodes = start(tc)
+    victim, proc = nodes[0]
+    jobs = add_jobs(tc, victim, 30)
+    proc.kill()
+    wait_for(lambda: all(o != victim for o in owners(tc).values()), timeout_s=15, what="moved")
+    final = owners(tc)
+    survivors = {u for u, _ in nodes[1:]}
+    assert set(final[j] for j in jobs) == survivors
+    counts = [sum(1 for j in jobs if final[j] == u) for u in survivors]
+    assert sorted(counts) == [15, 15]
+    (t,) = [t for t in takeovers(tc) if t.outcome == "committed"]
+    dead = [c for c in membership_changes(tc.client(), KEYS, victim) if c.to_state.value == "dead"]
+    late_ms = t.decided_ms - (dead[0].last_seen_ms + DEAD_MS + DELAY_MS)
+    assert 0 <= late_ms <= 500, late_ms
+    assert t.jobs_moved == 30 and t.destinations == dict.fromkeys(survivors, 15)
+
+
+def test_static_policy_takes_over_only_allowed_members(tc: Cluster) -> None:
+    allowed = new_uuid()
+    tc.extra_env.update(
+        QWC_CLUSTERMODE_AUTOTAKEOVER_POLICY="static",
+        QWC_CLUSTERMODE_AUTOTAKEOVER_CONFIG_ALLOWED=allowed,
+    )
+    tc.start("worker", "liveness")
+    tc.start("worker", "takeover")
+    _, keeper_proc = tc.node("keeper")
+    _, allowed_proc = tc.node("allowed", allowed)
+    for i in range(3):  # 2 of 5 dying is no mass failure
+        tc.node(f"survivor-{i}")
+    r = tc.client()
+    wait_for(lambda: len(read_snapshot(r, KEYS).states) == 5, what="five members")
+    keeper = next(u for u, hb in read_snapshot(r, KEYS).info.items() if b"keeper" in hb)
+    kept, taken = add_jobs(tc, keeper, 3, "k"), add_jobs(tc, allowed, 3, "a")
+    keeper_proc.kill()
+    allowed_proc.kill()
+    wait_for(lambda: all(owners(tc)[j] != allowed for j in taken), timeout_s=15, what="taken")
+    wait_for(
+        lambda: any(t.outcome == "skipped" and t.dead_uuid == keeper for t in takeovers(tc)),
+        what="skip recorded",
+    )
+    assert all(owners(tc)[j] == keeper for j in kept)
+
+
+def test_member_back_during_the_delay_keeps_its_jobs(tc: Cluster) -> None:
+    tc.extra_env["QWC_CLUSTERMODE_AUTOTAKEOVER_DELAY"] = "3"
+    nodes = start(tc)
+    paused, proc = nodes[0]
+    jobs = add_jobs(tc, paused, 5)
+    r = tc.client()
+    os.kill(proc.pid, signal.SIGSTOP)
+    wait_for(lambda: read_snapshot(r, KEYS).states[paused].value == "dead", what="dead")
+    os.kill(proc.pid, signal.SIGCONT)
+    wait_for(
+        lambda: any(t.outcome == "cancelled" for t in takeovers(tc)), timeout_s=10, what="cancel"
+    )
+    assert all(owners(tc)[j] == paused for j in jobs)
+    assert not any(t.outcome == "committed" for t in takeovers(tc))
+
+
+def test_two_takeover_replicas_one_killed_inside_the_delay(tc: Cluster) -> None:
+    tc.extra_env["QWC_CLUSTERMODE_AUTOTAKEOVER_DELAY"] = "2"
+    nodes = start(tc, takeover_workers=2)
+    victim, proc = nodes[0]
+    jobs = add_jobs(tc, victim, 6)
+    r = tc.client()
+    proc.kill()
+    pending = wait_for(
+        lambda: r.xpending_range(KEYS.takeover, "takeover", "-", "+", 10), what="proposal held"
+    )
+    holder = pending[0]["consumer"].decode()
+    holder_pid = int(holder.rsplit("-", 1)[1])
+    os.kill(holder_pid, signal.SIGKILL)
+    wait_for(lambda: all(owners(tc)[j] != victim for j in jobs), timeout_s=20, what="moved")
+    committed = [t for t in takeovers(tc) if t.outcome == "committed"]
+    assert len(committed) == 1 and committed[0].jobs_moved == 6
+
+
+def test_dies_returns_dies_again_inside_sleep_gets_one_attempt(tc: Cluster) -> None:
+    tc.extra_env["QWC_CLUSTERMODE_AUTOTAKEOVER_DELAY"] = "2.5"
+    nodes = start(tc)
+    flapper, proc = nodes[0]
+    add_jobs(tc, flapper, 2)
+    r = tc.client()
+    os.kill(proc.pid, signal.SIGSTOP)
+    wait_for(lambda: read_snapshot(r, KEYS).states[flapper].value == "dead", what="dead 1")
+    os.kill(proc.pid, signal.SIGCONT)
+    wait_for(lambda: read_snapshot(r, KEYS).states[flapper].value == "active", what="back")
+    os.kill(proc.pid, signal.SIGSTOP)
+    wait_for(lambda: read_snapshot(r, KEYS).states[flapper].value == "dead", what="dead 2")
+    # one attempt within sleep (4 s): the first proposal only, cancelled
+    wait_for(lambda: any(t.outcome == "cancelled" for t in takeovers(tc)), timeout_s=10, what="c")
+    assert r.xlen(KEYS.takeover) == 1
+    # after sleep, a new attempt takes the jobs over
+    wait_for(lambda: any(t.outcome == "committed" for t in takeovers(tc)), timeout_s=15, what="2nd")
+    assert r.xlen(KEYS.takeover) == 2
+    first, second = sorted(takeovers(tc), key=lambda t: t.proposed_ms)
+    assert second.proposed_ms - first.proposed_ms >= 4000
+    os.kill(proc.pid, signal.SIGCONT)
+
+
+def test_mass_failure_guard_holds_then_releases(tc: Cluster) -> None:
+    nodes = start(tc, members=4)
+    jobs = {u: add_jobs(tc, u, 2, u[:8]) for u, _ in nodes}
+    for _, proc in nodes[:3]:
+        proc.kill()
+    r = tc.client()
+    wait_for(lambda: r.hlen(KEYS.takeover_held) >= 1, timeout_s=15, what="held")
+    members_out = tc.run("members").stdout + tc.run("members").stderr
+    assert "mass failure" in members_out
+    assert all(owners(tc)[j] == u for u, js in jobs.items() for j in js)
+    assert any(t.outcome == "held" for t in takeovers(tc))
+    tc.run("takeover", "release")
+    survivor = nodes[3][0]
+    wait_for(
+        lambda: all(owners(tc)[j] == survivor for js in jobs.values() for j in js),
+        timeout_s=15,
+        what="released takeovers commit",
+    )
+    assert r.hlen(KEYS.takeover_held) == 0

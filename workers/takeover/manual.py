@@ -1,0 +1,93 @@
+"""Manual takeover, the Cluster Manager's: the same commit as Autotakeover, chosen by hand.
+
+The answer has the shape of the compatible API call (``PUT /api/14/scheduler/takeover``).
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from schemas.keys import Keys
+from schemas.settings import Settings, TakeoverPolicy
+from workers.liveness import view
+from workers.store import Store, commit_takeover, count_jobs_by_owner, list_jobs
+from workers.takeover.decide import choose_quotas
+from workers.takeover.worker import candidates_from_view
+
+__all__ = ["manual_takeover"]
+
+
+def manual_takeover(
+    client: redis.Redis,
+    store: Store,
+    settings: Settings,
+    *,
+    from_uuid: str | None,
+    to_uuid: str | None,
+    project: str | None = None,
+    job_ids: Sequence[str] = (),
+    now_ms: int,
+) -> dict[str, Any]:
+    """Move the jobs of ``from_uuid`` (None: of every member) to ``to_uuid`` (None: spread
+    over the active, non-passive members, fewest-owned first). ``project`` and ``job_ids``
+    narrow the jobs. Returns the compatible answer; ``success`` is False when nothing could
+    receive the jobs.
+    """
+    jobs = [
+        j
+        for j in list_jobs(store, owner_uuid=from_uuid, project=project)
+        if (not job_ids or j.id in job_ids) and j.owner_uuid != to_uuid
+    ]
+    server: dict[str, Any] = {"uuid": from_uuid} if from_uuid else {"all": True}
+    if to_uuid is not None:
+        quotas = [(to_uuid, len(jobs))] if jobs else []
+    else:
+        snap = view.read_snapshot(client, Keys(settings.redis_prefix))
+        members = candidates_from_view(snap, count_jobs_by_owner(store))
+        any_policy = settings.model_copy(update={"autotakeover_policy": TakeoverPolicy.ANY})
+        quotas = choose_quotas(members, from_uuid or "", len(jobs), any_policy, seed="manual")
+    if jobs and not quotas:
+        return _answer(
+            False, "No active member can receive the jobs.", server, settings, to_uuid, jobs, []
+        )
+    result = commit_takeover(
+        store,
+        proposal_id=f"manual-{uuidlib.uuid4().hex}",
+        dead_uuid=from_uuid,
+        policy="manual",
+        proposed_ms=now_ms,
+        due_ms=now_ms,
+        now_ms=now_ms,
+        quotas=quotas,
+        outcome="manual",
+        project=project,
+        job_ids=[j.id for j in jobs] if job_ids else None,
+    )
+    moved = [{"id": m.job_id, "previous-owner": m.previous_owner} for m in result.moved]
+    return _answer(True, "Schedule takeover successful.", server, settings, to_uuid, jobs, moved)
+
+
+def _answer(
+    success: bool,
+    message: str,
+    server: dict[str, Any],
+    settings: Settings,
+    to_uuid: str | None,
+    jobs: Sequence[Any],
+    moved: list[dict[str, str]],
+) -> dict[str, Any]:
+    moved_ids = {m["id"] for m in moved}
+    failed = [{"id": j.id, "previous-owner": j.owner_uuid} for j in jobs if j.id not in moved_ids]
+    return {
+        "success": success,
+        "message": message,
+        "self": {"server": {"uuid": to_uuid or settings.server_uuid}},
+        "takeoverSchedule": {
+            "server": server,
+            "jobs": {"total": len(jobs), "successful": moved, "failed": failed},
+        },
+    }
