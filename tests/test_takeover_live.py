@@ -211,3 +211,106 @@ def test_mass_failure_guard_holds_then_releases(tc: Cluster) -> None:
         what="released takeovers commit",
     )
     assert r.hlen(KEYS.takeover_held) == 0
+
+
+def executions_of(c: Cluster, job_ids: list[str]) -> list:  # type: ignore[type-arg]
+    from workers.store import list_executions
+
+    store = open_test_store(c)
+    try:
+        return [e for j in job_ids for e in list_executions(store, job_id=j)]
+    finally:
+        store.close()
+
+
+def test_paused_member_loses_its_jobs_and_never_fires_them_again(tc: Cluster) -> None:
+    """SIGSTOP past considerDead + delay, with jobs firing every second, then SIGCONT."""
+    nodes = start(tc)
+    paused, proc = nodes[0]
+    store = open_test_store(tc)
+    jobs = [
+        create_job(
+            store,
+            project="p",
+            group_name="g",
+            name=f"tick-{i}",
+            command=["true"],
+            schedule="* * * * * *",
+            modified_by=paused,
+            now_ms=int(time.time() * 1000),
+        ).id
+        for i in range(6)
+    ]
+    store.close()
+    wait_for(lambda: len(executions_of(tc, jobs)) >= 12, timeout_s=20, what="jobs firing")
+    os.kill(proc.pid, signal.SIGSTOP)
+    wait_for(lambda: all(owners(tc)[j] != paused for j in jobs), timeout_s=15, what="taken over")
+    (commit,) = [t for t in takeovers(tc) if t.outcome == "committed"]
+    wait_for(  # the new owners fire them
+        lambda: sum(e.fire_ms > commit.decided_ms for e in executions_of(tc, jobs)) >= 12,
+        timeout_s=20,
+        what="new owners firing",
+    )
+    os.kill(proc.pid, signal.SIGCONT)
+    log = tc.logs[tc.procs.index(proc)]
+    wait_for(lambda: "lost job" in log.read_text(), timeout_s=10, what="paused member notices")
+    time.sleep(2)  # the scenario: the resumed member keeps running alongside the new owners
+    runs = executions_of(tc, jobs)
+    fired = [(e.job_id, e.fire_ms) for e in runs]
+    assert len(fired) == len(set(fired)), "a (job, fire time) was fired twice"
+    by_paused = [e for e in runs if e.member_uuid == paused]
+    assert by_paused and all(e.owner_epoch == 1 for e in by_paused)
+    assert all(e.fire_ms <= commit.decided_ms for e in by_paused)
+    assert read_snapshot(tc.client(), KEYS).states[paused].value == "active"
+
+
+def _hold_database(c: Cluster, seconds: float) -> None:
+    """Make the store unavailable for ``seconds``: SQLite locked, PostgreSQL refusing."""
+    import sqlite3
+
+    import psycopg
+
+    if c.database_url.startswith("sqlite"):
+        conn = sqlite3.connect(c.database_url.removeprefix("sqlite:///"), timeout=30)
+        conn.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)  # the outage itself
+        conn.rollback()
+        conn.close()
+        return
+    dbname = c.database_url.rsplit("/", 1)[1]
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as pg:
+        pg.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        pg.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        )
+        time.sleep(seconds)  # the outage itself
+        pg.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+
+
+def test_database_outage_during_takeover_completes_once_after(tc: Cluster) -> None:
+    tc.extra_env["QWC_CLUSTERMODE_AUTOTAKEOVER_DELAY"] = "1"
+    nodes = start(tc)
+    victim, proc = nodes[0]
+    jobs = add_jobs(tc, victim, 8)
+    r = tc.client()
+    proc.kill()
+    wait_for(lambda: r.xlen(KEYS.takeover) >= 1, timeout_s=10, what="proposal")
+    outage_start = time.time()
+    _hold_database(tc, 7.0)  # longer than SQLite's busy timeout: the commit fails, is retried
+    outage_end = time.time()
+    wait_for(lambda: all(owners(tc)[j] != victim for j in jobs), timeout_s=30, what="moved")
+    committed = [t for t in takeovers(tc) if t.outcome == "committed"]
+    assert len(committed) == 1 and committed[0].jobs_moved == 8
+    assert committed[0].due_ms < outage_end * 1000  # it was due while the store was away
+    assert outage_end - outage_start >= 7.0
+    takeover_log = next(log for log in tc.logs if _is_takeover(log))
+    assert "retry in" in takeover_log.read_text(), takeover_log.read_text()[-2000:]
+    assert all(p.poll() is None for p in tc.procs if p is not proc), tc.dump_logs()
+
+
+def _is_takeover(log: "os.PathLike[str]") -> bool:
+    from pathlib import Path
+
+    return "takeover worker" in Path(log).read_text()

@@ -117,6 +117,7 @@ class TakeoverWorker:
         now_ms = server_time_ms(self.redis)
         if now_ms >= self._next_scan_ms:
             self._reclaim()
+            self._refresh_attempts()
             self._scan(now_ms)
             self._next_scan_ms = now_ms + self.scan_every_ms
         for held in sorted(self.held.values(), key=lambda h: h.proposal.due_at_ms):
@@ -233,6 +234,18 @@ class TakeoverWorker:
         if changes:
             self._on_changes(changes)
 
+    def _refresh_attempts(self) -> None:
+        """A proposal in flight (waiting, held, or retried through an outage) keeps its
+        member's attempt key alive, so no second attempt starts until ``sleep`` after it."""
+        if not self.held:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for h in self.held.values():
+            pipe.set(
+                self.keys.takeover_attempt(h.proposal.dead_uuid), h.proposal.id, px=self.sleep_ms
+            )
+        pipe.execute()
+
     def _scan(self, now_ms: int) -> None:
         """Propose for dead members that still own jobs (retries after sleep, missed deaths)."""
         if not self.settings.autotakeover_enabled:
@@ -266,10 +279,13 @@ class TakeoverWorker:
         if reason and released_ms < p.proposed_at_ms:
             self._hold(held, now_ms, reason)
             return
+        if not owned.get(p.dead_uuid, 0):
+            self._finish(held, now_ms, "skipped", "the member owns no scheduled jobs")
+            return
         quotas = choose_quotas(
             members, p.dead_uuid, owned.get(p.dead_uuid, 0), self.settings, seed=p.id
         )
-        if owned.get(p.dead_uuid, 0) and not quotas:
+        if not quotas:
             self._finish(held, now_ms, "no_destination", "no active, non-passive member")
             return
         result = commit_takeover(
