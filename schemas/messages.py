@@ -97,30 +97,28 @@ class MembershipChange(Message):
     reason: str = ""
 
 
-class TakeoverProposal(Message):
-    """Proposal to move a dead member's scheduled jobs, due at ``due_at_ms``."""
+class _Proposal(Message):
+    """A proposal about a dead member, due at ``due_at_ms`` (Redis server ms)."""
+
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=64)
+    dead_uuid: MemberUuid
+    policy: str
+    proposed_at_ms: NonNegativeMs
+    due_at_ms: NonNegativeMs
+    last_seen_ms: NonNegativeMs
+
+
+class TakeoverProposal(_Proposal):
+    """Proposal to move a dead member's scheduled jobs to live members."""
 
     TYPE: ClassVar[str] = "takeover"
-    v: Literal[1] = 1
-    id: str = Field(min_length=1, max_length=64)
-    dead_uuid: MemberUuid
-    policy: str
-    proposed_at_ms: NonNegativeMs
-    due_at_ms: NonNegativeMs
-    last_seen_ms: NonNegativeMs
 
 
-class RecoveryProposal(Message):
-    """Proposal to recover a dead member's running executions, due at ``due_at_ms``."""
+class RecoveryProposal(_Proposal):
+    """Proposal to recover a dead member's running executions."""
 
     TYPE: ClassVar[str] = "recovery"
-    v: Literal[1] = 1
-    id: str = Field(min_length=1, max_length=64)
-    dead_uuid: MemberUuid
-    policy: str
-    proposed_at_ms: NonNegativeMs
-    due_at_ms: NonNegativeMs
-    last_seen_ms: NonNegativeMs
 
 
 class RemoteCommand(Message):

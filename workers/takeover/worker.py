@@ -315,25 +315,14 @@ class TakeoverWorker:
                 "member %s: takeover %s held: %s", held.proposal.dead_uuid, held.proposal.id, reason
             )
             self.redis.hset(self.keys.takeover_held, held.proposal.id, reason)
-            p = held.proposal
-            record_takeover_outcome(
-                self.store,
-                proposal_id=p.id,
-                dead_uuid=p.dead_uuid,
-                policy=p.policy,
-                proposed_ms=p.proposed_at_ms,
-                due_ms=p.due_at_ms,
-                now_ms=now_ms,
-                outcome="held",
-                detail=reason,
-            )
+            self._record(held.proposal, now_ms, "held", reason)
             held.held_logged = True
         held.next_check_ms = now_ms + HELD_RECHECK_MS
         # still ours: reset its idle time so no other replica reclaims it meanwhile
         self.redis.xclaim(self.keys.takeover, GROUP, self.consumer, 0, [held.entry_id], justid=True)
 
-    def _finish(self, held: Held, now_ms: int, outcome: str, detail: str) -> None:
-        p = held.proposal
+    def _record(self, p: TakeoverProposal, now_ms: int, outcome: str, detail: str) -> None:
+        """The audit row of a proposal that was not committed (yet)."""
         record_takeover_outcome(
             self.store,
             proposal_id=p.id,
@@ -345,6 +334,10 @@ class TakeoverWorker:
             outcome=outcome,
             detail=detail,
         )
+
+    def _finish(self, held: Held, now_ms: int, outcome: str, detail: str) -> None:
+        p = held.proposal
+        self._record(p, now_ms, outcome, detail)
         log.info("member %s: takeover %s %s: %s", p.dead_uuid, p.id, outcome, detail)
         self._forget(held)
 
