@@ -310,7 +310,7 @@ def test_database_outage_during_takeover_completes_once_after(tc: Cluster) -> No
     assert all(p.poll() is None for p in tc.procs if p is not proc), tc.dump_logs()
 
 
-def _is_takeover(log: "os.PathLike[str]") -> bool:
+def _is_takeover(log: os.PathLike[str]) -> bool:
     from pathlib import Path
 
     return "takeover worker" in Path(log).read_text()
