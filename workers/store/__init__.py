@@ -7,7 +7,8 @@ milliseconds passed in by the caller (``now_ms``); the store never reads a clock
 
 Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
 ``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``,
-``takeover`` (``commit_takeover``: one transaction moving a member's jobs).
+``takeover`` (``commit_takeover``: one transaction moving a member's jobs), ``report``
+(double and missed fires counted from the executions).
 Tables: ``schemas.tables``.
 """
 
@@ -59,6 +60,15 @@ from workers.store.members import (
     record_member_state,
 )
 from workers.store.migrate import check_migrated, current_revision, head_revision, upgrade
+from workers.store.report import (
+    MissedFires,
+    count_double_fires,
+    count_executions_by_member,
+    count_missed_fires,
+    fire_times_by_job,
+    missing_fire_times,
+    split_missed_fires,
+)
 from workers.store.takeover import (
     ALL_OWNERS,
     MovedJob,
@@ -74,6 +84,7 @@ __all__ = [
     "ExecutionRow",
     "JobRow",
     "MemberRow",
+    "MissedFires",
     "MovedJob",
     "RecoveryRow",
     "Store",
@@ -83,13 +94,17 @@ __all__ = [
     "check_migrated",
     "claim_fire",
     "commit_takeover",
+    "count_double_fires",
+    "count_executions_by_member",
     "count_jobs_by_owner",
+    "count_missed_fires",
     "create_job",
     "create_store_engine",
     "current_revision",
     "default_sqlite_url",
     "finish_execution",
     "fire_job",
+    "fire_times_by_job",
     "get_execution",
     "get_job",
     "get_member",
@@ -103,6 +118,7 @@ __all__ = [
     "list_takeovers",
     "mark_incomplete",
     "masked_url",
+    "missing_fire_times",
     "move_scheduled_executions",
     "open_store",
     "reassign_jobs",
@@ -111,6 +127,7 @@ __all__ = [
     "record_takeover",
     "record_takeover_outcome",
     "set_next_fire_ms",
+    "split_missed_fires",
     "start_execution",
     "store_url",
     "update_job",
