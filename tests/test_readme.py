@@ -38,8 +38,9 @@ def test_demo_json_exits_0_on_the_embedded_defaults(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads(result.stdout)
+    assert summary["ok"] is True, summary["verdict"]
     killed = summary["killed"]
     states = {m["uuid"]: m["state"] for m in summary["members"]}
     assert states.pop(killed) == "dead"
@@ -49,6 +50,22 @@ def test_demo_json_exits_0_on_the_embedded_defaults(tmp_path: Path) -> None:
         "inactive",
         "dead",
     ]
+    # its jobs moved, once, to the live members; nothing fired twice
+    assert summary["killed_jobs"] == 10  # 30 jobs round-robin over 3 members
+    committed = [
+        t for t in summary["takeovers"] if t["dead_uuid"] == killed and t["outcome"] == "committed"
+    ]
+    assert len(committed) == 1
+    assert committed[0]["jobs_moved"] == summary["killed_jobs"]
+    assert set(committed[0]["destinations"]) == set(states)
+    assert sum(committed[0]["destinations"].values()) == summary["killed_jobs"]
+    assert committed[0]["delay_s"] >= summary["timings_s"]["autotakeover.delay"]
+    assert committed[0]["proposed_at"] < committed[0]["committed_at"]
+    assert summary["jobs_on_dead_members"] == 0
+    assert summary["double_fires"] == 0
+    assert summary["executions"] > summary["jobs"]
+    assert isinstance(summary["missed_fires"], dict)
+    assert summary["gap_fires_while_dead_total"] >= summary["killed_jobs"]  # >= 1 s dead each
     assert list(tmp_path.iterdir()) == [] or all(p.name.startswith(".") for p in tmp_path.iterdir())
     assert demo_processes() == [], "the demo left processes behind"
 

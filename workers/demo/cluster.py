@@ -1,0 +1,160 @@
+"""Setting up the demo cluster: timings, config file, processes, jobs; and cleaning up.
+
+Every member and worker is a real ``qwc`` process started through
+:class:`workers.local.LocalProcesses`. A node runs its RQ worker as a child process of its
+own; when the node is SIGKILLed that child notices and stops by itself, and
+:func:`reap_orphans` makes sure it did before the demo returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+import uuid as uuidlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.properties import env_name
+from workers.local import LocalProcesses
+from workers.store import Db, create_job
+
+__all__ = [
+    "DEMO_COMMAND",
+    "DEMO_SCHEDULE",
+    "DemoTimings",
+    "add_jobs",
+    "child_pids",
+    "choose_victim",
+    "demo_members",
+    "reap_orphans",
+    "start_cluster",
+]
+
+log = logging.getLogger(__name__)
+
+DEMO_SCHEDULE = "* * * * * *"  # every second (6 fields, seconds first)
+DEMO_COMMAND = ("true",)
+DEMO_PROJECT = "demo"
+WORKER_REPLICAS = 2
+
+_CM = "qwcontrol.clusterMode."
+_HEADER = "# written by `qwc demo`: the seed's keys with demo timings (seconds)\n"
+
+
+@dataclass(frozen=True)
+class DemoTimings:
+    """The demo's timings in seconds, all derived from the heartbeat interval."""
+
+    interval_s: float
+    inactive_s: float
+    dead_s: float
+    delay_s: float
+    sleep_s: float
+
+    @classmethod
+    def from_interval(cls, interval_s: float) -> DemoTimings:
+        """considerInactive 4x, considerDead 8x, autotakeover delay 4x, sleep 40x."""
+        i = interval_s
+        return cls(interval_s=i, inactive_s=4 * i, dead_s=8 * i, delay_s=4 * i, sleep_s=40 * i)
+
+    def keys(self) -> dict[str, str]:
+        """The demo's settings, by property key."""
+        return {
+            _CM + "heartbeat.interval": f"{self.interval_s:g}",
+            _CM + "heartbeat.delay": "0",
+            _CM + "heartbeat.considerInactive": f"{self.inactive_s:g}",
+            _CM + "heartbeat.considerDead": f"{self.dead_s:g}",
+            _CM + "autotakeover.enabled": "true",
+            _CM + "autotakeover.policy": "any",
+            _CM + "autotakeover.delay": f"{self.delay_s:g}",
+            _CM + "autotakeover.sleep": f"{self.sleep_s:g}",
+        }
+
+    def properties(self) -> str:
+        """The text of the demo's ``qwcontrol-config.properties``."""
+        return _HEADER + "".join(f"{k} = {v}\n" for k, v in self.keys().items())
+
+    def env(self) -> dict[str, str]:
+        """The same settings as environment variables, for the demo's processes: the
+        environment wins over the file, so a ``QWC_CLUSTERMODE_*`` variable of the user's
+        shell must not slow the demo down or turn autotakeover off."""
+        return {env_name(k): v for k, v in self.keys().items()}
+
+
+def demo_members(count: int) -> dict[str, str]:
+    """``count`` fresh member uuids, each with its name ``node-<i>`` (from 1), in order."""
+    return {str(uuidlib.uuid4()): f"node-{i}" for i in range(1, count + 1)}
+
+
+def start_cluster(procs: LocalProcesses, members: dict[str, str]) -> None:
+    """Start two liveness workers, two takeover workers and one node per member."""
+    for i in range(1, WORKER_REPLICAS + 1):
+        procs.start(f"liveness-{i}", "worker", "liveness", "--consumer", f"liveness-{i}")
+        procs.start(f"takeover-{i}", "worker", "takeover", "--consumer", f"takeover-{i}")
+    for member_uuid, name in members.items():
+        procs.start(name, "node", "--uuid", member_uuid, "--name", name)
+
+
+def add_jobs(db: Db, owners: Sequence[str], count: int, *, now_ms: int) -> dict[str, str]:
+    """Create ``count`` jobs firing every second, owned round-robin by ``owners`` (each job
+    is created "by" its owner: the last modifier owns). Returns job id -> owner uuid."""
+    created: dict[str, str] = {}
+    for i in range(count):
+        owner = owners[i % len(owners)]
+        job = create_job(
+            db,
+            project=DEMO_PROJECT,
+            group_name="",
+            name=f"job-{i + 1:03d}",
+            command=DEMO_COMMAND,
+            schedule=DEMO_SCHEDULE,
+            modified_by=owner,
+            now_ms=now_ms,
+        )
+        created[job.id] = owner
+    return created
+
+
+def choose_victim(owners: dict[str, str], members: Sequence[str]) -> str:
+    """The member to kill: the one owning the most jobs, the last in ``members`` on a tie."""
+    counts = {m: 0 for m in members}
+    for owner in owners.values():
+        counts[owner] = counts.get(owner, 0) + 1
+    return max(reversed(members), key=lambda m: counts[m])
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found.extend(int(p) for p in children.read_text().split())
+    return found
+
+
+def reap_orphans(pids: Iterable[int], *, timeout_s: float = 10.0) -> list[int]:
+    """Wait up to ``timeout_s`` for processes that are not our children (a killed node's RQ
+    worker) to end; SIGKILL those still running. Returns the pids that had to be killed."""
+    waiting = [p for p in pids if _running(p)]
+    deadline = time.monotonic() + timeout_s
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.1)
+        waiting = [p for p in waiting if _running(p)]
+    for pid in waiting:
+        log.warning("demo: process %s outlived its killed parent; killing it", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return waiting
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return not stat.rsplit(") ", 1)[-1].startswith("Z")
