@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import liveness, takeover
+from bench import liveness, overshoot, takeover
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="name", required=True)
     liveness.add_parser(sub)
     takeover.add_parser(sub)
+    overshoot.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
