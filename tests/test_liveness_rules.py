@@ -95,3 +95,17 @@ def test_thresholds_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="considerInactive"):
         Thresholds.from_seconds(300, 150)
     assert Thresholds.from_seconds(0.6, 1.2) == Thresholds(600, 1200)
+
+
+def test_member_first_known_after_the_view_began_gets_a_full_considerdead() -> None:
+    """A job's new owner the view never heard: silence counts from when the view learnt of it."""
+    started = T0
+    known = T0 + 3_600_000
+    assert state_at(None, known + 149_999, started, TH, known_since_ms=known) is A
+    assert state_at(None, known + 150_000, started, TH, known_since_ms=known) is INA
+    assert state_at(None, known + 299_999, started, TH, known_since_ms=known) is INA
+    assert state_at(None, known + 300_000, started, TH, known_since_ms=known) is D
+    assert next_deadline_ms(None, known, started, TH, known_since_ms=known) == known + 150_000
+    obs = [MemberObservation("m", INA, None, known_since_ms=known)]
+    assert decide(obs, known + 299_999, started, TH) == []
+    assert decide(obs, known + 300_000, started, TH) == [Transition("m", INA, D, None)]

@@ -36,6 +36,10 @@ SOCKET_TIMEOUT_S = 10.0
 SOCKET_CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 15
 BLOCK_MS_MAX = 2000  # every blocking XREADGROUP blocks at most this long (< SOCKET_TIMEOUT_S)
+# Redis checks BLOCK timeouts when its event loop wakes: at the next command or server tick
+# (every 100 ms at the default hz 10), so a BLOCK may end up to that much late. A loop with
+# a deadline blocks until this long before it and waits out the rest itself.
+BLOCK_TIMER_SLACK_MS = 100
 
 
 class RedisSettings(Protocol):

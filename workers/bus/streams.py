@@ -12,8 +12,10 @@ are the caller's loop's business, see :mod:`workers.bus.retry`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, NamedTuple, cast
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar, cast
 
 import msgpack
 import redis
@@ -24,7 +26,7 @@ from schemas.codec import decode, encode
 from schemas.errors import DecodeError
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Message
-from workers.bus.connect import BLOCK_MS_MAX
+from workers.bus.connect import BLOCK_MS_MAX, BLOCK_TIMER_SLACK_MS
 
 __all__ = [
     "DEAD_LETTER_MAXLEN",
@@ -37,6 +39,7 @@ __all__ = [
     "ensure_group",
     "entry_ms",
     "publish",
+    "read_by_deadline",
     "read_group",
     "read_pending",
     "server_time_ms",
@@ -285,3 +288,23 @@ def _xreadgroup(
     # RESP2: [[stream, [(id, fields), ...]]]; one stream was asked for.
     entries = cast(list[list[Any]], reply)[0][1]
     return [(eid, fields or {}) for eid, fields in entries]
+
+
+T = TypeVar("T")
+
+
+def read_by_deadline(read: Callable[[int | None], T], wait_ms: int, stop: threading.Event) -> T:
+    """Call ``read(block_ms)`` so that it returns by ``wait_ms`` from now, not up to a Redis
+    server tick later: block in Redis until BLOCK_TIMER_SLACK_MS before the deadline, then
+    wait out the rest here (``stop`` cuts it short) and read once more without blocking.
+    ``read`` returns something falsy when nothing came.
+    """
+    deadline = time.monotonic() + max(0, wait_ms) / 1000
+    block_ms = wait_ms - BLOCK_TIMER_SLACK_MS
+    got = read(block_ms if block_ms > 0 else None)
+    if got or wait_ms <= 0:
+        return got
+    rest_s = deadline - time.monotonic()
+    if rest_s > 0 and stop.wait(rest_s):
+        return got
+    return read(None)

@@ -7,8 +7,10 @@ clock only (stream entry ids and ``TIME``), never a member's clock.
 Grace rule: the view has a start time (``view_started_ms``, when it was created or found
 lost). Nobody is declared dead before considerDead of observation since then, whatever
 the age of the last heartbeat it holds. A member known to the store that never
-heartbeat since the view started counts as last seen at the view's start, so it turns
-inactive and dead like any silent member.
+heartbeat in this view counts as last seen when the view first knew of it
+(``known_since_ms``: the view's start for members the store had then, later for members
+that appeared later, such as a job's new owner), so it turns inactive and dead like any
+silent member, after a full considerDead of observation.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class MemberObservation:
     uuid: str
     state: MemberState | None
     last_seen_ms: int | None
+    known_since_ms: int | None = None  # when the view first knew of a member never heard
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,21 @@ class Transition:
     last_seen_ms: int | None
 
 
+def _basis_ms(last_seen_ms: int | None, view_started_ms: int, known_since_ms: int | None) -> int:
+    if last_seen_ms is not None:
+        return last_seen_ms
+    return max(view_started_ms, known_since_ms or view_started_ms)
+
+
 def state_at(
-    last_seen_ms: int | None, now_ms: int, view_started_ms: int, th: Thresholds
+    last_seen_ms: int | None,
+    now_ms: int,
+    view_started_ms: int,
+    th: Thresholds,
+    known_since_ms: int | None = None,
 ) -> MemberState:
     """The state of a member at ``now_ms`` (all Redis server milliseconds)."""
-    basis_ms = view_started_ms if last_seen_ms is None else last_seen_ms
+    basis_ms = _basis_ms(last_seen_ms, view_started_ms, known_since_ms)
     age_ms = now_ms - basis_ms
     if age_ms < th.inactive_ms:
         return MemberState.ACTIVE
@@ -76,13 +89,17 @@ def state_at(
 
 
 def next_deadline_ms(
-    last_seen_ms: int | None, now_ms: int, view_started_ms: int, th: Thresholds
+    last_seen_ms: int | None,
+    now_ms: int,
+    view_started_ms: int,
+    th: Thresholds,
+    known_since_ms: int | None = None,
 ) -> int | None:
     """The first time after ``now_ms`` at which the member's state changes if it stays silent.
 
     None when it is already dead (nothing changes without a heartbeat).
     """
-    basis_ms = view_started_ms if last_seen_ms is None else last_seen_ms
+    basis_ms = _basis_ms(last_seen_ms, view_started_ms, known_since_ms)
     inactive_at = basis_ms + th.inactive_ms
     if now_ms < inactive_at:
         return inactive_at
@@ -96,7 +113,7 @@ def decide(
     """The transitions due at ``now_ms``: one for each member whose state differs from its rule."""
     out: list[Transition] = []
     for m in members:
-        to_state = state_at(m.last_seen_ms, now_ms, view_started_ms, th)
+        to_state = state_at(m.last_seen_ms, now_ms, view_started_ms, th, m.known_since_ms)
         if to_state != m.state:
             out.append(Transition(m.uuid, m.state, to_state, m.last_seen_ms))
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import redis
@@ -107,14 +107,19 @@ def observations_from(
 
 
 def read_observations(r: redis.Redis, keys: Keys, uuids: Sequence[str]) -> list[MemberObservation]:
-    """Each member's state and last seen time, in one round trip."""
+    """Each member's state, last seen time and (never heard: watch score) since when the
+    view knows it, in one round trip."""
     if not uuids:
         return []
     pipe = r.pipeline(transaction=False)
     pipe.hmget(keys.view_state, list(uuids))
     pipe.zmscore(keys.view_seen, list(uuids))
-    states, seen = pipe.execute()
-    return observations_from(list(uuids), states, seen)
+    pipe.zmscore(keys.view_watch, list(uuids))
+    states, seen, watched = pipe.execute()
+    return [
+        o if o.last_seen_ms is not None or w is None else replace(o, known_since_ms=int(w))
+        for o, w in zip(observations_from(list(uuids), states, seen), watched, strict=True)
+    ]
 
 
 # KEYS: started, watch. ARGV: inactive_ms. One round trip for the loop's clock and sweep:
@@ -164,11 +169,9 @@ def read_clock(r: redis.Redis, keys: Keys, inactive_ms: int) -> Clock:
     )
 
 
-def seed_unseen(r: redis.Redis, keys: Keys, uuids: Iterable[str], view_started_ms: int) -> int:
-    """Watch store members the view never heard of, as last seen at the view's start.
-
-    Returns how many were added. Members the view already has a state for are left alone.
-    """
+def seed_unseen(r: redis.Redis, keys: Keys, uuids: Iterable[str], now_ms: int) -> int:
+    """Watch store members the view never heard of, known since ``now_ms`` (kept if known
+    earlier). Returns how many were added. Members with a state are left alone."""
     wanted = sorted(set(uuids))
     if not wanted:
         return 0
@@ -176,7 +179,7 @@ def seed_unseen(r: redis.Redis, keys: Keys, uuids: Iterable[str], view_started_m
     new = [u for u, s in zip(wanted, states, strict=True) if s is None]
     if not new:
         return 0
-    added = r.zadd(keys.view_watch, dict.fromkeys(new, view_started_ms), nx=True)
+    added = r.zadd(keys.view_watch, dict.fromkeys(new, now_ms), nx=True)
     return int(added or 0)
 
 

@@ -28,6 +28,7 @@ from workers.bus.streams import (
     decode_entries,
     ensure_group,
     entry_ms,
+    read_by_deadline,
     read_group,
     read_pending,
 )
@@ -95,13 +96,17 @@ class LivenessWorker:
         sweep silent members, copy new changes to the store. Three round trips when quiet."""
         if not self._ready:
             self.prepare()
-        entries = read_group(
-            self.redis,
-            self.keys.heartbeats,
-            GROUP_LIVENESS,
-            self.consumer,
-            count=BATCH,
-            block_ms=self._wait_ms or None,
+        entries = read_by_deadline(
+            lambda block_ms: read_group(
+                self.redis,
+                self.keys.heartbeats,
+                GROUP_LIVENESS,
+                self.consumer,
+                count=BATCH,
+                block_ms=block_ms,
+            ),
+            self._wait_ms,
+            self.stop,
         )
         clock = self._clock()
         if clock.now_ms >= self._next_housekeeping_ms:
@@ -127,7 +132,7 @@ class LivenessWorker:
     def _housekeeping(self, clock: view.Clock) -> None:
         """Watch store members never heard of; take over heartbeats a dead replica held."""
         uuids = known_member_uuids(self.store)
-        added = view.seed_unseen(self.redis, self.keys, uuids, clock.view_started_ms)
+        added = view.seed_unseen(self.redis, self.keys, uuids, clock.now_ms)
         if added:
             log.info("liveness: watching %s store member(s) not heard since the view began", added)
         _, stale = autoclaim(
@@ -218,7 +223,10 @@ class LivenessWorker:
         deadlines = [
             d
             for o in (*observed, *heard)
-            if (d := next_deadline_ms(o.last_seen_ms, now_ms, started_ms, self.th)) is not None
+            if (
+                d := next_deadline_ms(o.last_seen_ms, now_ms, started_ms, self.th, o.known_since_ms)
+            )
+            is not None
         ]
         if clock.first_active_score_ms is not None:
             deadlines.append(clock.first_active_score_ms + self.th.inactive_ms)

@@ -26,7 +26,14 @@ from schemas.messages import MembershipChange, MemberState, TakeoverProposal
 from schemas.settings import Settings
 from workers.bus.connect import BLOCK_MS_MAX
 from workers.bus.retry import run_forever
-from workers.bus.streams import ack, autoclaim, dead_letter, ensure_group, server_time_ms
+from workers.bus.streams import (
+    ack,
+    autoclaim,
+    dead_letter,
+    ensure_group,
+    read_by_deadline,
+    server_time_ms,
+)
 from workers.liveness import view
 from workers.store import Store, commit_takeover, count_jobs_by_owner, record_takeover_outcome
 from workers.takeover.decide import Candidate, choose_quotas, eligible, guard_reason
@@ -113,7 +120,8 @@ class TakeoverWorker:
         if not self._ready:
             self.prepare()
         now_ms = server_time_ms(self.redis)
-        self._read({self.keys.membership: ">", self.keys.takeover: ">"}, self._wait_ms(now_ms))
+        fresh = {self.keys.membership: ">", self.keys.takeover: ">"}
+        read_by_deadline(lambda block: self._read(fresh, block), self._wait_ms(now_ms), self.stop)
         now_ms = server_time_ms(self.redis)
         if now_ms >= self._next_scan_ms:
             self._reclaim()
@@ -124,13 +132,13 @@ class TakeoverWorker:
             if max(held.proposal.due_at_ms, held.next_check_ms) <= now_ms:
                 self._decide(held, now_ms)
 
-    def _wait_ms(self, now_ms: int) -> int | None:
+    def _wait_ms(self, now_ms: int) -> int:
         times = [max(h.proposal.due_at_ms, h.next_check_ms) for h in self.held.values()]
         times.append(self._next_scan_ms)
-        wait = min(times) - now_ms
-        return None if wait <= 0 else min(BLOCK_MS_MAX, wait)
+        return max(0, min(BLOCK_MS_MAX, min(times) - now_ms))
 
-    def _read(self, streams: dict[str, str], block_ms: int | None) -> None:
+    def _read(self, streams: dict[str, str], block_ms: int | None) -> bool:
+        """Read and handle new entries of both streams; True when any came."""
         try:
             replies = cast(
                 list[tuple[bytes, list[Any]]],
@@ -147,12 +155,13 @@ class TakeoverWorker:
                 raise
             log.warning("takeover worker: consumer groups missing (Redis restarted?); recreating")
             self._ready = False
-            return
+            return True  # nothing read, but do not wait: recreate the groups at once
         for stream, entries in replies or []:
             if stream.decode() == self.keys.membership:
                 self._on_changes(entries)
             else:
                 self._on_proposals(entries)
+        return bool(replies)
 
     def _on_changes(self, entries: list[Any]) -> None:
         for entry_id, fields in entries:
