@@ -21,6 +21,7 @@ from schemas.keys import GROUP_LIVENESS, MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
 from schemas.settings import Settings
 from workers.bus.connect import connect
+from workers.bus.embedded import EmbeddedRedis
 from workers.liveness.worker import LivenessWorker
 from workers.store import open_store
 
@@ -89,19 +90,26 @@ def _unread(r: redis.Redis, keys: Keys) -> bool:
     )
 
 
+def _clear(r: redis.Redis, prefix: str) -> None:
+    """Delete this run's keys (and nothing else)."""
+    for key in r.scan_iter(match=f"{{{prefix}}}:*", count=1000):
+        r.delete(key)
+
+
 def run(args: argparse.Namespace) -> int:
     members = [str(uuid.uuid4()) for _ in range(args.members)]
     with tempfile.TemporaryDirectory(prefix="qwc-bench-") as tmp:
         home = Path(tmp)
-        settings = Settings(redis_url=args.redis_url, home_dir=home)
+        prefix = f"qwc-bench-{uuid.uuid4().hex[:8]}"  # its own keys: a given server is not flushed
+        settings = Settings(redis_url=args.redis_url, home_dir=home, redis_prefix=prefix)
         r = connect(settings)
         keys = Keys(settings.redis_prefix)
         floors, workers = [], []
         for _ in range(args.rounds):
-            r.flushdb()
+            _clear(r, prefix)
             _fill(r, keys.heartbeats, members, args.entries)
             floors.append(_floor(r, keys.heartbeats))
-            r.flushdb()
+            _clear(r, prefix)
             workers.append(_worker(r, settings, members, args.entries))
         floor, worker = max(floors), max(workers)
         print(f"server: {r.info('server')['redis_version']} at {settings.redis_url or 'embedded'}")
@@ -109,5 +117,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"floor  (XREADGROUP COUNT 1000 + XACK): {floor:12,.0f} entries/s")
         print(f"worker (liveness, decode+view+ack)  : {worker:12,.0f} heartbeats/s")
         print(f"ratio worker/floor: {worker / floor:.2f}  (target >= 0.50)")
+        _clear(r, prefix)
         r.close()
+        if args.redis_url is None:
+            EmbeddedRedis(home).stop()
     return 0
