@@ -314,3 +314,19 @@ def _is_takeover(log: os.PathLike[str]) -> bool:
     from pathlib import Path
 
     return "takeover worker" in Path(log).read_text()
+
+
+def test_no_destination_is_retried_after_sleep(tc: Cluster) -> None:
+    ((victim, proc),) = start(tc, members=1)
+    jobs = add_jobs(tc, victim, 3)
+    proc.kill()
+    wait_for(
+        lambda: any(t.outcome == "no_destination" for t in takeovers(tc)),
+        timeout_s=15,
+        what="no destination recorded",
+    )
+    first = next(t for t in takeovers(tc) if t.outcome == "no_destination")
+    newcomer, _ = tc.node("newcomer")
+    wait_for(lambda: all(owners(tc)[j] == newcomer for j in jobs), timeout_s=20, what="retried")
+    (committed,) = [t for t in takeovers(tc) if t.outcome == "committed"]
+    assert committed.proposed_ms - first.proposed_ms >= 4000  # autotakeover.sleep
