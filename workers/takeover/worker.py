@@ -259,18 +259,15 @@ class TakeoverWorker:
         """Propose for dead members that still own jobs (retries after sleep, missed deaths)."""
         if not self.settings.autotakeover_enabled:
             return
-        snap = view.read_snapshot(self.redis, self.keys)
-        dead = [u for u, s in snap.states.items() if s is MemberState.DEAD]
+        states = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.view_state))
+        dead = [u.decode() for u, s in states.items() if s == b"dead"]
         if not dead:
             return
         owned = count_jobs_by_owner(self.store)
-        for uuid in dead:
-            if (
-                owned.get(uuid, 0) > 0
-                and eligible(uuid, self.settings)[0]
-                and not self.redis.exists(self.keys.takeover_attempt(uuid))
-            ):
-                self._propose(uuid, now_ms, snap.seen_ms.get(uuid, 0))
+        due = [u for u in dead if owned.get(u, 0) > 0 and eligible(u, self.settings)[0]]
+        for o in view.read_observations(self.redis, self.keys, due):
+            if not self.redis.exists(self.keys.takeover_attempt(o.uuid)):
+                self._propose(o.uuid, now_ms, o.last_seen_ms or 0)
 
     def _decide(self, held: Held, now_ms: int) -> None:
         p = held.proposal
