@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 
 import click
 
-from workers.cli import (
-    config_cmd,
-    db_cmd,
-    demo_cmd,
-    embedded_cmd,
-    jobs_cmd,
-    members_cmd,
-    node_cmd,
-    takeover_cmd,
-    worker_cmd,
-)
 from workers.cli.common import CliContext, configure_logging
 
 __all__ = ["cli", "main"]
+
+# Each module under workers/cli/ holding commands exports them as COMMANDS.
+COMMAND_MODULES = (
+    "config_cmd",
+    "db_cmd",
+    "demo_cmd",
+    "embedded_cmd",
+    "jobs_cmd",
+    "members_cmd",
+    "node_cmd",
+    "takeover_cmd",
+    "worker_cmd",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,18 +49,8 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     ctx.obj = CliContext(config_path=config_path)
 
 
-for module in (
-    config_cmd,
-    db_cmd,
-    demo_cmd,
-    embedded_cmd,
-    jobs_cmd,
-    members_cmd,
-    node_cmd,
-    takeover_cmd,
-    worker_cmd,
-):
-    for command in module.COMMANDS:
+for name in COMMAND_MODULES:
+    for command in import_module(f"workers.cli.{name}").COMMANDS:
         cli.add_command(command)
 
 
