@@ -16,13 +16,17 @@ Conventions:
     scheduled_jobs   id PK; (project, group_name, name) unique; owner_uuid + owner_epoch
                      (the fence: every owner change increments the epoch); last_fire_ms is
                      the last fire time claimed
-    executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of (first
-                     execution of the chain), trigger, fire_ms, owner_epoch
+    executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of
+                     (first execution of the chain), trigger, fire_ms (not before: a retry's
+                     fire_ms is when its delay ends), queued_ms (when its member put it on
+                     its RQ queue; NULL: not yet), owner_epoch
     takeovers        audit of takeover proposals, proposal_id unique
     recoveries       audit of recovery proposals, proposal_id unique
+    commands         remote execute / abort commands: the record behind each message on a
+                     member's command stream (pending until processed, expired, re-routed)
 
-Migration ``workers/store/migrations/versions/0001_initial.py`` creates exactly these
-tables; a test compares the migrated schema with this metadata.
+Migrations under ``workers/store/migrations/versions/`` create exactly these tables; a
+test compares the migrated schema with this metadata.
 """
 
 from __future__ import annotations
@@ -45,12 +49,15 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "COMMAND_ACTIONS",
+    "COMMAND_STATUSES",
     "EXECUTION_STATUSES",
     "EXECUTION_TRIGGERS",
     "MEMBER_STATES",
     "NAMING_CONVENTION",
     "TAKEOVER_OUTCOMES",
     "cluster_members",
+    "commands",
     "executions",
     "metadata",
     "recoveries",
@@ -61,6 +68,8 @@ __all__ = [
 MEMBER_STATES = ("active", "inactive", "dead", "unknown")
 EXECUTION_STATUSES = ("scheduled", "running", "succeeded", "failed", "aborted", "incomplete")
 EXECUTION_TRIGGERS = ("schedule", "manual", "retry", "remote")
+COMMAND_ACTIONS = ("execute", "abort")
+COMMAND_STATUSES = ("pending", "done", "expired", "failed", "cancelled")
 TAKEOVER_OUTCOMES = ("committed", "cancelled", "skipped", "no_destination", "held", "manual")
 
 # Deterministic constraint names, so migrations can name what they alter or drop.
@@ -144,6 +153,7 @@ executions = Table(
     Column("exit_code", Integer, nullable=True),
     Column("output_tail", Text, nullable=True),
     Column("rq_job_id", String(128), nullable=True),
+    Column("queued_ms", BigInteger, nullable=True),  # 0002
     # member_uuid leads, so this index also serves lookups by member alone.
     Index(None, "member_uuid", "status"),
     CheckConstraint(_one_of("status", EXECUTION_STATUSES), name="status"),
@@ -176,3 +186,28 @@ takeovers.append_constraint(
     CheckConstraint(_one_of("outcome", TAKEOVER_OUTCOMES), name="outcome"),
 )
 recoveries = _audit_table("recoveries", "executions_marked", "retries")
+
+
+# 0002. ``target_uuid`` is the member whose stream holds the command now (a re-route
+# changes it; ``routed`` counts the changes). ``processed_ms``/``processed_by``: when and by
+# whom it reached a final status; ``detail`` says what happened, in words.
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("action", String(16), nullable=False),
+    Column("target_uuid", String(UUID_LEN), nullable=False),
+    Column("job_id", String(UUID_LEN), nullable=True),
+    Column("execution_id", String(UUID_LEN), nullable=True, index=True),
+    Column("issued_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("issued_by", String(NAME_LEN), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("routed", Integer, nullable=False),
+    Column("processed_ms", BigInteger, nullable=True),
+    Column("processed_by", String(NAME_LEN), nullable=True),
+    Column("detail", Text, nullable=False),
+    Index(None, "target_uuid", "status"),
+    CheckConstraint(_one_of("action", COMMAND_ACTIONS), name="action"),
+    CheckConstraint(_one_of("status", COMMAND_STATUSES), name="status"),
+)

@@ -27,7 +27,14 @@ from workers.store import (
     upgrade,
 )
 
-TABLES = {"cluster_members", "scheduled_jobs", "executions", "takeovers", "recoveries"}
+TABLES = {
+    "cluster_members",
+    "scheduled_jobs",
+    "executions",
+    "takeovers",
+    "recoveries",
+    "commands",
+}
 
 
 @pytest.fixture
@@ -40,9 +47,9 @@ def engine(db_url: str) -> Iterator[Engine]:
 def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
@@ -156,3 +163,23 @@ def test_default_sqlite_url_creates_the_directory(tmp_path: Path) -> None:
 def test_masked_url_hides_the_password() -> None:
     assert masked_url("postgresql+psycopg://u:pw@h/db") == "postgresql+psycopg://u:***@h/db"
     assert "pw" not in masked_url("not a url://u:pw@h")
+
+
+def test_upgrade_from_0001_keeps_the_executions(engine: Engine) -> None:
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO scheduled_jobs (id, project, group_name, name, command, schedule, "
+            "enabled, owner_uuid, owner_epoch, retry_count, retry_delay_s, modified_by, "
+            "modified_ms, created_ms) VALUES ('j', 'p', '', 'n', '[]', NULL, true, 'o', 1, 0, "
+            "0, 'o', 1, 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO executions (id, job_id, member_uuid, status, attempt, trigger, "
+            "fire_ms, created_ms) VALUES ('e', 'j', 'o', 'running', 1, 'schedule', 5, 5)"
+        )
+    upgrade(engine)
+    assert current_revision(engine) == "0002"
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, status, queued_ms FROM executions").all()
+    assert [tuple(r) for r in rows] == [("e", "running", None)]

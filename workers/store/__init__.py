@@ -7,8 +7,10 @@ milliseconds passed in by the caller (``now_ms``); the store never reads a clock
 
 Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
 ``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``,
-``takeover`` (``commit_takeover``: one transaction moving a member's jobs), ``report``
-(double and missed fires counted from the executions).
+``takeover`` (``commit_takeover``: one transaction moving a member's jobs), ``recovery``
+(``commit_recovery``: one transaction marking a dead member's executions and inserting
+their retries), ``commands`` (the record of remote commands), ``report`` (double and
+missed fires counted from the executions).
 Tables: ``schemas.tables``.
 """
 
@@ -31,14 +33,27 @@ from workers.store.audit import (
     record_recovery,
     record_takeover,
 )
+from workers.store.commands import (
+    CommandRow,
+    finish_command,
+    get_command,
+    insert_command,
+    list_commands,
+    reroute_command,
+)
 from workers.store.engine import Store, create_store_engine, default_sqlite_url, masked_url
 from workers.store.executions import (
     ExecutionRow,
+    NewExecution,
+    abort_execution,
     finish_execution,
     get_execution,
     insert_execution,
+    insert_executions,
     list_executions,
+    list_unqueued,
     mark_incomplete,
+    mark_queued,
     move_scheduled_executions,
     start_execution,
 )
@@ -60,6 +75,12 @@ from workers.store.members import (
     record_member_state,
 )
 from workers.store.migrate import check_migrated, current_revision, head_revision, upgrade
+from workers.store.recovery import (
+    RecoveryResult,
+    RunningExecution,
+    commit_recovery,
+    running_executions,
+)
 from workers.store.report import (
     MissedFires,
     count_double_fires,
@@ -80,19 +101,25 @@ from workers.store.takeover import (
 __all__ = [
     "ALL_OWNERS",
     "FINAL_OUTCOMES",
+    "CommandRow",
     "Db",
     "ExecutionRow",
     "JobRow",
     "MemberRow",
     "MissedFires",
     "MovedJob",
+    "NewExecution",
+    "RecoveryResult",
     "RecoveryRow",
+    "RunningExecution",
     "Store",
     "StoreSettings",
     "TakeoverCommit",
     "TakeoverRow",
+    "abort_execution",
     "check_migrated",
     "claim_fire",
+    "commit_recovery",
     "commit_takeover",
     "count_double_fires",
     "count_executions_by_member",
@@ -102,21 +129,28 @@ __all__ = [
     "create_store_engine",
     "current_revision",
     "default_sqlite_url",
+    "finish_command",
     "finish_execution",
     "fire_job",
     "fire_times_by_job",
+    "get_command",
     "get_execution",
     "get_job",
     "get_member",
     "head_revision",
+    "insert_command",
     "insert_execution",
+    "insert_executions",
     "known_member_uuids",
+    "list_commands",
     "list_executions",
     "list_jobs",
     "list_members",
     "list_recoveries",
     "list_takeovers",
+    "list_unqueued",
     "mark_incomplete",
+    "mark_queued",
     "masked_url",
     "missing_fire_times",
     "move_scheduled_executions",
@@ -126,6 +160,8 @@ __all__ = [
     "record_recovery",
     "record_takeover",
     "record_takeover_outcome",
+    "reroute_command",
+    "running_executions",
     "set_next_fire_ms",
     "split_missed_fires",
     "start_execution",

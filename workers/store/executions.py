@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import RowMapping, select
@@ -20,11 +20,16 @@ from workers.store._db import Db, reading, writing
 __all__ = [
     "FINAL_STATUSES",
     "ExecutionRow",
+    "NewExecution",
+    "abort_execution",
     "finish_execution",
     "get_execution",
     "insert_execution",
+    "insert_executions",
     "list_executions",
+    "list_unqueued",
     "mark_incomplete",
+    "mark_queued",
     "move_scheduled_executions",
     "start_execution",
 ]
@@ -55,6 +60,12 @@ class ExecutionRow:
     exit_code: int | None
     output_tail: str | None
     rq_job_id: str | None
+    queued_ms: int | None
+
+    @property
+    def first_id(self) -> str:
+        """The id of the first execution of this one's retry chain."""
+        return self.retry_of or self.id
 
     @classmethod
     def from_mapping(cls, row: RowMapping) -> ExecutionRow:
@@ -106,6 +117,44 @@ def insert_execution(
     return execution_id
 
 
+@dataclass(frozen=True)
+class NewExecution:
+    """An execution to insert as ``scheduled``, not to start before ``fire_ms`` (epoch ms);
+    e.g. a retry: ``attempt`` + 1, ``retry_of`` the first execution of the chain."""
+
+    id: str
+    job_id: str
+    member_uuid: str
+    fire_ms: int
+    attempt: int = 1
+    retry_of: str | None = None
+    trigger: str = "retry"
+
+
+def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> None:
+    """Insert ``new`` (status ``scheduled``, created at ``now_ms``) in one statement."""
+    if not new:
+        return
+    rows = [
+        {
+            "id": n.id,
+            "job_id": n.job_id,
+            "member_uuid": n.member_uuid,
+            "status": "scheduled",
+            "attempt": n.attempt,
+            "retry_of": n.retry_of,
+            "trigger": n.trigger,
+            "fire_ms": n.fire_ms,
+            "owner_epoch": None,
+            "created_ms": now_ms,
+            "rq_job_id": None,
+        }
+        for n in new
+    ]
+    with writing(db) as conn:
+        conn.execute(_t.insert(), rows)
+
+
 def get_execution(db: Db, execution_id: str) -> ExecutionRow:
     """The execution ``execution_id``. Raises ``NotFoundError`` when it does not exist."""
     with reading(db) as conn:
@@ -140,17 +189,54 @@ def list_executions(
         return [ExecutionRow.from_mapping(row) for row in conn.execute(stmt).mappings()]
 
 
+def list_unqueued(db: Db, member_uuid: str) -> list[ExecutionRow]:
+    """``member_uuid``'s ``scheduled`` executions it has not put on its RQ queue yet, by
+    ``fire_ms`` (due or not)."""
+    stmt = (
+        select(_t)
+        .where(_t.c.member_uuid == member_uuid, _t.c.status == "scheduled")
+        .where(_t.c.queued_ms.is_(None))
+        .order_by(_t.c.fire_ms, _t.c.id)
+    )
+    with reading(db) as conn:
+        return [ExecutionRow.from_mapping(row) for row in conn.execute(stmt).mappings()]
+
+
+def mark_queued(db: Db, execution_ids: Collection[str], *, member_uuid: str, now_ms: int) -> int:
+    """Record that ``member_uuid`` enqueued these executions (still ``scheduled`` and its own);
+    returns how many rows changed."""
+    if not execution_ids:
+        return 0
+    stmt = (
+        _t.update()
+        .where(_t.c.id.in_(list(execution_ids)), _t.c.member_uuid == member_uuid)
+        .where(_t.c.status == "scheduled", _t.c.queued_ms.is_(None))
+        .values(queued_ms=now_ms)
+    )
+    with writing(db) as conn:
+        count: int = conn.execute(stmt).rowcount
+    return count
+
+
 def start_execution(
-    db: Db, execution_id: str, *, now_ms: int, rq_job_id: str | None = None
+    db: Db,
+    execution_id: str,
+    *,
+    now_ms: int,
+    member_uuid: str | None = None,
+    rq_job_id: str | None = None,
 ) -> bool:
-    """``scheduled`` -> ``running`` at ``now_ms``. False when it was not scheduled any more
-    (aborted, or moved on by another process)."""
+    """``scheduled`` -> ``running`` at ``now_ms``, only on ``member_uuid`` when given (the
+    fence of a start: an execution moved to another member does not start here). False
+    when it was not scheduled (here) any more: aborted, or moved on by another process."""
     values: dict[str, object] = {"status": "running", "started_ms": now_ms}
     if rq_job_id is not None:
         values["rq_job_id"] = rq_job_id
-    stmt = _t.update().where(_t.c.id == execution_id, _t.c.status == "scheduled").values(values)
+    stmt = _t.update().where(_t.c.id == execution_id, _t.c.status == "scheduled")
+    if member_uuid is not None:
+        stmt = stmt.where(_t.c.member_uuid == member_uuid)
     with writing(db) as conn:
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(stmt.values(values)).rowcount == 1
 
 
 def finish_execution(
@@ -161,11 +247,14 @@ def finish_execution(
     now_ms: int,
     exit_code: int | None = None,
     output_tail: str | None = None,
+    retry: NewExecution | None = None,
 ) -> bool:
-    """``scheduled``/``running`` -> a final ``status`` at ``now_ms``.
+    """``scheduled``/``running`` -> a final ``status`` at ``now_ms``; in the same
+    transaction, insert ``retry`` when the change happened.
 
     False when the execution had already ended (e.g. it was marked ``incomplete`` by a
-    recovery, or aborted). Raises ``ValueError`` when ``status`` is not final.
+    recovery, or aborted): then no retry is inserted. Raises ``ValueError`` when ``status``
+    is not final.
     """
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final execution status")
@@ -175,7 +264,32 @@ def finish_execution(
         .values(status=status, ended_ms=now_ms, exit_code=exit_code, output_tail=output_tail)
     )
     with writing(db) as conn:
-        return conn.execute(stmt).rowcount == 1
+        changed: bool = conn.execute(stmt).rowcount == 1
+        if changed and retry is not None:
+            insert_executions(conn, [retry], now_ms=now_ms)
+    return changed
+
+
+def abort_execution(db: Db, execution_id: str, *, now_ms: int) -> ExecutionRow | None:
+    """Mark a ``scheduled`` or ``running`` execution ``aborted`` at ``now_ms``.
+
+    Returns the row as it was just before (its status says whether it had started, its
+    member where it runs), or None when it had already ended. Raises ``NotFoundError``
+    for an unknown id.
+    """
+    with writing(db) as conn:
+        for _ in range(3):  # the status may change between the read and the update
+            before = get_execution(conn, execution_id)
+            if before.status in FINAL_STATUSES:
+                return None
+            stmt = (
+                _t.update()
+                .where(_t.c.id == execution_id, _t.c.status == before.status)
+                .values(status="aborted", ended_ms=now_ms)
+            )
+            if conn.execute(stmt).rowcount == 1:
+                return before
+    return None
 
 
 def mark_incomplete(
@@ -200,10 +314,10 @@ def move_scheduled_executions(
     db: Db, *, from_member: str, to_member: str, job_ids: Collection[str] | None = None
 ) -> list[str]:
     """Move ``from_member``'s not yet started executions (of ``job_ids``, or all) to
-    ``to_member``; one set-based UPDATE. Returns the ids moved."""
+    ``to_member``, to be enqueued there; one set-based UPDATE. Returns the ids moved."""
     stmt = _t.update().where(_t.c.member_uuid == from_member, _t.c.status == "scheduled")
     if job_ids is not None:
         stmt = stmt.where(_t.c.job_id.in_(list(job_ids)))
-    stmt = stmt.values(member_uuid=to_member).returning(_t.c.id)
+    stmt = stmt.values(member_uuid=to_member, queued_ms=None).returning(_t.c.id)
     with writing(db) as conn:
         return sorted(conn.execute(stmt).scalars())

@@ -70,8 +70,9 @@ def current_revision(engine: Engine) -> str | None:
         raise StoreError(f"cannot reach database at {_url(engine)}: {_reason(exc)}") from exc
 
 
-def upgrade(engine: Engine) -> None:
-    """Migrate the database to the head revision (does nothing when already there).
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (default: the head; does nothing when already
+    there).
 
     Raises ``StoreError`` when the database cannot be reached or the migration fails.
     """
@@ -83,12 +84,12 @@ def upgrade(engine: Engine) -> None:
                 )
             config = alembic_config()
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     except DBAPIError as exc:
         raise StoreError(f"cannot migrate database at {_url(engine)}: {_reason(exc)}") from exc
     except OSError as exc:
         raise StoreError(f"cannot lock database at {_url(engine)} to migrate it: {exc}") from exc
-    log.info("store: database %s at revision %s", _url(engine), head_revision())
+    log.info("store: database %s upgraded to %s", _url(engine), revision)
 
 
 def check_migrated(engine: Engine) -> None:

@@ -387,7 +387,7 @@ def _move_executions(conn: Connection, scope: _Scope, previous_owners: Sequence[
             _e.c.status == "scheduled",
             _e.c.job_id.in_(moved_jobs),
         )
-        .values(member_uuid=owner)
+        .values(member_uuid=owner, queued_ms=None)
     )
     count: int = conn.execute(stmt).rowcount
     return count

@@ -1,0 +1,169 @@
+"""Recover executions: one transaction marks a dead member's running executions
+``incomplete``, inserts the retries decided for them and re-homes its pending ones.
+
+The decision (which execution is retried, where, when) is made by the caller from
+:func:`running_executions`; :func:`commit_recovery` applies it. Marking is conditional on
+``status = 'running'``, and a retry is inserted only for an execution this transaction
+marked, so a racing worker or a second proposal cannot retry an execution twice. The
+audit row (``recoveries``, proposal id unique) is written first: committing one proposal
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from schemas.tables import executions, scheduled_jobs
+from workers.store._db import Db, reading, writing
+from workers.store.audit import record_recovery
+from workers.store.executions import (
+    NewExecution,
+    insert_executions,
+    mark_incomplete,
+    move_scheduled_executions,
+)
+
+__all__ = ["RecoveryResult", "RunningExecution", "commit_recovery", "running_executions"]
+
+log = logging.getLogger(__name__)
+
+_e, _j = executions, scheduled_jobs
+
+
+@dataclass(frozen=True)
+class RunningExecution:
+    """A running execution with its job's retry settings (what a recovery decides from)."""
+
+    id: str
+    job_id: str
+    member_uuid: str
+    attempt: int
+    retry_of: str | None
+    retry_count: int
+    retry_delay_s: float
+
+    @property
+    def first_id(self) -> str:
+        """The first execution of its retry chain."""
+        return self.retry_of or self.id
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    """What :func:`commit_recovery` did. ``committed`` False: the proposal already had a
+    final outcome, nothing changed. ``retries`` is what the audit row lists."""
+
+    committed: bool
+    marked: list[str] = field(default_factory=list)
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    rescheduled: list[str] = field(default_factory=list)
+
+
+def running_executions(db: Db, member_uuid: str) -> list[RunningExecution]:
+    """``member_uuid``'s ``running`` executions with their jobs' retry settings, by id."""
+    stmt = (
+        select(
+            _e.c.id,
+            _e.c.job_id,
+            _e.c.member_uuid,
+            _e.c.attempt,
+            _e.c.retry_of,
+            _j.c.retry_count,
+            _j.c.retry_delay_s,
+        )
+        .join(_j, _j.c.id == _e.c.job_id)
+        .where(_e.c.member_uuid == member_uuid, _e.c.status == "running")
+        .order_by(_e.c.id)
+    )
+    with reading(db) as conn:
+        return [RunningExecution(**row) for row in conn.execute(stmt).mappings()]
+
+
+def commit_recovery(
+    db: Db,
+    *,
+    proposal_id: str,
+    dead_uuid: str,
+    policy: str,
+    proposed_ms: int,
+    due_ms: int,
+    now_ms: int,
+    mark: Sequence[str],
+    retries: Mapping[str, NewExecution],
+    reschedule_to: str | None = None,
+    detail: str = "",
+) -> RecoveryResult:
+    """In one transaction: claim the audit row of ``proposal_id``; mark the executions
+    ``mark`` of ``dead_uuid`` ``incomplete`` (those still running); insert
+    ``retries[execution id]`` for each one marked; move ``dead_uuid``'s not yet started
+    executions to ``reschedule_to`` (when given); record the outcome ``committed``.
+
+    Times are epoch ms.
+    """
+    audit: dict[str, Any] = {
+        "proposal_id": proposal_id,
+        "dead_uuid": dead_uuid,
+        "policy": policy,
+        "proposed_ms": proposed_ms,
+        "due_ms": due_ms,
+    }
+    with writing(db) as conn:
+        if not record_recovery(conn, **audit):
+            log.info("recovery %s: already decided; nothing done", proposal_id)
+            return RecoveryResult(committed=False)
+        marked = (
+            mark_incomplete(conn, member_uuid=dead_uuid, now_ms=now_ms, execution_ids=mark)
+            if mark
+            else []
+        )
+        new = [retries[i] for i in marked if i in retries]
+        insert_executions(conn, new, now_ms=now_ms)
+        rescheduled = (
+            move_scheduled_executions(conn, from_member=dead_uuid, to_member=reschedule_to)
+            if reschedule_to is not None
+            else []
+        )
+        listed = [
+            _retry_json(execution_id, dead_uuid, retries[execution_id])
+            for execution_id in marked
+            if execution_id in retries
+        ]
+        record_recovery(
+            conn,
+            **audit,
+            decided_ms=now_ms,
+            outcome="committed",
+            executions_marked=len(marked),
+            retries=listed,
+            detail=detail or _detail(marked, listed, rescheduled, reschedule_to),
+        )
+    return RecoveryResult(True, marked, listed, rescheduled)
+
+
+def _retry_json(execution_id: str, from_uuid: str, retry: NewExecution) -> dict[str, Any]:
+    return {
+        "execution": execution_id,
+        "job": retry.job_id,
+        "from": from_uuid,
+        "to": retry.member_uuid,
+        "retry_execution": retry.id,
+        "attempt": retry.attempt,
+        "not_before_ms": retry.fire_ms,
+    }
+
+
+def _detail(
+    marked: Sequence[str],
+    retried: Sequence[Any],
+    rescheduled: Sequence[str],
+    reschedule_to: str | None,
+) -> str:
+    text = f"{len(marked)} execution(s) marked incomplete, {len(retried)} retried"
+    if rescheduled:
+        text += f"; {len(rescheduled)} pending execution(s) moved to {reschedule_to}"
+    return text
