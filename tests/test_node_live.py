@@ -199,13 +199,27 @@ def test_sigterm_finishes_the_running_command_and_exits_0(cluster: Cluster, db: 
     assert "stopped" in log_of(cluster, proc)
 
 
-def test_the_rq_worker_does_not_outlive_a_killed_node(cluster: Cluster) -> None:
-    _, proc = cluster.node("n1")
+def test_the_rq_worker_and_its_command_do_not_outlive_a_killed_node(
+    cluster: Cluster, db: Store
+) -> None:
+    member = new_uuid()
+    pid_file = cluster.home / "command.pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    job_id = add_job(db, member, [sys.executable, "-c", code])
+    _, proc = cluster.node("n1", member)
     worker_pid = rq_worker_pid(cluster, proc)
     assert not pid_gone(worker_pid)
+    (running, *_) = wait_for(
+        lambda: list_executions(db, job_id=job_id, statuses=("running",)),
+        timeout_s=20,
+        what="a running execution",
+    )
+    command_pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="pid"))
     proc.send_signal(signal.SIGKILL)
     proc.wait(5)
     wait_for(lambda: pid_gone(worker_pid), timeout_s=10, what="the orphan rq worker gone")
+    wait_for(lambda: pid_gone(command_pid), timeout_s=10, what="the orphan command gone")
+    assert get_execution(db, running.id).status == "running"  # for the recovery to decide
 
 
 def test_a_dead_rq_worker_is_restarted(cluster: Cluster, db: Store) -> None:

@@ -27,6 +27,7 @@ from workers.store import (
     get_job,
     insert_execution,
     list_executions,
+    move_scheduled_executions,
     reassign_jobs,
     start_execution,
 )
@@ -97,7 +98,7 @@ def test_a_due_time_is_fired_enqueued_and_recorded(
     assert queue.job_ids == [execution.id]
     rq_job = queue.fetch_job(execution.id)
     assert rq_job is not None
-    assert rq_job.args == (execution.id, list(get_job(store, job_id).command))  # no store URL
+    assert rq_job.args == (execution.id,)  # no store URL, not even the command
     use_database(store.engine.url.render_as_string(hide_password=False))
     assert rq_job.perform() == "failed"
     done = get_execution(store, execution.id)
@@ -167,6 +168,85 @@ def test_an_execution_not_enqueued_is_enqueued_on_the_next_step(
     member.step()
     assert queue.job_ids == [execution.id]
     assert len(list_executions(store, job_id=job_id)) == 1
+
+
+def test_executions_assigned_by_others_are_queued_when_due_and_once(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    member, clock, queue, _ = member_parts
+    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
+    later = insert_execution(
+        store, job_id=job_id, member_uuid=ME, trigger="retry", fire_ms=T0 + 500, now_ms=T0
+    )
+    elsewhere = insert_execution(
+        store, job_id=job_id, member_uuid=OTHER, trigger="retry", fire_ms=T0, now_ms=T0
+    )
+    member.step()
+    assert queue.job_ids == []
+    assert member._next_dispatch_ms == T0 + 500  # wakes at its fire time, not a poll later
+    clock.now_ms = T0 + 500
+    member.step()
+    assert queue.job_ids == [later]
+    assert get_execution(store, later).queued_ms == T0 + 500
+    clock.now_ms = T0 + 1600
+    member.step()
+    assert queue.job_ids == [later]  # not twice
+    assert get_execution(store, elsewhere).queued_ms is None
+
+
+def test_a_failed_execution_is_retried_until_its_count(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    member, _clock, queue, _ = member_parts
+    job_id = create_job(
+        store,
+        project="ops",
+        group_name="",
+        name="flaky",
+        command=[sys.executable, "-c", "raise SystemExit(1)"],
+        schedule=None,
+        modified_by=ME,
+        now_ms=T0,
+        retry_count=1,
+        retry_delay_s=2.5,
+    ).id
+    first = insert_execution(
+        store, job_id=job_id, member_uuid=ME, trigger="manual", fire_ms=T0, now_ms=T0
+    )
+    member.step()
+    use_database(store.engine.url.render_as_string(hide_password=False), ME)
+    rq_job = queue.fetch_job(first)
+    assert rq_job is not None and rq_job.perform() == "failed"
+    (retry,) = list_executions(store, retry_of=first)
+    ended_ms = get_execution(store, first).ended_ms
+    assert ended_ms is not None
+    assert (retry.attempt, retry.trigger, retry.member_uuid, retry.status) == (
+        2,
+        "retry",
+        ME,
+        "scheduled",
+    )
+    assert retry.fire_ms == ended_ms + 2500
+    member.dispatch(retry.fire_ms)
+    rq_retry = queue.fetch_job(retry.id)
+    assert rq_retry is not None and rq_retry.perform() == "failed"
+    assert [e.id for e in list_executions(store, retry_of=first)] == [retry.id]  # count spent
+
+
+def test_an_execution_moved_to_another_member_is_not_run_here(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    member, _clock, queue, _ = member_parts
+    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
+    execution_id = insert_execution(
+        store, job_id=job_id, member_uuid=ME, trigger="manual", fire_ms=T0, now_ms=T0
+    )
+    member.step()
+    move_scheduled_executions(store, from_member=ME, to_member=OTHER)
+    use_database(store.engine.url.render_as_string(hide_password=False), ME)
+    rq_job = queue.fetch_job(execution_id)
+    assert rq_job is not None and rq_job.perform() == "skipped"
+    assert get_execution(store, execution_id).status == "scheduled"
 
 
 def test_a_stopped_member_fires_nothing(

@@ -9,13 +9,22 @@ and runs them on its own RQ queue.
    producer;
 3. loops (:class:`Member`): every heartbeat interval it reloads the jobs it owns and the ids
    of its running executions (sent with the heartbeats); at each due fire time it claims the
-   time through :func:`workers.store.fire_job` (the fence) and enqueues
-   :func:`workers.node.runner.run_execution`. A refused claim means the job was lost: it is
-   unscheduled and logged once; a later reload schedules it again if the member owns it.
-4. on ``stop``: stops firing, the producer, then the RQ worker (warm shutdown).
+   time through :func:`workers.store.fire_job` (the fence), which inserts the execution.
+   A refused claim means the job was lost: it is unscheduled and logged once; a later
+   reload schedules it again if the member owns it.
+4. dispatches: every execution assigned to it that is ``scheduled``, due (``fire_ms``
+   passed) and not yet queued (``queued_ms`` NULL) is put on its RQ queue (RQ job id = the
+   execution id) and marked queued. Its own fires are dispatched at once; executions that
+   other processes assign to it (retries of failed runs, recoveries, takeovers, remote
+   executions) are found by polling every :data:`DISPATCH_POLL_MS` at most. A crash between
+   the commit and the enqueue leaves the execution unqueued: it is enqueued on the next
+   pass (a second enqueue of the same id is harmless: the task only starts an execution
+   that is still ``scheduled`` on this member).
+5. every ``remoteExec.process.interval`` it processes its remote commands (when given a
+   command processor).
+6. on ``stop``: stops firing, the producer, then the RQ worker (warm shutdown).
 
-Transient Redis/SQL errors are logged and retried (:func:`workers.bus.retry.run_forever`); an
-execution whose fire was committed but not yet enqueued is enqueued on the next attempt.
+Transient Redis/SQL errors are logged and retried (:func:`workers.bus.retry.run_forever`).
 Log lines start with ``member <uuid>:``.
 """
 
@@ -36,24 +45,34 @@ from workers.bus.connect import connect, redis_url_for
 from workers.bus.retry import is_transient, run_forever
 from workers.node.rq_worker import RqWorkerProcess, queue_name
 from workers.node.runner import run_execution, use_database
-from workers.node.scheduler import Fire, JobSchedule, ReloadResult
+from workers.node.scheduler import Fire, JobSchedule, ReloadResult, split_due
 from workers.store import (
     Store,
     fire_job,
     list_executions,
     list_jobs,
+    list_unqueued,
     mark_incomplete,
+    mark_queued,
     open_store,
     set_next_fire_ms,
     store_url,
 )
 
-__all__ = ["RESULT_TTL_S", "Member", "MemberConfig", "run_member", "wall_clock_ms"]
+__all__ = [
+    "DISPATCH_POLL_MS",
+    "RESULT_TTL_S",
+    "Member",
+    "MemberConfig",
+    "run_member",
+    "wall_clock_ms",
+]
 
 log = logging.getLogger(__name__)
 
 RESULT_TTL_S = 3600  # how long RQ keeps a job's return value and failure info
 RQ_WARM_STOP_S = 5.0  # + RQ cold shutdown 2 s: the node exits within 10 s of SIGTERM
+DISPATCH_POLL_MS = 1_000  # at most this long before an execution assigned by others is queued
 
 
 def wall_clock_ms() -> int:
@@ -69,12 +88,6 @@ class MemberConfig:
     interval_s: float
     database_url: str  # the store the RQ worker it forks uses (set by use_database)
     queue: str
-
-
-@dataclass(frozen=True)
-class _Pending:
-    execution_id: str
-    fire: Fire
 
 
 class Member:
@@ -97,6 +110,8 @@ class Member:
         clock_ms: Callable[[], int] = wall_clock_ms,
         sleep_s: Callable[[float], object] | None = None,
         rq_worker: RqWorkerProcess | None = None,
+        commands: Callable[[], object] | None = None,
+        commands_every_s: float = 10.0,
     ) -> None:
         self.config = config
         self.store = store
@@ -107,9 +122,13 @@ class Member:
         self._clock_ms = clock_ms
         self._sleep_s = sleep_s or stop.wait  # stop.wait: a stop ends the wait at once
         self.rq_worker = rq_worker
+        self.commands = commands
         self._interval_ms = max(1, round(config.interval_s * 1000))
+        self._dispatch_every_ms = min(self._interval_ms, DISPATCH_POLL_MS)
+        self._commands_every_ms = max(1, round(commands_every_s * 1000))
         self._next_reload_ms = 0
-        self._unqueued: list[_Pending] = []
+        self._next_dispatch_ms = 0  # the next poll, or an unqueued execution's fire time
+        self._next_commands_ms = 0
 
     def run(self) -> None:
         """Run until ``stop`` is set; transient errors are logged and retried."""
@@ -117,9 +136,12 @@ class Member:
         run_forever(self.step, stop=self.stop, what=what, logger=log)
 
     def step(self) -> None:
-        """Enqueue what a failure left behind, reload if due, fire what is due, wait."""
+        """Reload if due, process commands if due, fire what is due, dispatch, wait."""
         now_ms = self._clock_ms()
-        self._enqueue_pending()
+        if self.commands is not None and now_ms >= self._next_commands_ms:
+            self.commands()
+            self._next_commands_ms = now_ms + self._commands_every_ms
+            self._next_dispatch_ms = now_ms  # a remote execution is queued at once
         if now_ms >= self._next_reload_ms:
             self.reload(now_ms)
             self._next_reload_ms = now_ms + self._interval_ms
@@ -136,6 +158,8 @@ class Member:
             if self.stop.is_set():
                 return
             self.fire(fire, now_ms)
+        if now_ms >= self._next_dispatch_ms:
+            self.dispatch(now_ms)
         self._wait()
 
     def reload(self, now_ms: int) -> ReloadResult:
@@ -177,7 +201,8 @@ class Member:
 
     def fire(self, fire: Fire, now_ms: int) -> str | None:
         """Claim ``fire`` through the fence and enqueue its execution; returns its id, or
-        None when the fence refused (the job is then unscheduled and logged as lost)."""
+        None when the fence refused (the job is then unscheduled and logged as lost).
+        When the enqueue fails, the execution stays unqueued for the next dispatch."""
         if not self.schedule.is_planned(fire):
             return None  # lost earlier in this pass
         uuid = self.config.member_uuid
@@ -207,26 +232,33 @@ class Member:
         log.debug(
             "member %s: fired job %s at %s: %s", uuid, fire.job_id, fire.fire_ms, execution_id
         )
-        self._unqueued.append(_Pending(execution_id, fire))
-        self._enqueue_pending()
+        self._next_dispatch_ms = now_ms  # enqueue it in this pass
         return execution_id
 
-    def _enqueue_pending(self) -> None:
-        while self._unqueued:
-            pending = self._unqueued[0]
+    def dispatch(self, now_ms: int) -> list[str]:
+        """Enqueue this member's due, unqueued ``scheduled`` executions; returns their ids."""
+        uuid = self.config.member_uuid
+        due, next_ms = split_due(list_unqueued(self.store, uuid), now_ms)
+        for execution in due:
             self.queue.enqueue_call(
                 run_execution,
-                args=(pending.execution_id, list(pending.fire.command)),
+                args=(execution.id,),
                 timeout=-1,  # no timeout: the command runs as long as it runs
                 result_ttl=RESULT_TTL_S,
                 failure_ttl=RESULT_TTL_S,
-                job_id=pending.execution_id,
-                description=f"job {pending.fire.job_id} fire {pending.fire.fire_ms}",
+                job_id=execution.id,
+                description=f"job {execution.job_id} {execution.trigger} {execution.fire_ms}",
             )
-            self._unqueued.pop(0)
+            mark_queued(self.store, [execution.id], member_uuid=uuid, now_ms=now_ms)
+            log.debug("member %s: queued execution %s", uuid, execution.id)
+        poll_ms = now_ms + self._dispatch_every_ms
+        self._next_dispatch_ms = poll_ms if next_ms is None else min(poll_ms, next_ms)
+        return [e.id for e in due]
 
     def _wait(self) -> None:
-        wake_ms = self._next_reload_ms
+        wake_ms = min(self._next_reload_ms, self._next_dispatch_ms)
+        if self.commands is not None:
+            wake_ms = min(wake_ms, self._next_commands_ms)
         next_due_ms = self.schedule.next_due_ms()
         if next_due_ms is not None:
             wake_ms = min(wake_ms, next_due_ms)
@@ -256,7 +288,7 @@ def run_member(
         config = MemberConfig(
             member_uuid, settings.heartbeat_interval_s, store_url(settings), queue_name(member_uuid)
         )
-        use_database(config.database_url)  # inherited by the RQ worker it forks
+        use_database(config.database_url, member_uuid)  # inherited by the RQ worker it forks
         worker = RqWorkerProcess(redis_url, config.queue, log_level=logging.getLogger().level)
         worker.start()
         try:

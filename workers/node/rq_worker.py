@@ -3,8 +3,9 @@
 The child runs RQ's default ``Worker`` on the member's queue ``qwc-<member uuid>``; RQ forks
 a work horse per job. The child leads its own process group (a Ctrl-C in the terminal reaches
 only the node, which then stops the worker itself) and watches its parent: when the node
-dies (SIGKILL), the worker shuts down warmly within :data:`PARENT_CHECK_S` seconds instead of
-living on as an orphan.
+dies (SIGKILL), the worker stops within :data:`PARENT_CHECK_S` seconds and kills the work
+horse with its command, instead of living on as an orphan: a dead member's executions are
+recovered elsewhere (marked ``incomplete``, retried), so they must not run on here too.
 
 Stopping (:meth:`RqWorkerProcess.stop`): SIGTERM, which is RQ's warm shutdown (the current
 job finishes); after ``warm_s`` a second SIGTERM (cold shutdown: RQ kills the work horse);
@@ -118,12 +119,21 @@ def _work(redis_url: str, queue: str, log_level: int, parent_pid: int) -> None:
 
     connection = connect(redis_url, client_name=f"rq-{queue}")
     worker = Worker([Queue(queue, connection=connection)], connection=connection)
+    _worker.append(worker)
     worker.work(logging_level=logging.getLevelName(log_level), with_scheduler=False)
 
 
+_worker: list[object] = []  # the child's RQ worker, for the watchdog
+
+
 def _watch_parent(parent_pid: int) -> None:
-    """SIGTERM ourselves (RQ's warm shutdown) once the node that started us is gone."""
+    """Once the node that started us is gone: SIGTERM ourselves (RQ takes no new job), then
+    kill the work horse's process group (the running command with it)."""
     while os.getppid() == parent_pid:
         threading.Event().wait(PARENT_CHECK_S)
     logging.getLogger(__name__).warning("rq worker: node %s is gone; stopping", parent_pid)
     os.kill(os.getpid(), signal.SIGTERM)
+    threading.Event().wait(0.1)  # let RQ's handler run first: no new job after the kill
+    for worker in _worker:
+        if getattr(worker, "horse_pid", 0):
+            worker.kill_horse()  # type: ignore[attr-defined]

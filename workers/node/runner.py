@@ -2,11 +2,16 @@
 
 :func:`run_execution` is enqueued by the member on its queue ``qwc-<member uuid>`` and
 performed by the node's RQ worker (in a work horse forked per job). It moves the execution
-``scheduled`` -> ``running`` (with the RQ job id), runs the argv without a shell (stdin
-closed, stdout and stderr captured together, no timeout), then ``succeeded`` (exit code 0)
-or ``failed``, with the exit code and the last :data:`OUTPUT_TAIL_BYTES` of the output.
-An execution that is no longer ``scheduled`` when the task starts (aborted, or marked
-``incomplete`` by a recovery) is not run.
+``scheduled`` -> ``running`` (with the RQ job id) — only while it is still ``scheduled`` and
+still assigned to this member —, runs the job's command (read from the store: nothing but
+the execution id travels through Redis) without a shell (stdin closed, stdout and stderr
+captured together, no timeout), then ``succeeded`` (exit code 0) or ``failed``, with the exit
+code and the last :data:`OUTPUT_TAIL_BYTES` of the output. A failed execution of a job with
+retries left gets its retry in the same transaction (attempt + 1, on this member, not before
+the job's retry delay; the member enqueues it when due). An execution that is no longer
+``scheduled`` here when the task starts (aborted, moved, or marked ``incomplete`` by a
+recovery) is not run. An aborted execution's work horse is killed (RQ's stop-job command):
+no outcome is written by the task, and there is no retry.
 """
 
 from __future__ import annotations
@@ -15,12 +20,20 @@ import collections
 import logging
 import subprocess
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rq import get_current_job
 
-from workers.store import create_store_engine, finish_execution, start_execution
+from workers.recovery.decide import next_retry
+from workers.store import (
+    create_store_engine,
+    finish_execution,
+    get_execution,
+    get_job,
+    start_execution,
+)
 
 __all__ = [
     "OUTPUT_TAIL_BYTES",
@@ -79,39 +92,69 @@ def run_command(argv: Sequence[str], *, tail_bytes: int = OUTPUT_TAIL_BYTES) -> 
 
 
 _database_url: str | None = None
+_member_uuid: str | None = None
 
 
-def use_database(url: str) -> None:
-    """Set the store URL the tasks of this process use. The node calls it before it forks
-    its RQ worker, so the URL (and any password in it) never travels through Redis."""
-    global _database_url
+def use_database(url: str, member_uuid: str | None = None) -> None:
+    """Set the store URL the tasks of this process use, and the member they run for (the
+    start fence; None: any member). The node calls it before it forks its RQ worker, so
+    the URL (and any password in it) never travels through Redis."""
+    global _database_url, _member_uuid
     _database_url = url
+    _member_uuid = member_uuid
 
 
-def run_execution(execution_id: str, argv: Sequence[str]) -> str:
-    """The RQ task: run execution ``execution_id`` of command ``argv``, recorded in the
-    store given to ``use_database``. Returns the final status, or ``skipped`` when the
-    execution was not ``scheduled`` any more. Store errors propagate (RQ records the job
-    failed); RuntimeError when no store was set."""
+def run_execution(execution_id: str) -> str:
+    """The RQ task: run execution ``execution_id`` (the command of its job), recorded in
+    the store given to ``use_database``. Returns the final status, or ``skipped`` when the
+    execution was not ``scheduled`` on this member any more. Store errors propagate (RQ
+    records the job failed); RuntimeError when no store was set."""
     if _database_url is None:
         raise RuntimeError("run_execution: no store configured (use_database was not called)")
     engine = create_store_engine(_database_url)
     try:
+        execution = get_execution(engine, execution_id)
+        job = get_job(engine, execution.job_id)
         current = get_current_job()
         rq_job_id = current.id if current is not None else None
-        if not start_execution(engine, execution_id, now_ms=_now_ms(), rq_job_id=rq_job_id):
-            log.warning("execution %s: not scheduled any more; not run", execution_id)
+        if not start_execution(
+            engine, execution_id, now_ms=_now_ms(), member_uuid=_member_uuid, rq_job_id=rq_job_id
+        ):
+            log.warning("execution %s: not scheduled here any more; not run", execution_id)
             return "skipped"
-        outcome = run_command(argv)
-        finish_execution(
+        outcome = run_command(job.command)
+        now_ms = _now_ms()
+        retry = None
+        if outcome.status == "failed":
+            retry = next_retry(
+                execution_id=execution_id,
+                retry_of=execution.retry_of,
+                job_id=job.id,
+                attempt=execution.attempt,
+                retry_count=job.retry_count,
+                retry_delay_s=job.retry_delay_s,
+                to_uuid=execution.member_uuid,
+                now_ms=now_ms,
+                new_id=str(uuid.uuid4()),
+            )
+        finished = finish_execution(
             engine,
             execution_id,
             status=outcome.status,
-            now_ms=_now_ms(),
+            now_ms=now_ms,
             exit_code=outcome.exit_code,
             output_tail=outcome.output_tail,
+            retry=retry,
         )
         log.info("execution %s: %s (exit %s)", execution_id, outcome.status, outcome.exit_code)
+        if finished and retry is not None:
+            log.info(
+                "execution %s: retry %s (attempt %s) at %s ms",
+                execution_id,
+                retry.id,
+                retry.attempt,
+                retry.fire_ms,
+            )
         return outcome.status
     finally:
         engine.dispose()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from schemas.cron import next_fire_ms
 from schemas.errors import QwcError
@@ -41,6 +41,7 @@ __all__ = [
     "Plan",
     "ReloadResult",
     "Unplanned",
+    "split_due",
 ]
 
 DEFAULT_MISFIRE_GRACE_MS = 60_000
@@ -267,3 +268,21 @@ def _still_valid(plan: Plan, job: JobLike) -> bool:
         and plan.schedule == job.schedule
         and (job.last_fire_ms is None or job.last_fire_ms < plan.next_fire_ms)
     )
+
+
+class _Timed(Protocol):
+    @property
+    def fire_ms(self) -> int: ...
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+def split_due(pending: Iterable[_T], now_ms: int) -> tuple[list[_T], int | None]:
+    """The executions of ``pending`` due at ``now_ms`` (``fire_ms <= now_ms``, in order),
+    and the earliest ``fire_ms`` of the others (None when there is none)."""
+    due: list[_T] = []
+    later: list[_T] = []
+    for item in pending:
+        (due if item.fire_ms <= now_ms else later).append(item)
+    return due, min((item.fire_ms for item in later), default=None)
