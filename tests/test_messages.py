@@ -6,7 +6,7 @@ import msgpack
 import pytest
 from pydantic import ValidationError
 
-from schemas.codec import decode, decode_as, encode
+from schemas.codec import decode, decode_as, decode_many, encode
 from schemas.errors import DecodeError
 from schemas.messages import (
     MESSAGE_TYPES,
@@ -131,6 +131,25 @@ def test_bad_bytes_raise_decode_error_keeping_raw(raw: bytes, reason: str) -> No
         decode(raw)
     assert info.value.raw == raw
     assert reason in info.value.reason
+    (batched,) = decode_many([raw])
+    assert isinstance(batched, DecodeError)
+    assert (batched.raw, batched.reason) == (raw, info.value.reason)
+
+
+def test_decode_many_gives_what_decode_gives_each() -> None:
+    good = [encode(m) for m in SAMPLES] * 3
+    bad_uuid = msgpack.packb({"t": "heartbeat", "v": 1, "uuid": "x"})
+    raws = [good[0], b"\xc1", *good[1:5], bad_uuid, *good[5:]]
+    results = decode_many(raws)
+    assert len(results) == len(raws)
+    for raw, result in zip(raws, results, strict=True):
+        try:
+            expected: object = decode(raw)
+        except DecodeError as exc:
+            assert isinstance(result, DecodeError) and result.reason == exc.reason
+            assert result.raw == raw
+        else:
+            assert result == expected
 
 
 def test_decode_as_rejects_another_type() -> None:

@@ -22,7 +22,7 @@ import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
-from schemas.codec import decode, encode
+from schemas.codec import decode_many, encode
 from schemas.errors import DecodeError
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Message
@@ -255,21 +255,27 @@ def decode_entries(entries: Sequence[Entry]) -> list[Decoded]:
     """Decode each entry's ``m`` field. Never raises: a bad entry gets ``error`` set and
     ``raw`` holding its ``m`` bytes, or (no ``m`` field) all its fields as a msgpack map.
     """
-    return [_decode_entry(entry_id, fields) for entry_id, fields in entries]
-
-
-def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Decoded:
-    raw = fields.get(MESSAGE_FIELD)
-    if raw is None:
-        everything = cast(bytes, msgpack.packb(fields, use_bin_type=True))
-        names = sorted(fields)
-        return Decoded(entry_id, None, everything, f"no field 'm' in the entry (fields {names})")
+    out: list[Decoded | None] = [None] * len(entries)
+    with_message: list[tuple[int, bytes, bytes]] = []
+    for i, (entry_id, fields) in enumerate(entries):
+        raw = fields.get(MESSAGE_FIELD)
+        if raw is None:
+            everything = cast(bytes, msgpack.packb(fields, use_bin_type=True))
+            why = f"no field 'm' in the entry (fields {sorted(fields)})"
+            out[i] = Decoded(entry_id, None, everything, why)
+        else:
+            with_message.append((i, entry_id, raw))
     try:
-        return Decoded(entry_id, decode(raw), raw, None)
-    except DecodeError as exc:
-        return Decoded(entry_id, None, raw, exc.reason)
-    except Exception as exc:  # the codec promises DecodeError; a worker must survive anyway
-        return Decoded(entry_id, None, raw, f"decoder crashed: {type(exc).__name__}: {exc}")
+        messages = decode_many([raw for _, _, raw in with_message])
+    except Exception as exc:  # the codec promises DecodeErrors; a worker must survive anyway
+        crashed = f"decoder crashed: {type(exc).__name__}: {exc}"
+        messages = [DecodeError(crashed, raw) for _, _, raw in with_message]
+    for (i, entry_id, raw), message in zip(with_message, messages, strict=True):
+        if isinstance(message, DecodeError):
+            out[i] = Decoded(entry_id, None, raw, message.reason)
+        else:
+            out[i] = Decoded(entry_id, message, raw, None)
+    return [d for d in out if d is not None]
 
 
 def _xreadgroup(

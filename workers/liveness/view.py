@@ -96,14 +96,14 @@ def observations_from(
     uuids: Sequence[str], states: Sequence[bytes | None], seen: Sequence[float | None]
 ) -> list[MemberObservation]:
     """Parse the HMGET state / ZMSCORE seen replies for ``uuids``."""
+    state_of = _STATE_BYTES.get
     return [
-        MemberObservation(
-            uuid,
-            MemberState(s.decode()) if s else None,
-            None if ms is None else int(ms),
-        )
+        MemberObservation(uuid, state_of(s) if s else None, None if ms is None else int(ms))
         for uuid, s, ms in zip(uuids, states, seen, strict=True)
     ]
+
+
+_STATE_BYTES = {s.value.encode(): s for s in MemberState}
 
 
 def read_observations(r: redis.Redis, keys: Keys, uuids: Sequence[str]) -> list[MemberObservation]:
