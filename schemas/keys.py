@@ -7,7 +7,7 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:membership            stream   MembershipChange messages, one per state change
     {qwc}:takeover              stream   TakeoverProposal messages; group "takeover"
     {qwc}:recovery              stream   RecoveryProposal messages; group "recovery"
-    {qwc}:commands:<uuid>       stream   RemoteCommand messages for one member
+    {qwc}:commands:<uuid>       stream   RemoteCommand messages for one member; group "commands"
     {qwc}:dead-letters          stream   undecodable messages: reason, raw bytes, origin
     {qwc}:view:seen             zset     member uuid -> last heartbeat, Redis server ms
     {qwc}:view:watch            zset     same scores, only members not yet dead (sweep index)
@@ -18,6 +18,7 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:recovery:attempt:<uuid>   string   SET NX PX sleep: one recovery attempt per sleep
     {qwc}:takeover:held         hash     proposal id -> why the mass-failure guard holds it
     {qwc}:takeover:released     string   server ms of the last `qwc takeover release`
+    {qwc}:remote-exec:round-robin   string   INCR: whose turn it is (RoundRobin remote execution)
 
 Stream entries carry one field, ``m``, holding the msgpack-encoded message.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "GROUP_COMMANDS",
     "GROUP_LIVENESS",
     "GROUP_RECOVERY",
     "GROUP_TAKEOVER",
@@ -38,6 +40,7 @@ MESSAGE_FIELD = b"m"
 GROUP_LIVENESS = "liveness"
 GROUP_TAKEOVER = "takeover"
 GROUP_RECOVERY = "recovery"
+GROUP_COMMANDS = "commands"  # on each member's own command stream; the member is its consumer
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ class Keys:
     @property
     def takeover_released(self) -> str:
         return self._k("takeover:released")
+
+    @property
+    def remote_exec_round_robin(self) -> str:
+        return self._k("remote-exec:round-robin")
 
     def all_streams(self) -> tuple[str, ...]:
         """The fixed streams (not the per-member command streams)."""

@@ -4,7 +4,9 @@ and runs them on its own RQ queue.
 :func:`run_member` starts it and runs until ``stop`` is set:
 
 1. marks the member's leftover ``running`` executions ``incomplete`` (before its RQ worker
-   starts, so a just-started execution is never mistaken for a leftover);
+   starts, so a just-started execution is never mistaken for a leftover), retrying here
+   those of jobs with retries left when recoverExecutions applies to it
+   (:func:`workers.recovery.startup.startup_cleanup`);
 2. forks the RQ worker child on queue ``qwc-<member uuid>`` and starts the heartbeat
    producer;
 3. loops (:class:`Member`): every heartbeat interval it reloads the jobs it owns and the ids
@@ -43,16 +45,17 @@ from schemas.keys import Keys
 from schemas.settings import Settings
 from workers.bus.connect import connect, redis_url_for
 from workers.bus.retry import is_transient, run_forever
+from workers.node.commands import CommandProcessor
 from workers.node.rq_worker import RqWorkerProcess, queue_name
 from workers.node.runner import run_execution, use_database
 from workers.node.scheduler import Fire, JobSchedule, ReloadResult, split_due
+from workers.recovery.startup import startup_cleanup
 from workers.store import (
     Store,
     fire_job,
     list_executions,
     list_jobs,
     list_unqueued,
-    mark_incomplete,
     mark_queued,
     open_store,
     set_next_fire_ms,
@@ -279,7 +282,9 @@ def run_member(
     try:
         redis_url = redis_url_for(settings)
         if not _retry_until_done(
-            lambda: mark_incomplete(store, member_uuid=member_uuid, now_ms=wall_clock_ms()),
+            lambda: startup_cleanup(
+                store, settings, member_uuid=member_uuid, now_ms=wall_clock_ms()
+            ),
             stop=stop,
             what=f"member {member_uuid}",
         ):
@@ -319,14 +324,16 @@ def _run_loop(
     passive: bool,
     stop: threading.Event,
 ) -> None:
+
     client = connect(redis_url, client_name=f"node-{name}")
+    keys = Keys(settings.redis_prefix)
     producer = HeartbeatProducer(
         client,
         uuid=config.member_uuid,
         name=name,
         interval_s=settings.heartbeat_interval_s,
         delay_s=settings.heartbeat_delay_s,
-        keys=Keys(settings.redis_prefix),
+        keys=keys,
         tags=settings.server_tags,
         passive=passive,
     )
@@ -340,6 +347,10 @@ def _run_loop(
             producer=producer,
             rq_worker=worker,
             stop=stop,
+            commands=CommandProcessor(
+                client, store, keys, member_uuid=config.member_uuid, clock_ms=wall_clock_ms
+            ).process,
+            commands_every_s=settings.remote_exec_process_interval_s,
         )
         member.run()
     finally:

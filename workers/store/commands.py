@@ -25,6 +25,7 @@ __all__ = [
     "get_command",
     "insert_command",
     "list_commands",
+    "pending_command_targets",
     "reroute_command",
 ]
 
@@ -118,6 +119,13 @@ def list_commands(
         stmt = stmt.limit(limit)
     with reading(db) as conn:
         return [CommandRow.from_mapping(row) for row in conn.execute(stmt).mappings()]
+
+
+def pending_command_targets(db: Db) -> set[str]:
+    """The members that have ``pending`` commands."""
+    stmt = select(_c.c.target_uuid).where(_c.c.status == "pending").distinct()
+    with reading(db) as conn:
+        return set(conn.execute(stmt).scalars())
 
 
 def finish_command(

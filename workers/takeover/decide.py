@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from schemas.messages import MemberState
 from schemas.settings import RemoteExecutionPolicy, Settings, TakeoverPolicy
+from workers.commands.decide import remote_destinations
 
 __all__ = [
     "Candidate",
@@ -72,22 +73,15 @@ def spread_fewest_first(levels: dict[str, int], n_jobs: int) -> list[tuple[str, 
 def _destinations(
     candidates: Sequence[Candidate], dead_uuid: str, settings: Settings
 ) -> list[Candidate]:
-    """Members allowed to receive jobs: never the dead one, a dead or passive member."""
-    active_only = (
-        settings.autotakeover_policy is not TakeoverPolicy.REMOTE_EXECUTION
-        or settings.remote_execution_active_only
-    )
-    ok = {MemberState.ACTIVE} if active_only else {MemberState.ACTIVE, MemberState.INACTIVE}
-    pool = [c for c in candidates if c.uuid != dead_uuid and not c.passive and c.state in ok]
+    """Members allowed to receive jobs: never the dead one, a dead or passive member; for
+    the ``remoteexecution`` policy, those a remote execution may go to."""
     if settings.autotakeover_policy is TakeoverPolicy.REMOTE_EXECUTION:
-        if settings.remote_execution_policy is RemoteExecutionPolicy.PRESET:
-            allowed = set(settings.remote_execution_allowed)
-            pool = [c for c in pool if c.uuid in allowed]
-        preferred = set(settings.remote_execution_preferred_tags)
-        tagged = [c for c in pool if preferred & set(c.tags)]
-        if tagged:
-            pool = tagged
-    return pool
+        return remote_destinations(candidates, settings, exclude=(dead_uuid,))
+    return [
+        c
+        for c in candidates
+        if c.uuid != dead_uuid and not c.passive and c.state is MemberState.ACTIVE
+    ]
 
 
 def choose_quotas(
