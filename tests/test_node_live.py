@@ -27,6 +27,7 @@ from workers.store import (
     get_execution,
     insert_execution,
     list_executions,
+    list_recoveries,
     reassign_jobs,
     start_execution,
 )
@@ -50,16 +51,25 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def add_job(store: Store, owner: str, command: list[str], name: str = "tick") -> str:
+def add_job(
+    store: Store,
+    owner: str,
+    command: list[str],
+    name: str = "tick",
+    *,
+    schedule: str | None = EVERY_SECOND,
+    retry_count: int = 0,
+) -> str:
     return create_job(
         store,
         project="ops",
         group_name="",
         name=name,
         command=command,
-        schedule=EVERY_SECOND,
+        schedule=schedule,
         modified_by=owner,
         now_ms=now_ms(),
+        retry_count=retry_count,
     ).id
 
 
@@ -178,6 +188,34 @@ def test_leftover_running_executions_are_marked_incomplete_at_start(
     cluster.node("n1", member)
     wait_for(lambda: get_execution(db, leftover).status == "incomplete", what="incomplete")
     assert get_execution(db, leftover).ended_ms is not None
+    assert list_executions(db, retry_of=leftover) == []  # recoverExecutions is off
+
+
+def test_with_recovery_on_leftovers_with_retries_left_are_retried_here(
+    cluster: Cluster, db: Store
+) -> None:
+    cluster.extra_env["QWC_CLUSTERMODE_RECOVEREXECUTIONS_ENABLED"] = "true"
+    member = new_uuid()
+    with_retry = add_job(db, member, ["true"], "a", schedule=None, retry_count=1)
+    without = add_job(db, member, ["true"], "b", schedule=None)
+    leftovers = []
+    for job_id in (with_retry, without):
+        leftover = insert_execution(
+            db, job_id=job_id, member_uuid=member, trigger="schedule", fire_ms=1000, now_ms=1000
+        )
+        assert start_execution(db, leftover, now_ms=1000)
+        leftovers.append(leftover)
+    cluster.node("n1", member)
+    (retry,) = wait_for(
+        lambda: [e for e in list_executions(db, retry_of=leftovers[0]) if e.status == "succeeded"],
+        timeout_s=20,
+        what="the leftover's retry run here",
+    )
+    assert (retry.member_uuid, retry.attempt, retry.trigger) == (member, 2, "retry")
+    assert [get_execution(db, e).status for e in leftovers] == ["incomplete", "incomplete"]
+    assert list_executions(db, retry_of=leftovers[1]) == []  # no retry settings
+    (audit,) = [r for r in list_recoveries(db) if r.dead_uuid == member]
+    assert (audit.policy, audit.outcome, audit.executions_marked) == ("startup", "committed", 2)
 
 
 def test_sigterm_finishes_the_running_command_and_exits_0(cluster: Cluster, db: Store) -> None:

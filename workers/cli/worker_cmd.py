@@ -7,6 +7,7 @@ import click
 from workers.bus.connect import connect
 from workers.cli.common import CliContext, default_consumer_name, pass_cli, stop_on_signals
 from workers.liveness.worker import LivenessWorker
+from workers.recovery.worker import RecoveryWorker
 from workers.store import open_store
 from workers.takeover.worker import TakeoverWorker
 
@@ -79,6 +80,36 @@ def takeover(cli: CliContext, consumer: str | None) -> None:
     store = open_store(settings)
     try:
         TakeoverWorker(client, store, settings, consumer=name, stop=stop).run()
+    finally:
+        client.close()
+        store.close()
+
+
+@worker.command()
+@click.option(
+    "--consumer",
+    default=None,
+    help="Consumer name in the 'recovery' group (default: recovery-<host>-<pid>).",
+)
+@pass_cli
+def recovery(cli: CliContext, consumer: str | None) -> None:
+    """Recover dead members' running executions (Recover executions).
+
+    When a member turns dead and qwcontrol.clusterMode.recoverExecutions.enabled is true
+    and the policy allows it, a proposal is published (at most one per member per
+    recoverExecutions.sleep). After recoverExecutions.delay the worker checks the member
+    is still dead, marks its running executions incomplete and, for jobs with retries
+    left, schedules the retry on an active, non-passive member (after the job's retry
+    delay), in one transaction. Run two or more replicas: a proposal held by a dead
+    replica is reclaimed.
+    """
+    settings = cli.settings()
+    name = consumer or default_consumer_name("recovery")
+    stop = stop_on_signals()
+    client = connect(settings, client_name=name)
+    store = open_store(settings)
+    try:
+        RecoveryWorker(client, store, settings, consumer=name, stop=stop).run()
     finally:
         client.close()
         store.close()

@@ -39,6 +39,7 @@ from workers.store.commands import (
     get_command,
     insert_command,
     list_commands,
+    pending_command_targets,
     reroute_command,
 )
 from workers.store.engine import Store, create_store_engine, default_sqlite_url, masked_url
@@ -74,11 +75,19 @@ from workers.store.members import (
     list_members,
     record_member_state,
 )
-from workers.store.migrate import check_migrated, current_revision, head_revision, upgrade
+from workers.store.migrate import (
+    check_migrated,
+    current_revision,
+    head_revision,
+    script_head_revision,
+    upgrade,
+)
 from workers.store.recovery import (
     RecoveryResult,
     RunningExecution,
+    Unfinished,
     commit_recovery,
+    count_unfinished,
     running_executions,
 )
 from workers.store.report import (
@@ -116,6 +125,7 @@ __all__ = [
     "StoreSettings",
     "TakeoverCommit",
     "TakeoverRow",
+    "Unfinished",
     "abort_execution",
     "check_migrated",
     "claim_fire",
@@ -125,6 +135,7 @@ __all__ = [
     "count_executions_by_member",
     "count_jobs_by_owner",
     "count_missed_fires",
+    "count_unfinished",
     "create_job",
     "create_store_engine",
     "current_revision",
@@ -155,6 +166,7 @@ __all__ = [
     "missing_fire_times",
     "move_scheduled_executions",
     "open_store",
+    "pending_command_targets",
     "reassign_jobs",
     "record_member_state",
     "record_recovery",
@@ -162,6 +174,7 @@ __all__ = [
     "record_takeover_outcome",
     "reroute_command",
     "running_executions",
+    "script_head_revision",
     "set_next_fire_ms",
     "split_missed_fires",
     "start_execution",
@@ -202,7 +215,7 @@ def open_store(settings: StoreSettings) -> Store:
     except (ArgumentError, NoSuchModuleError) as exc:
         raise StoreError(f"invalid database URL {masked_url(url)}: {exc}") from exc
     try:
-        if engine.dialect.name == "sqlite":
+        if engine.dialect.name == "sqlite" and current_revision(engine) != head_revision():
             upgrade(engine)
         else:
             check_migrated(engine)

@@ -2,7 +2,8 @@
 ``incomplete``, inserts the retries decided for them and re-homes its pending ones.
 
 The decision (which execution is retried, where, when) is made by the caller from
-:func:`running_executions`; :func:`commit_recovery` applies it. Marking is conditional on
+:func:`running_executions` (and :func:`count_unfinished`, which also finds the dead members
+that still need a recovery); :func:`commit_recovery` applies it. Marking is conditional on
 ``status = 'running'``, and a retry is inserted only for an execution this transaction
 marked, so a racing worker or a second proposal cannot retry an execution twice. The
 audit row (``recoveries``, proposal id unique) is written first: committing one proposal
@@ -12,11 +13,11 @@ twice changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from schemas.tables import executions, scheduled_jobs
 from workers.store._db import Db, reading, writing
@@ -28,7 +29,14 @@ from workers.store.executions import (
     move_scheduled_executions,
 )
 
-__all__ = ["RecoveryResult", "RunningExecution", "commit_recovery", "running_executions"]
+__all__ = [
+    "RecoveryResult",
+    "RunningExecution",
+    "Unfinished",
+    "commit_recovery",
+    "count_unfinished",
+    "running_executions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,36 @@ class RecoveryResult:
     marked: list[str] = field(default_factory=list)
     retries: list[dict[str, Any]] = field(default_factory=list)
     rescheduled: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A member's executions that a recovery acts on: ``running``, and ``waiting``
+    (``scheduled``, not started: due or not, queued or not)."""
+
+    running: int = 0
+    waiting: int = 0
+
+
+def count_unfinished(db: Db, member_uuids: Collection[str]) -> dict[str, Unfinished]:
+    """:class:`Unfinished` counts of each of ``member_uuids`` that has any; one grouped
+    query on the (member, status) index."""
+    if not member_uuids:
+        return {}
+    stmt = (
+        select(_e.c.member_uuid, _e.c.status, func.count())
+        .where(_e.c.member_uuid.in_(list(member_uuids)))
+        .where(_e.c.status.in_(["running", "scheduled"]))
+        .group_by(_e.c.member_uuid, _e.c.status)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    with reading(db) as conn:
+        for member, status, n in conn.execute(stmt):
+            counts.setdefault(member, {})[status] = int(n)
+    return {
+        m: Unfinished(running=c.get("running", 0), waiting=c.get("scheduled", 0))
+        for m, c in counts.items()
+    }
 
 
 def running_executions(db: Db, member_uuid: str) -> list[RunningExecution]:

@@ -1,0 +1,172 @@
+"""The recovery worker (``qwc worker recovery``): a dead member's running executions are
+marked ``incomplete`` and those of jobs with retries left run again on a live member.
+
+The stream plumbing is :class:`workers.proposal_worker.ProposalWorker`'s: proposals on
+``{qwc}:recovery`` in the consumer group ``recovery``, published once per
+``recoverExecutions.sleep`` per member, held until due (``recoverExecutions.delay`` after
+the death), checked again (member back -> ``cancelled``), reclaimed from a dead replica,
+and proposed again by a periodic scan for dead members that still have running or waiting
+executions. What is the recovery's: eligibility by ``recoverExecutions.policy``, the plan
+(:func:`workers.recovery.decide.plan_recovery`) and its commit
+(:func:`workers.store.commit_recovery`): one transaction keyed by the proposal id that
+marks only executions still running and inserts a retry only for those it marked, so a
+redelivered proposal, or a second one, never starts a second retry.
+
+A retry is an execution ``scheduled`` on its destination with ``fire_ms`` = now + the job's
+retry delay: that member's dispatch puts it on its RQ queue once due.
+
+Remote commands: when a member turns dead, and on every scan for every dead member, the
+worker hands the commands still pending on it to
+:func:`workers.commands.reroute.reroute_commands` (an execute goes to another member, an
+abort is applied in the store), whether or not ``recoverExecutions.enabled`` is set: a
+command is never left on a dead member.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from schemas.keys import GROUP_RECOVERY
+from schemas.messages import RecoveryProposal
+from schemas.settings import Settings
+from workers.commands.reroute import reroute_commands
+from workers.liveness import view
+from workers.proposal_worker import Held, ProposalWorker, candidates_from_view
+from workers.recovery.decide import eligible, plan_recovery
+from workers.store import (
+    Store,
+    Unfinished,
+    commit_recovery,
+    count_unfinished,
+    pending_command_targets,
+    record_recovery,
+    running_executions,
+)
+
+__all__ = ["RecoveryWorker"]
+
+log = logging.getLogger(__name__)
+
+
+class RecoveryWorker(ProposalWorker[RecoveryProposal]):
+    """One replica of the recovery worker."""
+
+    what = "recovery"
+    kind = RecoveryProposal
+    group = GROUP_RECOVERY
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        store: Store,
+        settings: Settings,
+        *,
+        consumer: str,
+        stop: threading.Event | None = None,
+    ) -> None:
+        super().__init__(
+            client,
+            store,
+            settings,
+            consumer=consumer,
+            delay_s=settings.recover_delay_s,
+            sleep_s=settings.recover_sleep_s,
+            stop=stop,
+        )
+
+    @property
+    def stream(self) -> str:
+        return self.keys.recovery
+
+    def attempt_key(self, member_uuid: str) -> str:
+        return self.keys.recovery_attempt(member_uuid)
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.recover_enabled
+
+    @property
+    def policy(self) -> str:
+        return self.settings.recover_policy.value
+
+    def eligible(self, dead_uuid: str) -> tuple[bool, str]:
+        return eligible(dead_uuid, self.settings)
+
+    def on_dead(self, dead_uuids: list[str], now_ms: int) -> None:
+        """Re-route the commands pending on dead members."""
+        for dead_uuid in sorted(set(dead_uuids) & pending_command_targets(self.store)):
+            reroute_commands(self.redis, self.store, self.keys, self.settings, dead_uuid, now_ms)
+
+    def needing(self, dead_uuids: list[str]) -> list[str]:
+        """Dead members with executions still running or waiting on them."""
+        return sorted(count_unfinished(self.store, dead_uuids))
+
+    def record_outcome(
+        self,
+        *,
+        proposal_id: str,
+        dead_uuid: str,
+        policy: str,
+        proposed_ms: int,
+        due_ms: int,
+        now_ms: int,
+        outcome: str,
+        detail: str,
+    ) -> None:
+        record_recovery(
+            self.store,
+            proposal_id=proposal_id,
+            dead_uuid=dead_uuid,
+            policy=policy,
+            proposed_ms=proposed_ms,
+            due_ms=due_ms,
+            decided_ms=now_ms,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def decide(self, held: Held[RecoveryProposal], snap: view.ViewSnapshot, now_ms: int) -> None:
+        """Plan from the store and the view, then commit in one transaction."""
+        p = held.proposal
+        members = candidates_from_view(snap, {})
+        if self.guarded(held, members, now_ms):
+            return
+        unfinished = count_unfinished(self.store, [p.dead_uuid]).get(p.dead_uuid, Unfinished())
+        plan = plan_recovery(
+            proposal_id=p.id,
+            dead_uuid=p.dead_uuid,
+            running=running_executions(self.store, p.dead_uuid) if unfinished.running else [],
+            waiting=unfinished.waiting,
+            members=members,
+            now_ms=now_ms,
+        )
+        if plan.outcome != "commit":
+            self.finish(held, now_ms, plan.outcome, plan.detail)
+            return
+        result = commit_recovery(
+            self.store,
+            proposal_id=p.id,
+            dead_uuid=p.dead_uuid,
+            policy=p.policy,
+            proposed_ms=p.proposed_at_ms,
+            due_ms=p.due_at_ms,
+            now_ms=now_ms,
+            mark=plan.mark,
+            retries=plan.retries,
+            reschedule_to=plan.reschedule_to,
+        )
+        if result.committed:
+            log.info(
+                "member %s: recovery %s committed: %s marked incomplete, %s retried, "
+                "%s waiting moved to %s",
+                p.dead_uuid,
+                p.id,
+                len(result.marked),
+                len(result.retries),
+                len(result.rescheduled),
+                plan.reschedule_to,
+            )
+        self.forget(held)
