@@ -52,6 +52,12 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 | `qwcontrol.dataSource.url` (SQLAlchemy URL) | database_url | embedded SQLite |
 | `qwcontrol.home` (data of the embedded Redis + SQLite) | home_dir | ./.qwc |
 | `qwcontrol.manager.token` (never shown) | manager_token | — |
+| `qwcontrol.manager.readToken` (never shown) | manager_read_token | — |
+| `qwcontrol.manager.readOpen` (true/false) | manager_read_open | false |
+
+The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
+with ``manager.token`` (none set: every mutating call is refused); a reading call needs
+``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true.
 
 UUIDs are stored lower-case. ``mass_failure_fraction``: the guard holds takeovers when
 MORE than this fraction of the members, and at least 2, would turn dead within one
@@ -166,6 +172,8 @@ class Settings(BaseSettings):
     ] = None
     home_dir: Annotated[HomeDir, Key("qwcontrol.home")] = Path("./.qwc")
     manager_token: Annotated[Token, Key("qwcontrol.manager.token")] = None
+    manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
+    manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
 
     # field -> (origin, value it was loaded with); filled by load_settings only
     _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)

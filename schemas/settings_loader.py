@@ -27,7 +27,7 @@ from schemas.settings_types import Allowed, Key, ValueDetail
 
 _CM_LOWER = "qwcontrol.clustermode."
 _CM_ENV = "QWC_CLUSTERMODE_"
-_SECRET_FIELDS = frozenset({"manager_token"})
+_SECRET_FIELDS = frozenset({"manager_token", "manager_read_token"})
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Shared fixtures: real Redis (the embedded server, and QWC_TEST_REDIS_URL when set), real SQL
-(SQLite, and QWC_TEST_DATABASE_URL when set), and ``cluster`` for runs of real ``qwc``
-processes."""
+(SQLite, and QWC_TEST_DATABASE_URL when set), ``cluster`` for runs of real ``qwc``
+processes, and the manager's app on those servers (``api``, ``make_api``, ``cluster_view``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from tests.fixtures_cluster import cluster  # noqa: F401
 from tests.fixtures_redis import embedded_redis_url, r, redis_url  # noqa: F401
 from tests.fixtures_sql import db_url, store  # noqa: F401
+from tests.manager_fixtures import api, cluster_view, make_api  # noqa: F401
 
 
 @pytest.hookimpl(wrapper=True)

@@ -68,7 +68,7 @@ def test_seed_file_prints_every_key_with_value_and_origin() -> None:
     assert line_of(result.stdout, CM + "autotakeover.delay")[1:] == ["60", f"{SEED}:26"]
     assert line_of(result.stdout, CM + "recoverExecutions.policy")[1:] == ["any", f"{SEED}:36"]
     assert line_of(result.stdout, "qwcontrol.redis.prefix")[1:] == ["qwc", "default"]
-    assert len([line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]) == 28
+    assert len([line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]) == 30
     assert result.stderr == ""
 
 
@@ -76,6 +76,7 @@ def test_environment_origin_and_masked_secrets() -> None:
     env = {
         "QWC_CLUSTERMODE_HEARTBEAT_INTERVAL": "0.2",
         "QWC_MANAGER_TOKEN": "s3cret",
+        "QWC_MANAGER_READTOKEN": "r3ad",
         "QWC_DATABASE_URL": "postgresql+psycopg://qwc:pa55@db.example:5432/qwc",
     }
     result = run("config", "check", env=env)
@@ -86,10 +87,12 @@ def test_environment_origin_and_masked_secrets() -> None:
         "QWC_CLUSTERMODE_HEARTBEAT_INTERVAL",
     ]
     assert line_of(result.stdout, "qwcontrol.manager.token")[1] == "***"
+    assert line_of(result.stdout, "qwcontrol.manager.readToken")[1] == "***"
     assert line_of(result.stdout, "qwcontrol.dataSource.url")[1] == (
         "postgresql+psycopg://qwc:***@db.example:5432/qwc"
     )
     assert "s3cret" not in result.output and "pa55" not in result.output
+    assert "r3ad" not in result.output
 
 
 def test_json_output(tmp_path: Path) -> None:

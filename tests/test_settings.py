@@ -120,6 +120,8 @@ DESIGN_DEFAULTS = {
     "database_url": None,
     "home_dir": Path(".qwc"),
     "manager_token": None,
+    "manager_read_token": None,
+    "manager_read_open": False,
 }
 
 

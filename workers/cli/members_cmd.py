@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import click
 from rich.console import Console
 from rich.table import Table
@@ -11,9 +9,9 @@ from rich.table import Table
 from schemas.keys import Keys
 from workers.bus.connect import connect
 from workers.cli.common import CliContext, echo_json, pass_cli
-from workers.liveness import view
-from workers.liveness.listing import member_rows
-from workers.store import count_jobs_by_owner, list_members, open_store
+from workers.liveness.listing import collect_member_rows
+from workers.store import open_store
+from workers.takeover.guard import held_takeovers
 
 __all__ = ["COMMANDS", "STATE_STYLES", "members_table"]
 
@@ -54,8 +52,7 @@ def members(cli: CliContext, as_json: bool) -> None:
     keys = Keys(settings.redis_prefix)
     try:
         rows = collect_member_rows(client, store, keys)
-        raw_held = cast(dict[bytes, bytes], client.hgetall(keys.takeover_held))
-        held = {k.decode(): v.decode() for k, v in raw_held.items()}
+        held = held_takeovers(client, keys)
     finally:
         client.close()
         store.close()
@@ -65,19 +62,6 @@ def members(cli: CliContext, as_json: bool) -> None:
         Console().print(members_table(rows))
     for proposal_id, reason in sorted(held.items()):  # on stderr with --json: stdout stays JSON
         click.echo(f"takeover {proposal_id} held: {reason}", err=as_json)
-
-
-def collect_member_rows(client, store, keys: Keys) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-    """Read the view and the store and merge them (see ``member_rows``)."""
-    snap = view.read_snapshot(client, keys)
-    return member_rows(
-        now_ms=snap.now_ms,
-        seen_ms=snap.seen_ms,
-        states={u: s.value for u, s in snap.states.items()},
-        heartbeats=view.decode_heartbeats(snap.info),
-        store_members=list_members(store),
-        jobs_owned=count_jobs_by_owner(store),
-    )
 
 
 COMMANDS: list[click.Command] = [members]

@@ -6,14 +6,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from schemas.errors import NotFoundError
 from schemas.keys import Keys
 from schemas.messages import canonical_uuid
 from workers.bus.connect import connect
 from workers.bus.streams import server_time_ms
 from workers.cli.common import CliContext, echo_json, fail, pass_cli
 from workers.liveness.listing import iso_utc
-from workers.store import list_takeovers, open_store
-from workers.takeover.manual import manual_takeover
+from workers.store import open_store
+from workers.takeover.guard import release_guard
+from workers.takeover.history import takeover_history
+from workers.takeover.manual import TakeoverRefused, manual_takeover
 
 __all__ = ["COMMANDS"]
 
@@ -56,6 +59,8 @@ def takeover(
 
     Moves the jobs in one transaction, each job's owner_epoch + 1, so the previous owner
     can never fire them again. The JSON answer has the shape of PUT /api/14/scheduler/takeover.
+    Exits 2 for an unknown member or job, a dead --to member, or --to equal to --from; 1
+    when no member could receive the jobs.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -75,6 +80,9 @@ def takeover(
             job_ids=job_ids,
             now_ms=server_time_ms(client),
         )
+    except (NotFoundError, TakeoverRefused) as exc:
+        fail(str(exc), 2)
+        return
     finally:
         client.close()
         store.close()
@@ -98,14 +106,13 @@ def release(cli: CliContext) -> None:
     """
     settings = cli.settings()
     client = connect(settings)
-    keys = Keys(settings.redis_prefix)
     try:
-        now_ms = server_time_ms(client)
-        client.set(keys.takeover_released, now_ms)
-        held = client.hlen(keys.takeover_held)
+        done = release_guard(client, Keys(settings.redis_prefix))
     finally:
         client.close()
-    click.echo(f"released at {iso_utc(now_ms)}: {held} held proposal(s) will proceed")
+    click.echo(
+        f"released at {iso_utc(done.released_ms)}: {done.held} held proposal(s) will proceed"
+    )
 
 
 @click.command()
@@ -117,21 +124,7 @@ def takeovers(cli: CliContext, as_json: bool, limit: int) -> None:
     settings = cli.settings()
     store = open_store(settings)
     try:
-        rows = [
-            {
-                "proposal_id": t.proposal_id,
-                "dead_uuid": t.dead_uuid,
-                "policy": t.policy,
-                "proposed_at": iso_utc(t.proposed_ms),
-                "due_at": iso_utc(t.due_ms),
-                "decided_at": iso_utc(t.decided_ms),
-                "outcome": t.outcome,
-                "jobs_moved": t.jobs_moved,
-                "destinations": t.destinations,
-                "detail": t.detail,
-            }
-            for t in list_takeovers(store, limit=limit)
-        ]
+        rows = takeover_history(store, limit=limit)
     finally:
         store.close()
     if as_json:

@@ -1,4 +1,9 @@
-"""Pure: merge the Redis view and the store into the rows ``qwc members`` shows."""
+"""The member rows ``qwc members`` and the manager's API show: the Redis view merged with
+the store.
+
+``member_rows`` is the pure merge; ``collect_member_rows`` is the thin read around it (one
+Redis round trip, two SQL reads).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from schemas.messages import Heartbeat
+import redis
 
-__all__ = ["StoreMember", "iso_utc", "member_rows"]
+from schemas.keys import Keys
+from schemas.messages import Heartbeat
+from workers.liveness import view
+from workers.store import Db, count_jobs_by_owner, list_members
+
+__all__ = ["StoreMember", "collect_member_rows", "iso_utc", "member_rows"]
 
 
 class StoreMember(Protocol):
@@ -67,3 +77,19 @@ def member_rows(
         )
     rows.sort(key=lambda r: (r["name"], r["uuid"]))
     return rows
+
+
+def collect_member_rows(client: redis.Redis, store: Db, keys: Keys) -> list[dict[str, Any]]:
+    """Read the view and the store and merge them (see ``member_rows``).
+
+    Raises ``redis.RedisError`` / a SQLAlchemy error when Redis / the store does not answer.
+    """
+    snap = view.read_snapshot(client, keys)
+    return member_rows(
+        now_ms=snap.now_ms,
+        seen_ms=snap.seen_ms,
+        states={u: s.value for u, s in snap.states.items()},
+        heartbeats=view.decode_heartbeats(snap.info),
+        store_members=list_members(store),
+        jobs_owned=count_jobs_by_owner(store),
+    )

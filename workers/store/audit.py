@@ -6,6 +6,9 @@ outcome (``FINAL_OUTCOMES``) is written once: recording the same proposal again 
 nothing and returns False. Called first inside the transaction that moves jobs or marks
 executions, it makes committing one proposal twice impossible — on PostgreSQL the second
 transaction waits on the row and then sees the final outcome.
+
+``count_outcomes`` and ``takeover_lateness`` are the aggregates the manager's metrics read
+at each scrape (one statement each, however long the history).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import RowMapping, Table, or_, select
+from sqlalchemy import RowMapping, Table, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from schemas.tables import recoveries, takeovers
@@ -23,12 +26,15 @@ from workers.store._db import Db, reading, writing
 
 __all__ = [
     "FINAL_OUTCOMES",
+    "Lateness",
     "RecoveryRow",
     "TakeoverRow",
+    "count_outcomes",
     "list_recoveries",
     "list_takeovers",
     "record_recovery",
     "record_takeover",
+    "takeover_lateness",
 ]
 
 log = logging.getLogger(__name__)
@@ -177,3 +183,43 @@ def _list(db: Db, table: Table, dead_uuid: str | None, limit: int | None) -> lis
         stmt = stmt.limit(limit)
     with reading(db) as conn:
         return list(conn.execute(stmt).mappings())
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """Committed takeovers' lateness (``decided_ms - due_ms``) as histogram buckets:
+    ``cumulative[i]`` takeovers were at most ``bounds_ms[i]`` late; ``count`` in all,
+    ``sum_ms`` their total lateness."""
+
+    bounds_ms: tuple[int, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    sum_ms: int
+
+
+def count_outcomes(db: Db, kind: str) -> dict[str | None, int]:
+    """Rows of ``kind`` (``"takeovers"`` or ``"recoveries"``) per outcome (None: pending).
+    Raises ``ValueError`` for another kind."""
+    tables = {"takeovers": takeovers, "recoveries": recoveries}
+    if kind not in tables:
+        raise ValueError(f"no audit table {kind!r}")
+    table = tables[kind]
+    stmt = select(table.c.outcome, func.count()).group_by(table.c.outcome)
+    with reading(db) as conn:
+        return {outcome: int(n) for outcome, n in conn.execute(stmt)}
+
+
+def takeover_lateness(db: Db, bounds_ms: Sequence[int]) -> Lateness:
+    """How late after their due time (``proposed + autotakeover.delay``) the committed
+    takeovers were committed, counted per upper bound of ``bounds_ms`` (ascending), in one
+    aggregate statement. Manual takeovers (due = decided) are not counted."""
+    t = takeovers
+    late = t.c.decided_ms - t.c.due_ms
+    stmt = select(
+        func.count(),
+        func.coalesce(func.sum(late), 0),
+        *(func.coalesce(func.sum(case((late <= bound, 1), else_=0)), 0) for bound in bounds_ms),
+    ).where(t.c.outcome == "committed", t.c.decided_ms.is_not(None))
+    with reading(db) as conn:
+        count, sum_ms, *cumulative = conn.execute(stmt).one()
+    return Lateness(tuple(bounds_ms), tuple(int(c) for c in cumulative), int(count), int(sum_ms))

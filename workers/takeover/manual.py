@@ -1,6 +1,11 @@
 """Manual takeover, the Cluster Manager's: the same commit as Autotakeover, chosen by hand.
 
 The answer has the shape of the compatible API call (``PUT /api/14/scheduler/takeover``).
+``qwc takeover`` and the manager's API (``workers.manager``) both call ``manual_takeover``.
+
+Refused before anything moves: an unknown member (``from`` or ``to``: unknown to the
+liveness view, the store's members and the jobs' owners) or job id (``NotFoundError``),
+a dead ``to`` member, or ``to`` equal to ``from`` (``TakeoverRefused``).
 """
 
 from __future__ import annotations
@@ -11,14 +16,28 @@ from typing import Any
 
 import redis
 
+from schemas.errors import NotFoundError, QwcError
 from schemas.keys import Keys
+from schemas.messages import MemberState
 from schemas.settings import Settings, TakeoverPolicy
 from workers.liveness import view
-from workers.store import Store, commit_takeover, count_jobs_by_owner, list_jobs
+from workers.store import (
+    Store,
+    commit_takeover,
+    count_jobs_by_owner,
+    get_job,
+    known_member_uuids,
+    list_jobs,
+)
 from workers.takeover.decide import choose_quotas
 from workers.takeover.worker import candidates_from_view
 
-__all__ = ["manual_takeover"]
+__all__ = ["TakeoverRefused", "manual_takeover"]
+
+
+class TakeoverRefused(QwcError, ValueError):
+    """The takeover asked for cannot be done (dead destination, ``to`` equal to ``from``);
+    nothing moved."""
 
 
 def manual_takeover(
@@ -36,7 +55,13 @@ def manual_takeover(
     over the active, non-passive members, fewest-owned first). ``project`` and ``job_ids``
     narrow the jobs. Returns the compatible answer; ``success`` is False when nothing could
     receive the jobs.
+
+    Raises ``NotFoundError`` for an unknown member or job id and ``TakeoverRefused`` for a
+    dead ``to_uuid`` or ``to_uuid == from_uuid``; nothing moved then.
     """
+    snap = view.read_snapshot(client, Keys(settings.redis_prefix))
+    owned = count_jobs_by_owner(store)
+    _check_request(snap, store, owned, from_uuid, to_uuid, job_ids)
     jobs = [
         j
         for j in list_jobs(store, owner_uuid=from_uuid, project=project)
@@ -46,8 +71,7 @@ def manual_takeover(
     if to_uuid is not None:
         quotas = [(to_uuid, len(jobs))] if jobs else []
     else:
-        snap = view.read_snapshot(client, Keys(settings.redis_prefix))
-        members = candidates_from_view(snap, count_jobs_by_owner(store))
+        members = candidates_from_view(snap, owned)
         any_policy = settings.model_copy(update={"autotakeover_policy": TakeoverPolicy.ANY})
         quotas = choose_quotas(members, from_uuid or "", len(jobs), any_policy, seed="manual")
     if jobs and not quotas:
@@ -69,6 +93,27 @@ def manual_takeover(
     )
     moved = [{"id": m.job_id, "previous-owner": m.previous_owner} for m in result.moved]
     return _answer(True, "Schedule takeover successful.", server, settings, to_uuid, jobs, moved)
+
+
+def _check_request(
+    snap: view.ViewSnapshot,
+    store: Store,
+    owned: dict[str, int],
+    from_uuid: str | None,
+    to_uuid: str | None,
+    job_ids: Sequence[str],
+) -> None:
+    """Raise ``NotFoundError`` / ``TakeoverRefused`` for a request that cannot be done."""
+    if from_uuid is not None and from_uuid == to_uuid:
+        raise TakeoverRefused(f"member {from_uuid} cannot take over its own jobs")
+    known = set(snap.seen_ms) | set(snap.states) | set(owned)
+    for role, member in (("from", from_uuid), ("to", to_uuid)):
+        if member is not None and member not in known and member not in known_member_uuids(store):
+            raise NotFoundError(f"unknown member {member} ({role}): no heartbeat, record or job")
+    if to_uuid is not None and snap.states.get(to_uuid) is MemberState.DEAD:
+        raise TakeoverRefused(f"member {to_uuid} is dead: it cannot receive jobs")
+    for job_id in dict.fromkeys(job_ids):
+        get_job(store, job_id)  # NotFoundError: "job ... does not exist"
 
 
 def _answer(

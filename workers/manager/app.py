@@ -1,0 +1,89 @@
+"""The manager's ASGI app: ``create_app(settings)``.
+
+One app serves the JSON API under ``/api/cluster``, the compatible calls under
+``/api/{v}/scheduler``, Prometheus metrics at ``/metrics`` and the OpenAPI document at
+``/openapi.json`` (pages ``/docs`` and ``/redoc``). The Redis client and the store are
+opened on first use and closed when the app shuts down (``Resources``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from schemas import __version__
+from schemas.settings import Settings
+from workers.manager.auth import TokenCheck
+from workers.manager.errors import install_handlers
+from workers.manager.metrics import ClusterCollector
+from workers.manager.resources import Resources
+from workers.manager.routes import (
+    compat,
+    executions,
+    jobs,
+    members,
+    recoveries,
+    takeovers,
+)
+from workers.manager.routes import metrics as metrics_routes
+from workers.store import Store
+
+__all__ = ["ROUTERS", "create_app"]
+
+# Every router of the app (each carries its auth: require_read or require_write).
+ROUTERS = (
+    members.router,
+    jobs.reader,
+    jobs.writer,
+    executions.reader,
+    executions.writer,
+    takeovers.reader,
+    takeovers.writer,
+    recoveries.router,
+    compat.reader,
+    compat.writer,
+    metrics_routes.router,
+)
+
+DESCRIPTION = """The Cluster Manager of QW Control cluster mode: the cluster view, jobs,
+executions, takeovers and recoveries, manual takeover, remote execute / abort, the
+mass-failure guard, and the compatible calls of the product it replaces.
+
+Mutating calls need `Authorization: Bearer <qwcontrol.manager.token>`; reading calls need
+that token or `qwcontrol.manager.readToken`, unless `qwcontrol.manager.readOpen=true`.
+Errors answer `{"error": true, "errorCode": "...", "message": "..."}`."""
+
+
+def create_app(
+    settings: Settings, *, client: redis.Redis | None = None, store: Store | None = None
+) -> FastAPI:
+    """The manager's app on ``settings``. A ``client`` or ``store`` given is used and left
+    open; otherwise they are opened on first use and closed at shutdown."""
+    resources = Resources(settings, client=client, store=store)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            resources.close()
+
+    app = FastAPI(
+        title="QW Control Cluster Manager",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.resources = resources
+    app.state.tokens = TokenCheck.from_settings(settings)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClusterCollector(resources))
+    app.state.registry = registry
+    install_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,248 @@
+"""Prometheus metrics, read from Redis and the store at each scrape (no counter that drifts).
+
+``ClusterCollector.collect`` reads two sets of facts — from Redis (the view, the pending
+entries of each consumer group, the dead letters, the guard) and from the store (members,
+jobs owned, audit outcomes, takeover lateness) — and ``families`` (pure) turns them into
+metric families. A source that does not answer is reported by ``qwc_source_up`` = 0 and
+its metrics are left out; the scrape itself still answers.
+
+    qwc_source_up{source}                       1 when redis / store answered this scrape
+    qwc_members{state}                          members by state (active, inactive, dead,
+                                                unknown): the view merged with the store
+    qwc_member_heartbeat_age_seconds{uuid,name} age of each member's last heartbeat
+                                                (Redis clock); never-heard members absent
+    qwc_member_heartbeat_age_max_seconds        the oldest last heartbeat of a member not dead
+    qwc_member_jobs{uuid,name}                  jobs each member owns
+    qwc_takeovers{outcome}                      takeover proposals by outcome (pending:
+                                                not decided yet); a gauge: an outcome such as
+                                                held or no_destination can change later
+    qwc_recoveries{outcome}                     recovery proposals by outcome, likewise
+    qwc_takeover_latency_seconds                histogram over committed autotakeovers of
+                                                decided_ms - due_ms: how late after its due
+                                                time (proposed + autotakeover.delay) each was
+                                                committed (manual takeovers not counted)
+    qwc_stream_pending_entries{stream,group}    XPENDING of each consumer group (liveness,
+                                                takeover, recovery, each member's commands)
+    qwc_dead_letters                            XLEN of the dead-letter stream
+    qwc_takeovers_held                          proposals the mass-failure guard holds
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import redis
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+
+from schemas.errors import EmbeddedRedisError, QwcError
+from schemas.keys import GROUP_COMMANDS, GROUP_LIVENESS, GROUP_RECOVERY, GROUP_TAKEOVER, Keys
+from schemas.tables import TAKEOVER_OUTCOMES
+from workers.liveness import view
+from workers.liveness.listing import member_rows
+from workers.manager.resources import Resources
+from workers.store import MemberRow, count_jobs_by_owner, list_members
+from workers.store.audit import Lateness, count_outcomes, takeover_lateness
+
+__all__ = ["LATENCY_BUCKETS_S", "ClusterCollector", "RedisFacts", "StoreFacts", "families"]
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+MEMBER_STATES = ("active", "inactive", "dead", "unknown")
+# Always exported (0 when none), so a dashboard's series exist before the first one.
+RECOVERY_OUTCOMES = ("committed", "cancelled", "skipped", "no_destination")
+
+
+@dataclass(frozen=True)
+class RedisFacts:
+    """What one scrape read from Redis."""
+
+    snapshot: view.ViewSnapshot
+    pending: dict[tuple[str, str], int]  # (stream name without prefix, group) -> entries
+    dead_letters: int
+    held: int
+
+
+@dataclass(frozen=True)
+class StoreFacts:
+    """What one scrape read from the store."""
+
+    members: list[MemberRow]
+    jobs_owned: dict[str, int]
+    takeovers: dict[str | None, int]
+    recoveries: dict[str | None, int]
+    lateness: Lateness
+
+
+def read_redis(client: redis.Redis, keys: Keys) -> RedisFacts:
+    """The view, then every group's pending count, the dead letters and the held
+    proposals in one pipeline (a missing group counts 0)."""
+    snap = view.read_snapshot(client, keys)
+    groups = [
+        (keys.heartbeats, GROUP_LIVENESS),
+        (keys.takeover, GROUP_TAKEOVER),
+        (keys.recovery, GROUP_RECOVERY),
+    ] + [(keys.commands(u), GROUP_COMMANDS) for u in sorted(set(snap.seen_ms) | set(snap.states))]
+    pipe = client.pipeline(transaction=False)
+    for stream, group in groups:
+        pipe.xpending(stream, group)
+    pipe.xlen(keys.dead_letters)
+    pipe.hlen(keys.takeover_held)
+    *pendings, dead_letters, held = pipe.execute(raise_on_error=False)
+    for reply in (dead_letters, held):
+        if isinstance(reply, Exception):
+            raise reply
+    short = len(f"{{{keys.prefix}}}:")
+    pending = {
+        (stream[short:], group): int(reply["pending"])
+        for (stream, group), reply in zip(groups, pendings, strict=True)
+        if not isinstance(reply, Exception)  # NOGROUP: nobody consumes it yet
+    }
+    return RedisFacts(snap, pending, int(dead_letters), int(held))
+
+
+def read_store(res: Resources) -> StoreFacts:
+    """Members, jobs per owner, outcomes and takeover lateness: five aggregate reads."""
+    store = res.store()
+    return StoreFacts(
+        members=list_members(store),
+        jobs_owned=count_jobs_by_owner(store),
+        takeovers=count_outcomes(store, "takeovers"),
+        recoveries=count_outcomes(store, "recoveries"),
+        lateness=takeover_lateness(store, [round(b * 1000) for b in LATENCY_BUCKETS_S]),
+    )
+
+
+def families(redis_facts: RedisFacts | None, store_facts: StoreFacts | None) -> list[Metric]:
+    """Pure: the metric families of one scrape (see the module docstring); a source that
+    is None is reported down and its metrics left out."""
+    up = GaugeMetricFamily(
+        "qwc_source_up", "1 when the source answered this scrape", None, ["source"]
+    )
+    up.add_metric(["redis"], 0 if redis_facts is None else 1)
+    up.add_metric(["store"], 0 if store_facts is None else 1)
+    out: list[Metric] = [up]
+    if redis_facts is not None:
+        out += _member_families(redis_facts, store_facts)
+        out += _redis_families(redis_facts)
+    if store_facts is not None:
+        out += _store_families(store_facts)
+    return out
+
+
+def _member_families(rf: RedisFacts, sf: StoreFacts | None) -> list[Metric]:
+    snap = rf.snapshot
+    rows = member_rows(
+        now_ms=snap.now_ms,
+        seen_ms=snap.seen_ms,
+        states={u: s.value for u, s in snap.states.items()},
+        heartbeats=view.decode_heartbeats(snap.info),
+        store_members=sf.members if sf else [],
+        jobs_owned=sf.jobs_owned if sf else {},
+    )
+    by_state = GaugeMetricFamily("qwc_members", "Members by state", labels=["state"])
+    counts = Counter(str(r["state"]) for r in rows)
+    for state in (*MEMBER_STATES, *sorted(set(counts) - set(MEMBER_STATES))):
+        by_state.add_metric([state], counts.get(state, 0))
+    age = GaugeMetricFamily(
+        "qwc_member_heartbeat_age_seconds",
+        "Age of each member's last heartbeat, on the Redis server's clock",
+        labels=["uuid", "name"],
+    )
+    ages = [(r, float(r["age_s"])) for r in rows if r["age_s"] is not None]
+    for r, age_s in ages:
+        age.add_metric([r["uuid"], r["name"]], age_s)
+    oldest = GaugeMetricFamily(
+        "qwc_member_heartbeat_age_max_seconds",
+        "The oldest last heartbeat among members not dead (0: none)",
+        value=max((a for r, a in ages if r["state"] != "dead"), default=0.0),
+    )
+    out: list[Metric] = [by_state, age, oldest]
+    if sf is not None:
+        jobs = GaugeMetricFamily(
+            "qwc_member_jobs", "Jobs each member owns", labels=["uuid", "name"]
+        )
+        for r in rows:
+            jobs.add_metric([r["uuid"], r["name"]], r["jobs_owned"])
+        out.append(jobs)
+    return out
+
+
+def _redis_families(rf: RedisFacts) -> list[Metric]:
+    pending = GaugeMetricFamily(
+        "qwc_stream_pending_entries",
+        "Entries delivered to a consumer group and not acknowledged yet (XPENDING)",
+        labels=["stream", "group"],
+    )
+    for (stream, group), n in sorted(rf.pending.items()):
+        pending.add_metric([stream, group], n)
+    return [
+        pending,
+        GaugeMetricFamily("qwc_dead_letters", "Entries in the dead-letter stream", rf.dead_letters),
+        GaugeMetricFamily(
+            "qwc_takeovers_held", "Takeover proposals held by the mass-failure guard", rf.held
+        ),
+    ]
+
+
+def _outcomes(name: str, doc: str, counts: dict[str | None, int], known: Sequence[str]) -> Metric:
+    family = GaugeMetricFamily(name, doc, labels=["outcome"])
+    named = {("pending" if k is None else k): v for k, v in counts.items()}
+    for outcome in sorted({"pending", *known} | set(named)):
+        family.add_metric([outcome], named.get(outcome, 0))
+    return family
+
+
+def _store_families(sf: StoreFacts) -> list[Metric]:
+    late = sf.lateness
+    buckets: list[tuple[str, float]] = [
+        (repr(b_ms / 1000), float(c))
+        for b_ms, c in zip(late.bounds_ms, late.cumulative, strict=True)
+    ]
+    buckets.append(("+Inf", float(late.count)))
+    latency = HistogramMetricFamily(
+        "qwc_takeover_latency_seconds",
+        "Committed autotakeovers: seconds from due (proposed + autotakeover.delay) to commit",
+        buckets=buckets,
+        sum_value=late.sum_ms / 1000,
+    )
+    return [
+        _outcomes(
+            "qwc_takeovers", "Takeover proposals by outcome", sf.takeovers, TAKEOVER_OUTCOMES
+        ),
+        _outcomes(
+            "qwc_recoveries", "Recovery proposals by outcome", sf.recoveries, RECOVERY_OUTCOMES
+        ),
+        latency,
+    ]
+
+
+class ClusterCollector(Collector):
+    """Collects ``families`` from the app's Redis client and store at each scrape."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+
+    def collect(self) -> Iterator[Metric]:
+        res = self.resources
+        redis_facts: RedisFacts | None = None
+        store_facts: StoreFacts | None = None
+        try:
+            redis_facts = read_redis(res.redis(), res.keys)
+        except (redis.RedisError, EmbeddedRedisError) as exc:
+            log.warning("metrics: Redis did not answer: %s", exc)
+        try:
+            store_facts = read_store(res)
+        except (QwcError, SQLAlchemyError, OSError) as exc:
+            log.warning("metrics: the store did not answer: %s", _first_line(exc))
+        yield from families(redis_facts, store_facts)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,78 @@
+"""``/api/cluster/executions``: list and read executions; abort one (``qwc abort``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from workers.cli.commands_cmd import _abort_json as abort_json
+from workers.cli.jobs_spec import execution_json
+from workers.commands.issue import DEFAULT_EXPIRES_S, request_abort
+from workers.manager.auth import require_read, require_write
+from workers.manager.deps import ExecutionIdPath, Res
+from workers.manager.errors import ErrorBody
+from workers.manager.models import (
+    AbortOutcome,
+    AbortRequest,
+    Execution,
+    ExecutionStatus,
+    Id,
+    MemberId,
+)
+from workers.manager.routes.jobs import issuer
+from workers.store import get_execution, list_executions
+
+__all__ = ["reader", "writer"]
+
+reader = APIRouter(prefix="/api/cluster", tags=["executions"], dependencies=[Depends(require_read)])
+writer = APIRouter(
+    prefix="/api/cluster", tags=["executions"], dependencies=[Depends(require_write)]
+)
+
+
+@reader.get("/executions", response_model=list[Execution])
+def executions(
+    res: Res,
+    job: Annotated[Id | None, Query(description="Only executions of this job.")] = None,
+    member: Annotated[MemberId | None, Query(description="Only those on this member.")] = None,
+    status: Annotated[list[ExecutionStatus] | None, Query(description="Repeatable.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Executions, newest first (the filters of ``qwc executions``)."""
+    rows = list_executions(
+        res.store(), job_id=job, member_uuid=member, statuses=status or None, limit=limit
+    )
+    return [execution_json(e) for e in rows]
+
+
+@reader.get(
+    "/executions/{execution_id}", response_model=Execution, responses={404: {"model": ErrorBody}}
+)
+def execution(execution_id: ExecutionIdPath, res: Res) -> dict[str, Any]:
+    """One execution (404 when it does not exist)."""
+    return execution_json(get_execution(res.store(), execution_id))
+
+
+@writer.post(
+    "/executions/{execution_id}/abort",
+    response_model=AbortOutcome,
+    responses={404: {"model": ErrorBody}, 409: {"model": AbortOutcome}},
+)
+def abort(
+    execution_id: ExecutionIdPath, request: Request, res: Res, body: AbortRequest | None = None
+) -> Any:
+    """Abort the execution (``qwc abort``). ``outcome``: ``sent`` (an abort command to its
+    member), ``applied`` (its member is dead: aborted in the store), ``cancelled`` (its
+    execute command was not processed yet), or ``ended`` (it had ended: nothing done, 409).
+    404: neither an execution nor a pending execute command has that id."""
+    result = request_abort(
+        res.redis(),
+        res.store(),
+        res.settings,
+        execution_id=execution_id,
+        expires_s=(body.expires_s if body else None) or DEFAULT_EXPIRES_S,
+        issued_by=issuer(request),
+    )
+    return JSONResponse(abort_json(result), status_code=409 if result.outcome == "ended" else 200)
