@@ -10,7 +10,7 @@ from schemas.settings import load_settings
 from workers.demo.cluster import DemoTimings, choose_victim
 from workers.demo.observe import Note, Observation, event_lines
 from workers.demo.summary import DemoRun, build_summary, excused_windows, problems
-from workers.store import MissedFires, TakeoverRow
+from workers.store import ExecutionRow, MissedFires, RecoveryRow, TakeoverRow
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -144,3 +144,71 @@ def test_event_lines_are_in_time_order_relative_to_the_start() -> None:
         lines[-1]
         == " +13.004 s  node-3: takeover COMMITTED (+1.004 s), 2 jobs -> node-1 1, node-2 1"
     )
+
+
+def _long(execution_id: str, member: str, status: str, attempt: int) -> ExecutionRow:
+    return ExecutionRow(
+        id=execution_id,
+        job_id="long",
+        member_uuid=member,
+        status=status,
+        attempt=attempt,
+        retry_of=None if attempt == 1 else "e1",
+        trigger="manual" if attempt == 1 else "retry",
+        fire_ms=11_000,
+        owner_epoch=None,
+        created_ms=11_000,
+        started_ms=11_100,
+        ended_ms=14_000,
+        exit_code=None,
+        output_tail=None,
+        rq_job_id=None,
+        queued_ms=11_050,
+    )
+
+
+def _recovered_run(retry_status: str, to: str = A) -> DemoRun:
+    run = _run(takeovers=[_takeover(2)])
+    recovery = RecoveryRow(
+        id=1,
+        proposal_id="r1",
+        dead_uuid=C,
+        policy="any",
+        proposed_ms=12_000,
+        due_ms=13_000,
+        decided_ms=13_010,
+        outcome="committed",
+        executions_marked=1,
+        retries=(
+            {
+                "execution": "e1",
+                "job": "long",
+                "from": C,
+                "to": to,
+                "attempt": 2,
+                "retry_execution": "e2",
+                "not_before_ms": 13_510,
+            },
+        ),
+        detail="",
+    )
+    runs = [_long("e1", C, "incomplete", 1), _long("e2", to, retry_status, 2)]
+    final = replace(run.final, recoveries=[recovery], long_runs=runs)
+    return replace(run, final=final, long_run="e1")
+
+
+def test_the_recovered_execution_is_summarised_and_checked() -> None:
+    run = _recovered_run("succeeded")
+    assert problems(run, 0) == []
+    summary = build_summary(run, double_fires=0, missed=MissedFires(), executions=40)
+    (entry,) = summary["recovered"]
+    assert (entry["from"], entry["to"], entry["retry_status"]) == (C, A, "succeeded")
+    assert "its running execution retried on node-1" in summary["verdict"]
+    assert problems(_recovered_run("failed"), 0) == ["the retry is failed, expected succeeded"]
+    assert problems(_recovered_run("succeeded", to=C), 0) == [
+        f"the retry went to {C}, not an active member"
+    ]
+    no_recovery = replace(run, final=replace(run.final, recoveries=[]))
+    assert problems(no_recovery, 0) == [
+        "the long-running execution was retried 0 time(s), expected 1"
+    ]

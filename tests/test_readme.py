@@ -62,6 +62,10 @@ def test_demo_json_exits_0_on_the_embedded_defaults(tmp_path: Path) -> None:
     assert committed[0]["delay_s"] >= summary["timings_s"]["autotakeover.delay"]
     assert committed[0]["proposed_at"] < committed[0]["committed_at"]
     assert summary["jobs_on_dead_members"] == 0
+    # the execution it was running became incomplete and was retried once on a live member
+    (recovered,) = summary["recovered"]
+    assert recovered["from"] == killed and recovered["to"] in states
+    assert (recovered["attempt"], recovered["retry_status"]) == (2, "succeeded")
     assert summary["double_fires"] == 0
     assert summary["executions"] > summary["jobs"]
     assert isinstance(summary["missed_fires"], dict)

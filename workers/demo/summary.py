@@ -7,7 +7,10 @@ Expectations checked (each failure is named in the verdict, and makes ``ok`` fal
   only ever became ``active``;
 * exactly one takeover of the killed member was committed, moving every job it owned;
 * no job is owned by a dead member at the end (``jobs_on_dead_members``);
-* no ``(job, fire time)`` was fired twice (``double_fires``, from the store).
+* no ``(job, fire time)`` was fired twice (``double_fires``, from the store);
+* the long-running job's execution on the killed member became ``incomplete`` and one
+  recovery of the killed member retried it (attempt 2) on a live member, where it
+  succeeded (``recovered``).
 
 Missed fire times are reported (``missed_fires``, and apart the expected gap of the killed
 member's jobs while it was dead, ``gap_fires_while_dead``) but do not decide ``ok``.
@@ -23,13 +26,14 @@ from schemas.messages import MembershipChange, TakeoverProposal
 from workers.demo.cluster import DemoTimings
 from workers.demo.observe import Observation, spread_text
 from workers.liveness.listing import iso_utc
-from workers.store import MissedFires, TakeoverRow
+from workers.store import MissedFires, RecoveryRow, TakeoverRow
 
 __all__ = [
     "DemoRun",
     "build_summary",
     "committed_of",
     "excused_windows",
+    "recovered_entries",
     "summary_lines",
     "takeover_entries",
 ]
@@ -48,11 +52,39 @@ class DemoRun:
     final: Observation  # read before the processes were stopped
     timings: DemoTimings
     elapsed_s: float
+    long_run: str | None = None  # the long job's execution started on the victim
 
 
 def committed_of(rows: Sequence[TakeoverRow], dead_uuid: str) -> list[TakeoverRow]:
     """The committed takeovers of ``dead_uuid``."""
     return [t for t in rows if t.dead_uuid == dead_uuid and t.outcome == "committed"]
+
+
+def recoveries_of(rows: Sequence[RecoveryRow], dead_uuid: str) -> list[RecoveryRow]:
+    """The committed recoveries of ``dead_uuid``."""
+    return [r for r in rows if r.dead_uuid == dead_uuid and r.outcome == "committed"]
+
+
+def recovered_entries(obs: Observation, dead_uuid: str) -> list[dict[str, Any]]:
+    """``recovered``: each execution of ``dead_uuid`` a recovery retried, with where the
+    retry ran and how it ended (when it is an execution of the long job the demo watched)."""
+    out = []
+    for rec in recoveries_of(obs.recoveries, dead_uuid):
+        for r in rec.retries:
+            retry = obs.long_run(r["retry_execution"])
+            out.append(
+                {
+                    "execution": r["execution"],
+                    "job": r["job"],
+                    "from": r["from"],
+                    "to": r["to"],
+                    "retry_execution": r["retry_execution"],
+                    "attempt": r["attempt"],
+                    "retry_status": retry.status if retry else None,
+                    "recovered_at": iso_utc(rec.decided_ms),
+                }
+            )
+    return out
 
 
 def excused_windows(
@@ -120,6 +152,27 @@ def problems(run: DemoRun, double_fires: int) -> list[str]:
         found.append(f"{dead_owned} job(s) still owned by dead members")
     if double_fires:
         found.append(f"{double_fires} (job, fire time) pair(s) fired more than once")
+    if run.long_run is not None:
+        found += _recovery_problems(run, victim)
+    return found
+
+
+def _recovery_problems(run: DemoRun, victim: str) -> list[str]:
+    obs = run.final
+    first = obs.long_run(run.long_run)
+    if first is None or first.status != "incomplete":
+        status = first.status if first else "missing"
+        return [f"the long-running execution on {victim} is {status}, expected incomplete"]
+    recovered = [e for e in recovered_entries(obs, run.victim) if e["execution"] == first.id]
+    if len(recovered) != 1:
+        return [f"the long-running execution was retried {len(recovered)} time(s), expected 1"]
+    entry = recovered[0]
+    alive = {r["uuid"] for r in obs.rows if r["state"] == "active"}
+    found = []
+    if entry["to"] not in alive or entry["to"] == run.victim:
+        found.append(f"the retry went to {entry['to']}, not an active member")
+    if entry["retry_status"] != "succeeded":
+        found.append(f"the retry is {entry['retry_status']}, expected succeeded")
     return found
 
 
@@ -156,6 +209,7 @@ def build_summary(
         "killed_jobs": len(run.victim_jobs),
         "jobs": run.jobs_total,
         "takeovers": takeover_entries(obs.takeovers, obs.proposals),
+        "recovered": recovered_entries(obs, run.victim),
         "jobs_on_dead_members": jobs_on_dead_members(obs),
         "double_fires": double_fires,
         "executions": executions,
@@ -170,6 +224,9 @@ def build_summary(
             "considerDead": run.timings.dead_s,
             "autotakeover.delay": run.timings.delay_s,
             "autotakeover.sleep": run.timings.sleep_s,
+            "recoverExecutions.delay": run.timings.delay_s,
+            "long_run": run.timings.long_run_s,
+            "retry_delay": run.timings.retry_delay_s,
         },
         "elapsed_s": round(run.elapsed_s, 1),
     }
@@ -188,10 +245,15 @@ def _change(c: MembershipChange) -> dict[str, Any]:
 
 def _good_verdict(run: DemoRun, missed: MissedFires) -> str:
     t = committed_of(run.final.takeovers, run.victim)[0]
+    retried = [
+        f"its running execution retried on {run.names.get(e['to'], e['to'])}"
+        for e in recovered_entries(run.final, run.victim)
+        if e["execution"] == run.long_run
+    ]
     return (
         f"{run.names[run.victim]} declared dead; its {t.jobs_moved} jobs taken over once "
-        f"({spread_text(t.destinations, run.names)}); none left on a dead member; "
-        f"no double fire; {missed.missed_total} missed fire(s)"
+        f"({spread_text(t.destinations, run.names)}); {''.join(r + '; ' for r in retried)}"
+        f"none left on a dead member; no double fire; {missed.missed_total} missed fire(s)"
     )
 
 
@@ -207,6 +269,12 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         )
     for t in summary["takeovers"]:
         lines += _takeover_lines(t, names)
+    for r in summary.get("recovered", []):
+        to = names.get(r["to"], r["to"][:8])
+        lines.append(
+            f"  recovered             execution {r['execution'][:8]} retried on {to} "
+            f"(attempt {r['attempt']}): {r['retry_status']}"
+        )
     lines += [
         f"  jobs on dead members  {summary['jobs_on_dead_members']}",
         f"  double fires          {summary['double_fires']} in {summary['executions']} executions",
