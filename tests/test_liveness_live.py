@@ -50,9 +50,9 @@ def test_sigkill_member_turns_inactive_then_dead_on_time(cluster: Cluster) -> No
     nodes = start_cluster(cluster)
     victim, proc = nodes[2]
     r = cluster.client()
-    proc.send_signal(signal.SIGKILL)
 
-    # `qwc members --json` polled by three staggered samplers: (state, age_s) of the victim
+    # `qwc members --json` polled by three staggered samplers: (state, age_s) of the victim.
+    # They sample from before the kill, so a slow start of `qwc` cannot skip a state.
     samples: list[tuple[str, float]] = []
     done = threading.Event()
 
@@ -67,6 +67,8 @@ def test_sigkill_member_turns_inactive_then_dead_on_time(cluster: Cluster) -> No
     for t in samplers:
         t.start()
         time.sleep(0.15)  # stagger the samplers (not a synchronisation)
+    wait_for(lambda: len(samples) >= 3, timeout_s=20, what="every sampler running")
+    proc.send_signal(signal.SIGKILL)
     for t in samplers:
         t.join(30)
     assert done.is_set(), samples

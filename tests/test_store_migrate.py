@@ -24,6 +24,7 @@ from workers.store import (
     head_revision,
     masked_url,
     open_store,
+    script_head_revision,
     upgrade,
 )
 
@@ -183,3 +184,7 @@ def test_upgrade_from_0001_keeps_the_executions(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, status, queued_ms FROM executions").all()
     assert [tuple(r) for r in rows] == [("e", "running", None)]
+
+
+def test_the_head_revision_constant_is_the_newest_script() -> None:
+    assert head_revision() == script_head_revision()

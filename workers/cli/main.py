@@ -11,21 +11,50 @@ from workers.cli.common import CliContext, configure_logging
 
 __all__ = ["cli", "main"]
 
-# Each module under workers/cli/ holding commands exports them as COMMANDS.
-COMMAND_MODULES = (
-    "config_cmd",
-    "db_cmd",
-    "demo_cmd",
-    "embedded_cmd",
-    "jobs_cmd",
-    "members_cmd",
-    "node_cmd",
-    "takeover_cmd",
-    "worker_cmd",
+# Where each command lives: a module under workers/cli/ exporting its commands as COMMANDS.
+# A command's module is imported only when that command runs (or for --help), so a quick
+# command such as `qwc members` does not pay for the imports of the manager or the demo.
+COMMAND_MODULES = {
+    "abort": "commands_cmd",
+    "commands": "commands_cmd",
+    "config": "config_cmd",
+    "db": "db_cmd",
+    "demo": "demo_cmd",
+    "embedded": "embedded_cmd",
+    "executions": "jobs_cmd",
+    "jobs": "jobs_cmd",
+    "manager": "manager_cmd",
+    "members": "members_cmd",
+    "node": "node_cmd",
+    "recoveries": "recovery_cmd",
+    "run": "commands_cmd",
+    "takeover": "takeover_cmd",
+    "takeovers": "takeover_cmd",
+    "worker": "worker_cmd",
+}
+
+
+def load_command(name: str) -> click.Command | None:
+    """The command ``name`` from its module (None when there is no such command)."""
+    module = COMMAND_MODULES.get(name)
+    if module is None:
+        return None
+    commands = import_module(f"workers.cli.{module}").COMMANDS
+    return next((c for c in commands if c.name == name), None)
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config",
     "config_path",
@@ -47,11 +76,6 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     """
     configure_logging(verbose)
     ctx.obj = CliContext(config_path=config_path)
-
-
-for name in COMMAND_MODULES:
-    for command in import_module(f"workers.cli.{name}").COMMANDS:
-        cli.add_command(command)
 
 
 def main() -> None:

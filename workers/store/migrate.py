@@ -15,18 +15,22 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from schemas.errors import StoreError
 from workers.store.engine import Store
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only to migrate or to list revisions: opening a store that is at
+# HEAD_REVISION (every command but the first after an upgrade) reads one row instead.
+
 __all__ = [
+    "HEAD_REVISION",
     "MIGRATION_LOCK_KEY",
     "alembic_config",
     "check_migrated",
@@ -38,12 +42,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCRIPT_LOCATION = "workers.store:migrations"
+HEAD_REVISION = "0002"  # the newest file in migrations/versions (a test checks it)
 # pg_advisory_xact_lock key of the migration: any fixed bigint (here b"qwc-migr" as int).
 MIGRATION_LOCK_KEY = int.from_bytes(b"qwc-migr", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def alembic_config() -> Config:
     """An Alembic Config pointing at the store's revisions inside the installed package."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("path_separator", "os")
@@ -52,6 +59,13 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest revision this code knows."""
+    return HEAD_REVISION
+
+
+def script_head_revision() -> str:
+    """The newest revision of the migration scripts, as Alembic reads them."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships 0001
         raise StoreError("the store has no migration revisions")
@@ -59,13 +73,17 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The database's revision, None when it was never migrated.
+    """The database's revision (its ``alembic_version`` row), None when it was never
+    migrated.
 
     Raises ``StoreError`` when the database cannot be reached.
     """
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            return rows[0] if len(rows) == 1 else None
     except DBAPIError as exc:
         raise StoreError(f"cannot reach database at {_url(engine)}: {_reason(exc)}") from exc
 
@@ -76,6 +94,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     Raises ``StoreError`` when the database cannot be reached or the migration fails.
     """
+    from alembic import command
+
     try:
         with _sqlite_file_lock(engine), Store(engine).begin() as conn:
             if conn.dialect.name == "postgresql":
