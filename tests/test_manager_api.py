@@ -21,9 +21,9 @@ from tests.manager_fixtures import (
 )
 from workers.cli.jobs_spec import execution_json, job_json
 from workers.cli.main import cli
-from workers.cli.recovery_cmd import _row as recovery_json
 from workers.liveness.listing import collect_member_rows
 from workers.manager.app import create_app
+from workers.recovery.history import recovery_json
 from workers.store import (
     Store,
     get_execution,

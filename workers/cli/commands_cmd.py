@@ -24,11 +24,11 @@ from workers.bus.connect import connect
 from workers.cli.common import CliContext, echo_json, fail, pass_cli
 from workers.commands.issue import (
     DEFAULT_EXPIRES_S,
-    AbortResult,
     BadTarget,
-    Issued,
     NoReceiver,
+    abort_json,
     default_issuer,
+    issued_json,
     request_abort,
     request_execute,
 )
@@ -71,23 +71,6 @@ def _opened(cli: CliContext) -> Iterator[tuple[Settings, redis.Redis, Store]]:
 
 def _interval(settings: Settings) -> str:
     return f"remoteExec.process.interval, {settings.remote_exec_process_interval_s:g} s"
-
-
-def _issued_json(issued: Issued) -> dict[str, Any]:
-    c = issued.command
-    return {
-        "command_id": c.id,
-        "action": c.action.value,
-        "target_uuid": c.target_uuid,
-        "reason": issued.reason,
-        "job_id": c.job_id,
-        "execution_id": c.execution_id,
-        "issued_at": iso_utc(c.issued_at_ms),
-        "issued_at_ms": c.issued_at_ms,
-        "expires_at": iso_utc(c.expires_at_ms),
-        "expires_at_ms": c.expires_at_ms,
-        "issued_by": c.issued_by,
-    }
 
 
 @click.command()
@@ -145,7 +128,7 @@ def run(cli: CliContext, job: str, on_uuid: str | None, expires_s: float, as_jso
             fail(f"no member may run job {job}: {exc}", 1)
             return
     if as_json:
-        echo_json(_issued_json(issued))
+        echo_json(issued_json(issued))
         return
     c = issued.command
     click.echo(
@@ -153,17 +136,6 @@ def run(cli: CliContext, job: str, on_uuid: str | None, expires_s: float, as_jso
         f"execution {c.execution_id} of job {issued.job.id}: processed within "
         f"{_interval(settings)}; expires {iso_utc(c.expires_at_ms)}"
     )
-
-
-def _abort_json(result: AbortResult) -> dict[str, Any]:
-    return {
-        "outcome": result.outcome,
-        "execution_id": result.execution_id,
-        "member_uuid": result.member_uuid,
-        "status": result.status,
-        "command_id": result.command_id,
-        "detail": result.detail,
-    }
 
 
 @click.command()
@@ -207,7 +179,7 @@ def abort(cli: CliContext, execution: str, expires_s: float, as_json: bool) -> N
             fail(f"no execution {execution} (and no execute command that would create it)", 2)
             return
     if as_json:
-        echo_json(_abort_json(result))
+        echo_json(abort_json(result))
     elif result.outcome == "sent":
         click.echo(f"{result.detail}: command {result.command_id}, within {_interval(settings)}")
     else:

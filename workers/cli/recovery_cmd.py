@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from rich.console import Console
 from rich.table import Table
 
 from workers.cli.common import CliContext, echo_json, pass_cli
-from workers.liveness.listing import iso_utc
-from workers.store import RecoveryRow, list_recoveries, open_store
+from workers.recovery.history import recovery_json
+from workers.store import list_recoveries, open_store
 
 __all__ = ["COMMANDS"]
 
 COLUMNS = ("decided_at", "dead_uuid", "policy", "outcome", "executions_marked", "retried", "detail")
-
-
-def _row(r: RecoveryRow) -> dict[str, Any]:
-    return {
-        "proposal_id": r.proposal_id,
-        "dead_uuid": r.dead_uuid,
-        "policy": r.policy,
-        "proposed_at": iso_utc(r.proposed_ms),
-        "due_at": iso_utc(r.due_ms),
-        "decided_at": iso_utc(r.decided_ms),
-        "outcome": r.outcome,
-        "executions_marked": r.executions_marked,
-        "retried": len(r.retries),
-        "retries": list(r.retries),
-        "detail": r.detail,
-    }
 
 
 @click.command()
@@ -48,7 +30,7 @@ def recoveries(cli: CliContext, as_json: bool, limit: int) -> None:
     settings = cli.settings()
     store = open_store(settings)
     try:
-        rows = [_row(r) for r in list_recoveries(store, limit=limit)]
+        rows = [recovery_json(r) for r in list_recoveries(store, limit=limit)]
     finally:
         store.close()
     if as_json:

@@ -22,6 +22,7 @@ import logging
 import socket
 import uuid as uuidlib
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -33,6 +34,7 @@ from workers.bus.streams import publish, server_time_ms
 from workers.commands.decide import choose_member, target_problem
 from workers.commands.stop import stop_rq_job
 from workers.liveness import view
+from workers.liveness.listing import iso_utc
 from workers.store import (
     CommandRow,
     JobRow,
@@ -56,9 +58,11 @@ __all__ = [
     "CommandRefused",
     "Issued",
     "NoReceiver",
+    "abort_json",
     "command_message",
     "default_issuer",
     "find_job",
+    "issued_json",
     "publish_command",
     "request_abort",
     "request_execute",
@@ -337,3 +341,33 @@ def _apply_directly(
     )
     log.info("execution %s: %s", execution_id, detail)
     return AbortResult("applied", execution_id, member, "aborted", None, detail)
+
+
+def issued_json(issued: Issued) -> dict[str, Any]:
+    """What `qwc run --json` prints and the manager answers for an issued command."""
+    c = issued.command
+    return {
+        "command_id": c.id,
+        "action": c.action.value,
+        "target_uuid": c.target_uuid,
+        "reason": issued.reason,
+        "job_id": c.job_id,
+        "execution_id": c.execution_id,
+        "issued_at": iso_utc(c.issued_at_ms),
+        "issued_at_ms": c.issued_at_ms,
+        "expires_at": iso_utc(c.expires_at_ms),
+        "expires_at_ms": c.expires_at_ms,
+        "issued_by": c.issued_by,
+    }
+
+
+def abort_json(result: AbortResult) -> dict[str, Any]:
+    """What `qwc abort --json` prints and the manager answers for an abort."""
+    return {
+        "outcome": result.outcome,
+        "execution_id": result.execution_id,
+        "member_uuid": result.member_uuid,
+        "status": result.status,
+        "command_id": result.command_id,
+        "detail": result.detail,
+    }

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from workers.cli.commands_cmd import _abort_json as abort_json
 from workers.cli.jobs_spec import execution_json
-from workers.commands.issue import DEFAULT_EXPIRES_S, request_abort
+from workers.commands.issue import DEFAULT_EXPIRES_S, abort_json, request_abort
 from workers.manager.auth import require_read, require_write
 from workers.manager.deps import ExecutionIdPath, Res
 from workers.manager.errors import ErrorBody

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from workers.cli.recovery_cmd import _row as recovery_json
 from workers.manager.auth import require_read
 from workers.manager.deps import Res
 from workers.manager.models import MemberId, Recovery
+from workers.recovery.history import recovery_json
 from workers.store import list_recoveries
 
 __all__ = ["router"]
