@@ -24,6 +24,7 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 
 | key | field | default |
 |---|---|---|
+| `cm.enabled` (true/false) | cluster_mode_enabled | true |
 | `cm.heartbeat.interval` (> 0) | heartbeat_interval_s | 30 |
 | `cm.heartbeat.delay` (>= 0) | heartbeat_delay_s | 10 |
 | `cm.heartbeat.considerInactive` (> interval) | heartbeat_consider_inactive_s | 150 |
@@ -58,6 +59,10 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
 ``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true.
+
+``cluster_mode_enabled``: the product's files hold ``qwcontrol.clusterMode.enabled``; this
+service is cluster mode, so ``false`` makes ``qwc node`` and ``qwc worker …`` refuse to
+start (saying where it was set) instead of running half a cluster.
 
 UUIDs are stored lower-case. ``mass_failure_fraction``: the guard holds takeovers when
 MORE than this fraction of the members, and at least 2, would turn dead within one
@@ -123,6 +128,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
+    cluster_mode_enabled: Annotated[Flag, Key(_CM + "enabled")] = True
     heartbeat_interval_s: Annotated[PositiveSeconds, Key(_CM + "heartbeat.interval")] = 30.0
     heartbeat_delay_s: Annotated[NonNegativeSeconds, Key(_CM + "heartbeat.delay")] = 10.0
     heartbeat_consider_inactive_s: Annotated[

@@ -68,7 +68,7 @@ def test_seed_file_prints_every_key_with_value_and_origin() -> None:
     assert line_of(result.stdout, CM + "autotakeover.delay")[1:] == ["60", f"{SEED}:26"]
     assert line_of(result.stdout, CM + "recoverExecutions.policy")[1:] == ["any", f"{SEED}:36"]
     assert line_of(result.stdout, "qwcontrol.redis.prefix")[1:] == ["qwc", "default"]
-    assert len([line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]) == 30
+    assert len([line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]) == 31
     assert result.stderr == ""
 
 
@@ -248,3 +248,14 @@ def test_real_qwc_process_missing_file_and_valid_seed(tmp_path: Path) -> None:
     )
     assert valid.returncode == 0, valid.stderr
     assert json.loads(valid.stdout)["settings"][CM + "heartbeat.considerDead"]["line"] == 17
+
+
+def test_cluster_mode_enabled_is_a_known_key_and_false_stops_the_processes(tmp_path: Path) -> None:
+    config = tmp_path / "qwcontrol-config.properties"
+    config.write_text("# the product's file\nqwcontrol.clusterMode.enabled = true\n")
+    assert run("--config", str(config), "config", "check").exit_code == 0
+    config.write_text("# the product's file\nqwcontrol.clusterMode.enabled = false\n")
+    for command in (["node", "--name", "n"], ["worker", "liveness"], ["worker", "recovery"]):
+        result = run("--config", str(config), *command)
+        assert result.exit_code == 2, result.output
+        assert f"qwcontrol.clusterMode.enabled is false ({config}:2)" in result.output

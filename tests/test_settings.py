@@ -92,6 +92,7 @@ def test_seed_origins_name_file_and_line() -> None:
 
 
 DESIGN_DEFAULTS = {
+    "cluster_mode_enabled": True,
     "heartbeat_interval_s": 30,
     "heartbeat_delay_s": 10,
     "heartbeat_consider_inactive_s": 150,

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from schemas.errors import ConfigError
-from schemas.settings import Settings, load_settings
+from schemas.settings import Settings, load_settings, origins
 
 __all__ = [
     "CliContext",
@@ -24,6 +24,7 @@ __all__ = [
     "echo_json",
     "fail",
     "pass_cli",
+    "require_cluster_mode",
     "stop_on_signals",
 ]
 
@@ -50,6 +51,18 @@ class CliContext:
 
 
 pass_cli = click.make_pass_decorator(CliContext, ensure=True)
+
+
+def require_cluster_mode(settings: Settings) -> None:
+    """Exit 2 with where it was set when ``qwcontrol.clusterMode.enabled`` is false."""
+    if settings.cluster_mode_enabled:
+        return
+    key = "qwcontrol.clusterMode.enabled"
+    fail(
+        f"{key} is false ({origins(settings)[key]}): cluster mode is off, so this process "
+        "does not start. Set it to true, or remove it (the default is true).",
+        code=2,
+    )
 
 
 def fail(message: str, code: int = 1) -> None:

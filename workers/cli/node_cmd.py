@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from schemas.errors import EmbeddedRedisError, StoreError
-from workers.cli.common import CliContext, fail, pass_cli, stop_on_signals
+from workers.cli.common import CliContext, fail, pass_cli, require_cluster_mode, stop_on_signals
 from workers.node.member import run_member
 
 __all__ = ["COMMANDS"]
@@ -44,6 +44,7 @@ def node(
     if (tag_list := _split_tags(tags)) is not None:
         overrides["server_tags"] = tag_list
     settings = cli.settings(**overrides)
+    require_cluster_mode(settings)
     if settings.server_uuid is None:
         fail("a member needs a UUID: --uuid or qwcontrol.server.uuid", 2)
         return

@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from workers.bus.connect import connect
-from workers.cli.common import CliContext, default_consumer_name, pass_cli, stop_on_signals
+from workers.cli.common import (
+    CliContext,
+    default_consumer_name,
+    pass_cli,
+    require_cluster_mode,
+    stop_on_signals,
+)
 from workers.liveness.worker import LivenessWorker
 from workers.recovery.worker import RecoveryWorker
 from workers.store import open_store
@@ -41,6 +47,7 @@ def liveness(cli: CliContext, consumer: str | None) -> None:
     qwcontrol.clusterMode.heartbeat.considerInactive and .considerDead.
     """
     settings = cli.settings()
+    require_cluster_mode(settings)
     stop = stop_on_signals()
     client = connect(settings, client_name=consumer or default_consumer_name("liveness"))
     store = open_store(settings)
@@ -74,6 +81,7 @@ def takeover(cli: CliContext, consumer: str | None) -> None:
     transaction. Run two or more replicas: a proposal held by a dead replica is reclaimed.
     """
     settings = cli.settings()
+    require_cluster_mode(settings)
     name = consumer or default_consumer_name("takeover")
     stop = stop_on_signals()
     client = connect(settings, client_name=name)
@@ -104,6 +112,7 @@ def recovery(cli: CliContext, consumer: str | None) -> None:
     replica is reclaimed.
     """
     settings = cli.settings()
+    require_cluster_mode(settings)
     name = consumer or default_consumer_name("recovery")
     stop = stop_on_signals()
     client = connect(settings, client_name=name)
