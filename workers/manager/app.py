@@ -1,8 +1,9 @@
 """The manager's ASGI app: ``create_app(settings)``.
 
 One app serves the JSON API under ``/api/cluster``, the compatible calls under
-``/api/{v}/scheduler``, Prometheus metrics at ``/metrics`` and the OpenAPI document at
-``/openapi.json`` (pages ``/docs`` and ``/redoc``). The Redis client and the store are
+``/api/{v}/scheduler``, Prometheus metrics at ``/metrics``, the OpenAPI document at
+``/openapi.json`` (pages ``/docs`` and ``/redoc``) and the web page at ``/ui/`` (``/``
+sends the browser there). The Redis client and the store are
 opened on first use and closed when the app shuts down (``Resources``).
 """
 
@@ -26,6 +27,8 @@ from workers.manager.routes import (
     executions,
     jobs,
     members,
+    membership,
+    page,
     recoveries,
     takeovers,
 )
@@ -34,9 +37,11 @@ from workers.store import Store
 
 __all__ = ["ROUTERS", "create_app"]
 
-# Every router of the app (each carries its auth: require_read or require_write).
+# Every router of the API (each carries its auth: require_read or require_write); the web
+# page's files (``page.mount_page``) carry no data and are served without a token.
 ROUTERS = (
     members.router,
+    membership.router,
     jobs.reader,
     jobs.writer,
     executions.reader,
@@ -86,4 +91,5 @@ def create_app(
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    page.mount_page(app)
     return app
