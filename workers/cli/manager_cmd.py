@@ -1,4 +1,5 @@
-"""``qwc manager``: serve the Cluster Manager's HTTP API (``workers.manager``) on uvicorn."""
+"""``qwc manager``: serve the Cluster Manager's web page and HTTP API (``workers.manager``)
+on uvicorn."""
 
 from __future__ import annotations
 
@@ -37,9 +38,10 @@ def auth_summary(settings: Settings) -> str:
 )
 @pass_cli
 def manager(cli: CliContext, host: str, port: int) -> None:
-    """Serve the Cluster Manager's HTTP API until SIGTERM or Ctrl-C.
+    """Serve the Cluster Manager (web page and HTTP API) until SIGTERM or Ctrl-C.
 
-    JSON API under /api/cluster (members, jobs, executions, takeovers, recoveries, manual
+    The web page at / (open http://HOST:PORT/ and paste a token; it shows the members
+    live, the jobs per member, a timeline, and take over / run / abort buttons). JSON API under /api/cluster (members, jobs, executions, takeovers, recoveries, manual
     takeover, run, abort, the mass-failure guard), the compatible calls under
     /api/{v}/scheduler (PUT .../takeover, GET .../jobs, GET .../server/UUID/jobs), the
     OpenAPI document at /openapi.json (pages /docs and /redoc) and Prometheus metrics at
