@@ -41,8 +41,9 @@ def manager(cli: CliContext, host: str, port: int) -> None:
     """Serve the Cluster Manager (web page and HTTP API) until SIGTERM or Ctrl-C.
 
     The web page at / (open http://HOST:PORT/ and paste a token; it shows the members
-    live, the jobs per member, a timeline, and take over / run / abort buttons). JSON API under /api/cluster (members, jobs, executions, takeovers, recoveries, manual
-    takeover, run, abort, the mass-failure guard), the compatible calls under
+    live, the jobs per member, a timeline, and take over / run / abort buttons). JSON API
+    under /api/cluster (members, jobs, executions, takeovers, recoveries, manual takeover,
+    run, abort, the mass-failure guard), the compatible calls under
     /api/{v}/scheduler (PUT .../takeover, GET .../jobs, GET .../server/UUID/jobs), the
     OpenAPI document at /openapi.json (pages /docs and /redoc) and Prometheus metrics at
     /metrics. Mutating calls need `Authorization: Bearer` with qwcontrol.manager.token;
