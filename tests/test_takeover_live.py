@@ -122,7 +122,7 @@ def test_static_policy_takes_over_only_allowed_members(tc: Cluster) -> None:
     for i in range(3):  # 2 of 5 dying is no mass failure
         tc.node(f"survivor-{i}")
     r = tc.client()
-    wait_for(lambda: len(read_snapshot(r, KEYS).states) == 5, what="five members")
+    wait_for(lambda: len(read_snapshot(r, KEYS).states) == 5, timeout_s=30, what="five members")
     keeper = next(u for u, hb in read_snapshot(r, KEYS).info.items() if b"keeper" in hb)
     kept, taken = add_jobs(tc, keeper, 3, "k"), add_jobs(tc, allowed, 3, "a")
     keeper_proc.kill()
