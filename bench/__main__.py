@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import liveness, overshoot, takeover
+from bench import liveness, overshoot, replay, takeover
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     liveness.add_parser(sub)
     takeover.add_parser(sub)
     overshoot.add_parser(sub)
+    replay.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

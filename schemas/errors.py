@@ -6,6 +6,7 @@
     ├── ConfigError (ValueError)        a setting is invalid: names key, file, line, value, allowed
     ├── DecodeError (ValueError)        a message could not be decoded; keeps the raw bytes
     ├── EmbeddedRedisError (RuntimeError)  the embedded Redis server could not be started/found
+    ├── RecordingError (ValueError)     a recording (`qwc record`) is corrupt, truncated or too new
     └── StoreError (RuntimeError)       the SQL store refused an operation
         └── NotFoundError (LookupError) a job, member or execution does not exist
 
@@ -21,6 +22,7 @@ __all__ = [
     "EmbeddedRedisError",
     "NotFoundError",
     "QwcError",
+    "RecordingError",
     "StoreError",
 ]
 
@@ -66,6 +68,11 @@ class DecodeError(QwcError, ValueError):
 
 class EmbeddedRedisError(QwcError, RuntimeError):
     """The embedded Redis server of a data directory could not be started or reached."""
+
+
+class RecordingError(QwcError, ValueError):
+    """A recording file that cannot be replayed: not a recording, corrupt, truncated, or
+    written by a newer format version. The message says which, and where."""
 
 
 class StoreError(QwcError, RuntimeError):

@@ -44,6 +44,13 @@ from workers.bus.streams import (
     server_time_ms,
 )
 from workers.liveness import view
+from workers.proposal_decide import (
+    HELD_RECHECK_MS,
+    cancel_reason,
+    candidates,
+    check_at_ms,
+    guard_holds,
+)
 from workers.store import Store
 from workers.takeover.decide import Candidate, guard_reason
 
@@ -56,8 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-HELD_RECHECK_MS = 1_000  # how often a proposal the guard holds is looked at again
 
 RECLAIM_MARGIN_MS = 1_000  # a proposal idle for delay + this had a holder that died
 CHANGES_RECLAIM_MS = 5_000  # a membership change idle this long had a holder that died
@@ -75,23 +80,9 @@ class Held(Generic[Proposal]):
 
 def candidates_from_view(snap: view.ViewSnapshot, jobs_owned: dict[str, int]) -> list[Candidate]:
     """Every member the view knows, as candidates to receive a dead member's jobs or
-    retries: state, last seen, and from its last heartbeat passive, tags, running (pure)."""
-    heartbeats = view.decode_heartbeats(snap.info)
-    out = []
-    for uuid in sorted(set(snap.states) | set(snap.seen_ms)):
-        hb = heartbeats.get(uuid)
-        out.append(
-            Candidate(
-                uuid=uuid,
-                state=snap.states.get(uuid),
-                last_seen_ms=snap.seen_ms.get(uuid),
-                passive=hb.passive if hb else False,
-                tags=hb.tags if hb else (),
-                running=len(hb.running) if hb else 0,
-                jobs_owned=jobs_owned.get(uuid, 0),
-            )
-        )
-    return out
+    retries: state, last seen, and from its last heartbeat passive, tags, running (pure;
+    see :func:`workers.proposal_decide.candidates`)."""
+    return candidates(snap.states, snap.seen_ms, view.decode_heartbeats(snap.info), jobs_owned)
 
 
 class ProposalWorker(ABC, Generic[Proposal]):
@@ -195,7 +186,7 @@ class ProposalWorker(ABC, Generic[Proposal]):
             members, p.last_seen_ms, self.dead_ms, self.settings.mass_failure_fraction
         )
         released_ms = int(self.redis.get(self.keys.takeover_released) or 0)
-        if not reason or released_ms >= p.proposed_at_ms:
+        if reason is None or not guard_holds(reason, released_ms, p.proposed_at_ms):
             return False
         if not held.held_logged:
             log.warning("member %s: %s %s held: %s", p.dead_uuid, self.what, p.id, reason)
@@ -236,11 +227,11 @@ class ProposalWorker(ABC, Generic[Proposal]):
             self._scan(now_ms)
             self._next_scan_ms = now_ms + self.scan_every_ms
         for held in sorted(self.held.values(), key=lambda h: h.proposal.due_at_ms):
-            if max(held.proposal.due_at_ms, held.next_check_ms) <= now_ms:
+            if check_at_ms(held.proposal.due_at_ms, held.next_check_ms) <= now_ms:
                 self._check(held, now_ms)
 
     def _wait_ms(self, now_ms: int) -> int:
-        times = [max(h.proposal.due_at_ms, h.next_check_ms) for h in self.held.values()]
+        times = [check_at_ms(h.proposal.due_at_ms, h.next_check_ms) for h in self.held.values()]
         times.append(self._next_scan_ms)
         return max(0, min(BLOCK_MS_MAX, min(times) - now_ms))
 
@@ -395,8 +386,9 @@ class ProposalWorker(ABC, Generic[Proposal]):
         p = held.proposal
         snap = view.read_snapshot(self.redis, self.keys)
         state, seen = snap.states.get(p.dead_uuid), snap.seen_ms.get(p.dead_uuid, 0)
-        if state is not MemberState.DEAD or seen > p.last_seen_ms:
-            self.finish(held, now_ms, "cancelled", f"member is {state} again")
+        reason = cancel_reason(state, seen, p.last_seen_ms)
+        if reason is not None:
+            self.finish(held, now_ms, "cancelled", reason)
             return
         self.decide(held, snap, now_ms)
 

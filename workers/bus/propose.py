@@ -44,10 +44,14 @@ def new_proposal(
     proposed_at_ms: int,
     delay_ms: int,
     last_seen_ms: int,
+    proposal_id: str | None = None,
 ) -> Proposal:
-    """A proposal of type ``kind`` due ``delay_ms`` after ``proposed_at_ms`` (Redis server ms)."""
+    """A proposal of type ``kind`` due ``delay_ms`` after ``proposed_at_ms`` (Redis server ms).
+
+    Its id is ``proposal_id``, else a random one (the replay passes ids derived from the
+    member and the time, so that its seeded choices are reproducible)."""
     return kind(
-        id=uuidlib.uuid4().hex,
+        id=proposal_id or uuidlib.uuid4().hex,
         dead_uuid=dead_uuid,
         policy=policy,
         proposed_at_ms=proposed_at_ms,

@@ -15,9 +15,11 @@ from workers.commands.decide import remote_destinations
 
 __all__ = [
     "Candidate",
+    "TakeoverPlan",
     "choose_quotas",
     "eligible",
     "guard_reason",
+    "plan_takeover",
     "spread_fewest_first",
 ]
 
@@ -119,6 +121,35 @@ def choose_quotas(
     if policy is RemoteExecutionPolicy.LOAD:
         return spread_fewest_first({c.uuid: c.running for c in pool}, n_jobs)
     return spread_fewest_first({c.uuid: c.jobs_owned for c in pool}, n_jobs)
+
+
+@dataclass(frozen=True)
+class TakeoverPlan:
+    """What a due takeover proposal does (once the guard let it through). ``outcome``
+    ``commit``: move the jobs by ``quotas`` (member, jobs to receive); ``skipped`` (the
+    member owns no jobs) and ``no_destination`` (retried after ``sleep``) change nothing."""
+
+    outcome: str
+    detail: str = ""
+    quotas: tuple[tuple[str, int], ...] = ()
+
+
+def plan_takeover(
+    candidates: Sequence[Candidate],
+    dead_uuid: str,
+    n_jobs: int,
+    settings: Settings,
+    *,
+    seed: str,
+) -> TakeoverPlan:
+    """The takeover of ``dead_uuid``, which owns ``n_jobs`` scheduled jobs: skipped when it
+    owns none, ``no_destination`` when :func:`choose_quotas` finds nobody, else commit."""
+    if n_jobs <= 0:
+        return TakeoverPlan("skipped", "the member owns no scheduled jobs")
+    quotas = choose_quotas(candidates, dead_uuid, n_jobs, settings, seed=seed)
+    if not quotas:
+        return TakeoverPlan("no_destination", "no active, non-passive member")
+    return TakeoverPlan("commit", quotas=tuple(quotas))
 
 
 def guard_reason(

@@ -22,7 +22,7 @@ from schemas.settings import Settings
 from workers.liveness import view
 from workers.proposal_worker import Held, ProposalWorker, candidates_from_view
 from workers.store import Store, commit_takeover, count_jobs_by_owner, record_takeover_outcome
-from workers.takeover.decide import choose_quotas, eligible
+from workers.takeover.decide import eligible, plan_takeover
 
 __all__ = ["GROUP", "TakeoverWorker", "candidates_from_view"]
 
@@ -111,14 +111,11 @@ class TakeoverWorker(ProposalWorker[TakeoverProposal]):
         members = candidates_from_view(snap, owned)
         if self.guarded(held, members, now_ms):
             return
-        if not owned.get(p.dead_uuid, 0):
-            self.finish(held, now_ms, "skipped", "the member owns no scheduled jobs")
-            return
-        quotas = choose_quotas(
+        plan = plan_takeover(
             members, p.dead_uuid, owned.get(p.dead_uuid, 0), self.settings, seed=p.id
         )
-        if not quotas:
-            self.finish(held, now_ms, "no_destination", "no active, non-passive member")
+        if plan.outcome != "commit":
+            self.finish(held, now_ms, plan.outcome, plan.detail)
             return
         result = commit_takeover(
             self.store,
@@ -128,7 +125,7 @@ class TakeoverWorker(ProposalWorker[TakeoverProposal]):
             proposed_ms=p.proposed_at_ms,
             due_ms=p.due_at_ms,
             now_ms=now_ms,
-            quotas=quotas,
+            quotas=plan.quotas,
             with_jobs=False,  # counts are enough here; listing 100k jobs is not free
         )
         if result.committed:
