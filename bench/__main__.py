@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import liveness, overshoot, replay, takeover
+from bench import liveness, overshoot, replay, scale, takeover
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     takeover.add_parser(sub)
     overshoot.add_parser(sub)
     replay.add_parser(sub)
+    scale.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

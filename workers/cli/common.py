@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -18,7 +19,10 @@ from schemas.errors import ConfigError
 from schemas.settings import Settings, load_settings, origins
 
 __all__ = [
+    "LOG_FORMATS",
     "CliContext",
+    "JsonLogFormatter",
+    "announce",
     "configure_logging",
     "default_consumer_name",
     "echo_json",
@@ -27,6 +31,9 @@ __all__ = [
     "require_cluster_mode",
     "stop_on_signals",
 ]
+
+LOG_FORMATS = ("text", "json")
+_json_logs = False  # set by configure_logging: announce() follows the log format
 
 
 @dataclass
@@ -71,14 +78,45 @@ def fail(message: str, code: int = 1) -> None:
     raise SystemExit(code)
 
 
-def configure_logging(verbosity: int) -> None:
-    """Only the CLI configures handlers. 0: warnings, 1: info, 2+: debug."""
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record, on one line: ``time`` (UTC, ISO 8601 with ms), ``level``,
+    ``logger``, ``message``; ``exception`` when the record carries one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, str] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(verbosity: int, log_format: str = "text") -> None:
+    """Only the CLI configures handlers. 0: warnings, 1: info, 2+: debug. ``log_format``
+    ``json``: one JSON object per line (:class:`JsonLogFormatter`); else plain text."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    global _json_logs
+    _json_logs = log_format.lower() == "json"
+    handler = logging.StreamHandler(sys.stderr)
+    if _json_logs:
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+def announce(message: str) -> None:
+    """A line for the operator on stderr, whatever the verbosity: plain text, or with
+    ``--log-format json`` one JSON log object (level INFO, logger ``qwc``), so that stderr
+    stays one JSON object per line."""
+    if _json_logs:
+        record = logging.LogRecord("qwc", logging.INFO, __file__, 0, message, None, None)
+        click.echo(JsonLogFormatter().format(record), err=True)
+    else:
+        click.echo(message, err=True)
 
 
 def stop_on_signals() -> threading.Event:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from workers.cli.common import CliContext, configure_logging
+from workers.cli.common import LOG_FORMATS, CliContext, configure_logging
 
 __all__ = ["cli", "main"]
 
@@ -16,12 +16,14 @@ __all__ = ["cli", "main"]
 # command such as `qwc members` does not pay for the imports of the manager or the demo.
 COMMAND_MODULES = {
     "abort": "commands_cmd",
+    "cluster": "cluster_cmd",
     "commands": "commands_cmd",
     "config": "config_cmd",
     "db": "db_cmd",
     "demo": "demo_cmd",
     "embedded": "embedded_cmd",
     "executions": "jobs_cmd",
+    "health": "health_cmd",
     "jobs": "jobs_cmd",
     "manager": "manager_cmd",
     "members": "members_cmd",
@@ -66,9 +68,18 @@ class _LazyGroup(click.Group):
     "./qwcontrol-config.properties if it exists).",
 )
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS, case_sensitive=False),
+    default="text",
+    show_default=True,
+    envvar="QWC_LOG_FORMAT",
+    help="Log lines on stderr as text, or one JSON object per line (time, level, logger, "
+    "message) for a log collector (default: $QWC_LOG_FORMAT, then text).",
+)
 @click.version_option(package_name="qwcontrol-cluster", prog_name="qwc")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: Path | None, verbose: int, log_format: str) -> None:
     """QW Control cluster mode: heartbeats, liveness, autotakeover and execution recovery.
 
     Members publish heartbeats on Redis; liveness workers turn them into a view of the
@@ -76,7 +87,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     command uses the embedded Redis server and SQLite database of the data directory
     $QWC_HOME (default ./.qwc).
     """
-    configure_logging(verbose)
+    configure_logging(verbose, log_format)
     ctx.obj = CliContext(config_path=config_path)
 
 

@@ -3,10 +3,14 @@ on uvicorn."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from contextlib import contextmanager
+from typing import Any
+
 import click
 
 from schemas.settings import Settings
-from workers.cli.common import CliContext, pass_cli
+from workers.cli.common import CliContext, announce, pass_cli
 
 __all__ = ["COMMANDS", "auth_summary"]
 
@@ -57,10 +61,27 @@ def manager(cli: CliContext, host: str, port: int) -> None:
 
     settings = cli.settings()
     app = create_app(settings)
-    click.echo(f"qwc manager: http://{host}:{port} ({auth_summary(settings)})", err=True)
+    announce(f"qwc manager: http://{host}:{port} ({auth_summary(settings)})")
     # log_config=None: the CLI's logging set-up applies (-v shows uvicorn's access lines,
     # which carry the method and path, never a header, so never a token).
-    uvicorn.run(app, host=host, port=port, log_config=None, server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False)
+    _server_class()(config).run()
+
+
+def _server_class() -> type[Any]:
+    """uvicorn's Server, except that after a graceful shutdown on SIGTERM or Ctrl-C the
+    process exits with status 0, as every other qwc process does (uvicorn re-raises the
+    signal, which would end the process with -15 / 130)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()  # shut down already: do not re-raise
+
+    return Server
 
 
 COMMANDS: list[click.Command] = [manager]

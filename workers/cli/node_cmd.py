@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from schemas.errors import EmbeddedRedisError, StoreError
-from workers.cli.common import CliContext, fail, pass_cli, require_cluster_mode, stop_on_signals
+from workers.cli.common import (
+    CliContext,
+    announce,
+    fail,
+    pass_cli,
+    require_cluster_mode,
+    stop_on_signals,
+)
 from workers.node.member import run_member
 
 __all__ = ["COMMANDS"]
@@ -50,7 +57,7 @@ def node(
         return
     member_name = settings.server_name or settings.server_uuid[:8]
     stop = stop_on_signals()
-    click.echo(f"member {settings.server_uuid} ({member_name}) running; Ctrl-C stops it", err=True)
+    announce(f"member {settings.server_uuid} ({member_name}) running; Ctrl-C stops it")
     try:
         run_member(
             settings, member_uuid=settings.server_uuid, name=member_name, passive=passive, stop=stop

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from workers.bus.connect import connect
@@ -13,7 +15,9 @@ from workers.cli.common import (
     stop_on_signals,
 )
 from workers.liveness.worker import LivenessWorker
+from workers.proposal_worker import ProposalWorker
 from workers.recovery.worker import RecoveryWorker
+from workers.shutdown import hand_back
 from workers.store import open_store
 from workers.takeover.worker import TakeoverWorker
 
@@ -26,7 +30,9 @@ def worker() -> None:
 
     Run as many replicas of each worker as you like: they share a Redis consumer group,
     so each heartbeat or proposal is handled once, and what a dead replica held is
-    reclaimed by another.
+    reclaimed by another. On SIGTERM or Ctrl-C a worker finishes the step it is in (a few
+    seconds at most) and exits 0; a takeover or recovery worker first hands the proposals
+    it holds back, so another replica takes them at its next scan.
     """
 
 
@@ -86,9 +92,11 @@ def takeover(cli: CliContext, consumer: str | None) -> None:
     stop = stop_on_signals()
     client = connect(settings, client_name=name)
     store = open_store(settings)
+    worker = TakeoverWorker(client, store, settings, consumer=name, stop=stop)
     try:
-        TakeoverWorker(client, store, settings, consumer=name, stop=stop).run()
+        worker.run()
     finally:
+        _hand_back_held(worker)
         client.close()
         store.close()
 
@@ -117,11 +125,18 @@ def recovery(cli: CliContext, consumer: str | None) -> None:
     stop = stop_on_signals()
     client = connect(settings, client_name=name)
     store = open_store(settings)
+    worker = RecoveryWorker(client, store, settings, consumer=name, stop=stop)
     try:
-        RecoveryWorker(client, store, settings, consumer=name, stop=stop).run()
+        worker.run()
     finally:
+        _hand_back_held(worker)
         client.close()
         store.close()
+
+
+def _hand_back_held(worker: ProposalWorker[Any]) -> None:
+    """On the way out, let another replica take the proposals this one still holds."""
+    hand_back(worker.redis, worker.stream, worker.group, worker.consumer, list(worker.held))
 
 
 COMMANDS: list[click.Command] = [worker]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.properties import env_name
+from workers.cluster_plan import topology
 from workers.local import LocalProcesses
 from workers.store import Db, create_job, insert_execution
 
@@ -112,12 +113,11 @@ def demo_members(count: int) -> dict[str, str]:
 
 
 def start_cluster(procs: LocalProcesses, members: dict[str, str]) -> None:
-    """Start two liveness, two takeover and two recovery workers, and one node per member."""
-    for i in range(1, WORKER_REPLICAS + 1):
-        for kind in ("liveness", "takeover", "recovery"):
-            procs.start(f"{kind}-{i}", "worker", kind, "--consumer", f"{kind}-{i}")
-    for member_uuid, name in members.items():
-        procs.start(name, "node", "--uuid", member_uuid, "--name", name)
+    """Start two liveness, two takeover and two recovery workers, and one node per member
+    (no manager: the demo draws the cluster itself)."""
+    n = WORKER_REPLICAS
+    for spec in topology(members, liveness=n, takeover=n, recovery=n, manager=None):
+        procs.start(spec.label, *spec.args)
 
 
 def add_jobs(db: Db, owners: Sequence[str], count: int, *, now_ms: int) -> dict[str, str]:
