@@ -145,3 +145,31 @@ def test_deadline_is_exact_beyond_the_block_cap(
     inactive, dead = membership_changes(r, KEYS, member)[1:]
     assert 0 <= inactive.at_ms - inactive.last_seen_ms - 2500 <= 150
     assert 0 <= dead.at_ms - dead.last_seen_ms - 3000 <= 150
+
+
+def test_a_worker_behind_the_stream_judges_silence_only_as_far_as_it_read(
+    r: redis.Redis, store: Store, tmp_path: Path, redis_url: str
+) -> None:
+    s = settings(redis_url, tmp_path, 0.3, 0.6)
+    w = LivenessWorker(r, store, s, consumer="w1", batch=5)
+    member = new_uuid()
+    producer = HeartbeatProducer(r, uuid=member, name="steady", interval_s=0.05)
+    producer.beat()
+    w.step()
+    assert state(r, member) == "active"
+    # the scenario: the worker falls behind while the member keeps heartbeating; after
+    # 1 s (more than considerDead) about 20 heartbeats wait unread, read 5 per step
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        producer.beat()
+        time.sleep(0.05)
+    while r.xpending(KEYS.heartbeats, GROUP_LIVENESS)["pending"] or _unread(r):
+        w.step()
+    assert [c.to_state.value for c in membership_changes(r, KEYS, member)] == ["active"]
+    assert state(r, member) == "active"
+
+
+def _unread(r: redis.Redis) -> bool:
+    last = r.xinfo_stream(KEYS.heartbeats)["last-generated-id"]
+    (group,) = r.xinfo_groups(KEYS.heartbeats)
+    return bool(group["last-delivered-id"] != last)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
@@ -60,8 +61,10 @@ class LivenessWorker:
         *,
         consumer: str,
         stop: threading.Event | None = None,
+        batch: int = BATCH,
     ) -> None:
         self.redis = client
+        self.batch = batch
         self.store = store
         self.keys = Keys(settings.redis_prefix)
         self.th = Thresholds.from_seconds(
@@ -85,10 +88,10 @@ class LivenessWorker:
         ensure_group(self.redis, self.keys.heartbeats, GROUP_LIVENESS)
         ensure_group(self.redis, self.keys.membership, GROUP_MEMBERS_STORE)
         pending = read_pending(
-            self.redis, self.keys.heartbeats, GROUP_LIVENESS, self.consumer, count=BATCH
+            self.redis, self.keys.heartbeats, GROUP_LIVENESS, self.consumer, count=self.batch
         )
-        if pending:
-            self._handle_heartbeats(pending, self._clock())
+        if pending:  # newer heartbeats may follow unread: judge only up to these
+            self._handle_heartbeats(pending, self._horizon(self._clock(), pending, full=True))
         self._ready = True
 
     def step(self) -> None:
@@ -102,13 +105,13 @@ class LivenessWorker:
                 self.keys.heartbeats,
                 GROUP_LIVENESS,
                 self.consumer,
-                count=BATCH,
+                count=self.batch,
                 block_ms=block_ms,
             ),
             self._wait_ms,
             self.stop,
         )
-        clock = self._clock()
+        clock = self._horizon(self._clock(), entries, full=len(entries) >= self.batch)
         if clock.now_ms >= self._next_housekeeping_ms:
             self._housekeeping(clock)
         changed, observed = self._handle_heartbeats(entries, clock) if entries else (False, [])
@@ -116,6 +119,20 @@ class LivenessWorker:
         if changed or swept or clock.now_ms >= self._next_copy_ms:
             self._copy_changes_to_store()
             self._next_copy_ms = clock.now_ms + COPY_EVERY_MS
+
+    @staticmethod
+    def _horizon(clock: view.Clock, entries: Sequence[Any], *, full: bool) -> view.Clock:
+        """The clock to judge silence by. Caught up (the read returned less than a full
+        batch), every heartbeat up to the server's ``now`` has been read. Behind (a full
+        batch), heartbeats newer than the last one read may wait unread in the stream: a
+        member is silent only as far as the stream was read, so ``now`` is capped at the
+        last entry read. Without the cap a worker that fell behind by more than
+        considerInactive would declare members inactive or dead whose heartbeats it has not
+        read yet, and the false transitions would slow it down further."""
+        if not full or not entries:
+            return clock
+        read_up_to_ms = entry_ms(entries[-1][0])
+        return replace(clock, now_ms=min(clock.now_ms, read_up_to_ms))
 
     def _clock(self) -> view.Clock:
         clock = view.read_clock(self.redis, self.keys, self.th.inactive_ms)
@@ -141,7 +158,7 @@ class LivenessWorker:
             GROUP_LIVENESS,
             self.consumer,
             min_idle_ms=RECLAIM_IDLE_MS,
-            count=BATCH,
+            count=self.batch,
         )
         if stale:
             self._handle_heartbeats(stale, clock)
