@@ -141,5 +141,6 @@ def test_two_callers_racing_handle_each_command_once(
     assert all(row.routed == 1 and row.target_uuid in (a, b) for row in rows)
     published = Counter(m.id for member in (a, b) for m in messages(r, member))
     assert set(published) == ids and set(published.values()) == {1}
-    assert {row.target_uuid for row in rows} == {a, b}  # round robin over both
+    # (which member each went to is not asserted: racing callers draw round-robin turns
+    # for the same command and only one of them uses its turn, so the spread can be uneven)
     assert list_commands(store, target_uuid=dead) == []
