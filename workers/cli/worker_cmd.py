@@ -86,19 +86,7 @@ def takeover(cli: CliContext, consumer: str | None) -> None:
     dead, applies the mass-failure guard, and commits the ownership change in one
     transaction. Run two or more replicas: a proposal held by a dead replica is reclaimed.
     """
-    settings = cli.settings()
-    require_cluster_mode(settings)
-    name = consumer or default_consumer_name("takeover")
-    stop = stop_on_signals()
-    client = connect(settings, client_name=name)
-    store = open_store(settings)
-    worker = TakeoverWorker(client, store, settings, consumer=name, stop=stop)
-    try:
-        worker.run()
-    finally:
-        _hand_back_held(worker)
-        client.close()
-        store.close()
+    _run_proposal_worker(cli, TakeoverWorker, "takeover", consumer)
 
 
 @worker.command()
@@ -119,24 +107,30 @@ def recovery(cli: CliContext, consumer: str | None) -> None:
     delay), in one transaction. Run two or more replicas: a proposal held by a dead
     replica is reclaimed.
     """
+    _run_proposal_worker(cli, RecoveryWorker, "recovery", consumer)
+
+
+def _run_proposal_worker(
+    cli: CliContext,
+    kind: type[TakeoverWorker] | type[RecoveryWorker],
+    group: str,
+    consumer: str | None,
+) -> None:
+    """Run one replica until SIGTERM/Ctrl-C; on the way out, let another replica take the
+    proposals this one still holds."""
     settings = cli.settings()
     require_cluster_mode(settings)
-    name = consumer or default_consumer_name("recovery")
+    name = consumer or default_consumer_name(group)
     stop = stop_on_signals()
     client = connect(settings, client_name=name)
     store = open_store(settings)
-    worker = RecoveryWorker(client, store, settings, consumer=name, stop=stop)
+    worker: ProposalWorker[Any] = kind(client, store, settings, consumer=name, stop=stop)
     try:
         worker.run()
     finally:
-        _hand_back_held(worker)
+        hand_back(worker.redis, worker.stream, worker.group, worker.consumer, list(worker.held))
         client.close()
         store.close()
-
-
-def _hand_back_held(worker: ProposalWorker[Any]) -> None:
-    """On the way out, let another replica take the proposals this one still holds."""
-    hand_back(worker.redis, worker.stream, worker.group, worker.consumer, list(worker.held))
 
 
 COMMANDS: list[click.Command] = [worker]
