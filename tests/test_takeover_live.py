@@ -225,6 +225,12 @@ def executions_of(c: Cluster, job_ids: list[str]) -> list:  # type: ignore[type-
 
 def test_paused_member_loses_its_jobs_and_never_fires_them_again(tc: Cluster) -> None:
     """SIGSTOP past considerDead + delay, with jobs firing every second, then SIGCONT."""
+    if tc.database_url.startswith("sqlite"):
+        pytest.skip(
+            "known limitation of the embedded SQLite store: a member stopped inside a fire "
+            "transaction holds the database's write lock until SIGCONT, stalling every other "
+            "process (PostgreSQL only locks that member's rows); this runs on PostgreSQL"
+        )
     nodes = start(tc)
     paused, proc = nodes[0]
     store = open_test_store(tc)
