@@ -48,7 +48,8 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 | `qwcontrol.server.uuid` (a UUID) | server_uuid | — |
 | `qwcontrol.server.name` | server_name | — |
 | `qwcontrol.server.tags` | server_tags | — |
-| `qwcontrol.redis.url` (redis://, rediss://, unix://) | redis_url | embedded |
+| `qwcontrol.redis.url` (forms: schemas/redis_urls.py) | redis_url | embedded |
+| `qwcontrol.rq.redis.url` (not a cluster) | rq_redis_url | redis.url, or embedded |
 | `qwcontrol.redis.prefix` (letters, digits, `-_.`) | redis_prefix | qwc |
 | `qwcontrol.dataSource.url` (SQLAlchemy URL) | database_url | embedded SQLite |
 | `qwcontrol.home` (data of the embedded Redis + SQLite) | home_dir | ./.qwc |
@@ -113,6 +114,7 @@ from schemas.settings_types import (
     RedisUrl,
     RemoteExecutionPolicy,
     RemoteExecutionPolicyValue,
+    RqRedisUrl,
     TagList,
     TakeoverPolicy,
     TakeoverPolicyValue,
@@ -173,6 +175,7 @@ class Settings(BaseSettings):
     server_tags: Annotated[TagList, Key("qwcontrol.server.tags")] = ()
     redis_url: Annotated[RedisUrl, Key("qwcontrol.redis.url")] = None
     redis_prefix: Annotated[RedisPrefix, Key("qwcontrol.redis.prefix")] = "qwc"
+    rq_redis_url: Annotated[RqRedisUrl, Key("qwcontrol.rq.redis.url")] = None
     database_url: Annotated[
         DatabaseUrl, Key("qwcontrol.dataSource.url", env=("QWC_DATABASE_URL",))
     ] = None

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import ConfigError, ConfigProblem
 from schemas.properties import closest, env_name, read_properties
+from schemas.redis_urls import redact_url
 from schemas.settings import Settings
 from schemas.settings_rules import Origin, broken_rules, display_value
 from schemas.settings_types import Allowed, Key, ValueDetail
@@ -28,6 +29,7 @@ from schemas.settings_types import Allowed, Key, ValueDetail
 _CM_LOWER = "qwcontrol.clustermode."
 _CM_ENV = "QWC_CLUSTERMODE_"
 _SECRET_FIELDS = frozenset({"manager_token", "manager_read_token"})
+_URL_FIELDS = frozenset({"redis_url", "rq_redis_url", "database_url"})  # passwords masked
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,8 @@ def _text(field: str, raw: _Raw) -> str:
     """The value of a problem as given: text as is, other objects shown; secrets masked."""
     if field in _SECRET_FIELDS:
         return "***"
+    if field in _URL_FIELDS and isinstance(raw.value, str):
+        return redact_url(raw.value)
     return raw.value if isinstance(raw.value, str) else display_value(raw.value)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "RedisUrl",
     "RemoteExecutionPolicy",
     "RemoteExecutionPolicyValue",
+    "RqRedisUrl",
     "TagList",
     "TakeoverPolicy",
     "TakeoverPolicyValue",
@@ -41,10 +42,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from annotated_types import Ge, Gt, Le
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, SecretStr
+
+from schemas.redis_urls import Topology, parse_redis_url
 
 
 class TakeoverPolicy(StrEnum):
@@ -103,7 +105,6 @@ class Key:
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]+")
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _strip(value: Any) -> Any:
@@ -146,9 +147,17 @@ def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _redis_url(value: str | None) -> str | None:
-    scheme = None if value is None else urlsplit(value).scheme.lower()
-    if scheme is not None and scheme not in _REDIS_SCHEMES:
-        raise ValueDetail(f"scheme `{scheme}` is not supported" if scheme else "no scheme")
+    if value is not None:
+        try:
+            parse_redis_url(value)
+        except ValueError as exc:
+            raise ValueDetail(str(exc)) from None
+    return value
+
+
+def _rq_redis_url(value: str | None) -> str | None:
+    if value is not None and parse_redis_url(value).topology is Topology.CLUSTER:
+        raise ValueDetail("RQ does not run on Redis Cluster (its keys span hash slots)")
     return value
 
 
@@ -225,7 +234,17 @@ RedisUrl = Annotated[
     str | None,
     BeforeValidator(_empty_to_none),
     AfterValidator(_redis_url),
-    Allowed("a redis://, rediss:// or unix:// URL"),
+    Allowed(
+        "a redis://, rediss://, unix://, redis+sentinel://host:26379/service or "
+        "redis+cluster://host:6379 URL"
+    ),
+]
+RqRedisUrl = Annotated[
+    str | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_redis_url),
+    AfterValidator(_rq_redis_url),
+    Allowed("a redis://, rediss://, unix:// or redis+sentinel://host:26379/service URL"),
 ]
 DatabaseUrl = Annotated[
     str | None,

@@ -19,6 +19,7 @@ import redis
 from schemas.codec import decode_as
 from schemas.keys import Keys
 from schemas.messages import MembershipChange
+from workers.bus.connect import connect
 
 T = TypeVar("T")
 
@@ -74,7 +75,7 @@ class Cluster:
         return env
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+        return connect(self.redis_url)
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = self.home / f"proc-{len(self.procs)}-{args[0]}.log"

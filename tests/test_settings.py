@@ -118,6 +118,7 @@ DESIGN_DEFAULTS = {
     "server_tags": (),
     "redis_url": None,
     "redis_prefix": "qwc",
+    "rq_redis_url": None,
     "database_url": None,
     "home_dir": Path(".qwc"),
     "manager_token": None,

@@ -7,17 +7,17 @@ __all__ = ["COMMANDS", "config"]
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 from pydantic import SecretStr
 
 from schemas.errors import ConfigError, ConfigProblem
+from schemas.redis_urls import redact_url
 from schemas.settings import Settings, find_config_file, load_settings, origins
 from schemas.settings_rules import Origin, display_value
 from workers.cli.common import CliContext, pass_cli
 
-_URL_FIELDS = ("redis_url", "database_url")
+_URL_FIELDS = ("redis_url", "rq_redis_url", "database_url")
 _NOT_FILES = ("default", "override")
 _VALUE_WIDTH = 40
 
@@ -106,13 +106,9 @@ def _rows(settings: Settings) -> list[tuple[str, Any, Origin]]:
 
 
 def _mask_password(url: str) -> str:
-    """``url`` with the password, if any, replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with the password, if any, replaced by ``***`` (also ``password=`` and
+    ``sentinel_password=`` parameters)."""
+    return redact_url(url)
 
 
 def _print_settings(settings: Settings, path: Path | None) -> None:

@@ -91,7 +91,8 @@ class CommandProcessor:
     ``clock_ms`` is the member's clock (epoch ms), used for the times of executions as
     everywhere on the member; expiry and ``processed_ms`` use the Redis server's clock,
     the one commands are issued with. ``stop_job`` stops an RQ job (injectable for tests
-    that run no RQ worker).
+    that run no RQ worker) through ``rq_client``, the Redis of the member's RQ queue
+    (default: ``client``).
     """
 
     def __init__(
@@ -103,8 +104,10 @@ class CommandProcessor:
         member_uuid: str,
         clock_ms: Callable[[], int] = _wall_clock_ms,
         stop_job: Callable[[redis.Redis, str], bool] = stop_rq_job,
+        rq_client: redis.Redis | None = None,
     ) -> None:
         self.client = client
+        self.rq_client = client if rq_client is None else rq_client
         self.store = store
         self.member_uuid = member_uuid
         self.stream = keys.commands(member_uuid)
@@ -250,7 +253,7 @@ class CommandProcessor:
             return self._finish(row, "done", now_ms, f"nothing to abort: already {status}")
         if before.status == "scheduled":
             return self._finish(row, "done", now_ms, "aborted before it started")
-        stopped = self._stop_job(self.client, before.rq_job_id or execution_id)
+        stopped = self._stop_job(self.rq_client, before.rq_job_id or execution_id)
         detail = "aborted; RQ job stopped" if stopped else "aborted; its RQ job was not executing"
         log.info("member %s: execution %s %s", self.member_uuid, execution_id, detail)
         return self._finish(row, "done", now_ms, detail)
