@@ -14,6 +14,7 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:view:state            hash     member uuid -> "active" | "inactive" | "dead"
     {qwc}:view:info             hash     member uuid -> msgpack of its last Heartbeat
     {qwc}:view:started          string   Redis server ms when this view began (grace rule)
+    {qwc}:view:server           string   run_id of the Redis server the view was last read on
     {qwc}:takeover:attempt:<uuid>   string   SET NX PX sleep: one takeover attempt per sleep
     {qwc}:recovery:attempt:<uuid>   string   SET NX PX sleep: one recovery attempt per sleep
     {qwc}:takeover:held         hash     proposal id -> why the mass-failure guard holds it
@@ -91,6 +92,10 @@ class Keys:
     @property
     def view_started(self) -> str:
         return self._k("view:started")
+
+    @property
+    def view_server(self) -> str:
+        return self._k("view:server")
 
     def commands(self, member_uuid: str) -> str:
         return self._k(f"commands:{member_uuid}")

@@ -15,6 +15,8 @@ from producers.heartbeat import HeartbeatProducer
 from schemas.keys import GROUP_LIVENESS, Keys
 from schemas.settings import Settings
 from tests.cluster import membership_changes, new_uuid, wait_for
+from workers.bus.connect import server_run_id
+from workers.bus.streams import server_time_ms
 from workers.liveness import view
 from workers.liveness.worker import LivenessWorker
 from workers.store import Store
@@ -173,3 +175,37 @@ def _unread(r: redis.Redis) -> bool:
     last = r.xinfo_stream(KEYS.heartbeats)["last-generated-id"]
     (group,) = r.xinfo_groups(KEYS.heartbeats)
     return bool(group["last-delivered-id"] != last)
+
+
+@pytest.mark.parametrize("failed_over", [False, True])
+def test_a_view_read_on_another_redis_server_restarts_the_grace(
+    r: redis.Redis, store: Store, tmp_path: Path, redis_url: str, failed_over: bool
+) -> None:
+    """Each pass checks which server it reads: the view last read on another one (a
+    failover to a replica, or a restart) restarts the grace rule, so members silent through
+    the outage are not declared dead at once; on the same server a member silent past
+    considerDead is dead at once. redis-py reconnects silently, so no error is needed."""
+    s = settings(redis_url, tmp_path, 0.3, 0.6)
+    w = LivenessWorker(r, store, s, consumer="w1")
+    member = new_uuid()
+    HeartbeatProducer(r, uuid=member, name="quiet", interval_s=1).beat()
+    w.step()
+    assert state(r, member) == "active"
+    assert r.get(KEYS.view_server) == server_run_id(r).encode()
+    last_seen_ms = view.read_observations(r, KEYS, [member])[0].last_seen_ms
+    assert last_seen_ms is not None
+    wait_for(lambda: server_time_ms(r) > last_seen_ms + 700, what="silent past considerDead")
+    if failed_over:  # what the view looks like on a promoted replica: read on another server
+        r.set(KEYS.view_server, "0" * 40)
+    w.step()
+    if not failed_over:
+        assert state(r, member) == "dead"
+        return
+    started_ms = int(r.get(KEYS.view_started) or 0)
+    assert started_ms > last_seen_ms + 700
+    assert state(r, member) == "inactive"
+    assert r.get(KEYS.view_server) == server_run_id(r).encode()
+    while state(r, member) != "dead":
+        w.step()
+    dead = membership_changes(r, KEYS, member)[-1]
+    assert dead.to_state.value == "dead" and dead.at_ms >= started_ms + 600

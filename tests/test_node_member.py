@@ -12,12 +12,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 from rq import Queue
+from rq.job import Job
 
 from producers.heartbeat import HeartbeatProducer
 from schemas.codec import decode_as
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
-from workers.node.member import Member, MemberConfig
+from workers.node.member import REQUEUE_AFTER_MS, REQUEUE_CHECK_MS, Member, MemberConfig
 from workers.node.rq_worker import queue_name
 from workers.node.runner import OUTPUT_TAIL_BYTES, run_command, use_database
 from workers.store import (
@@ -170,6 +171,37 @@ def test_an_execution_not_enqueued_is_enqueued_on_the_next_step(
     assert len(list_executions(store, job_id=job_id)) == 1
 
 
+def test_a_queued_execution_whose_rq_job_was_lost_is_queued_again(
+    store: Store,
+    member_parts: tuple[Member, Clock, Queue, HeartbeatProducer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis failover may drop the enqueue the store already records as queued: the member
+    finds the execution still scheduled with no RQ job and queues it again; one still
+    waiting in the queue is left alone."""
+    member, clock, queue, _ = member_parts
+    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
+    lost, waiting = (
+        insert_execution(
+            store, job_id=job_id, member_uuid=ME, trigger="retry", fire_ms=T0, now_ms=T0
+        )
+        for _ in range(2)
+    )
+    member.step()
+    assert sorted(queue.job_ids) == sorted([lost, waiting])
+    Job.fetch(lost, connection=queue.connection).delete()  # the write the failover dropped
+    clock.now_ms = T0 + REQUEUE_AFTER_MS  # not yet: queued exactly REQUEUE_AFTER_MS ago
+    member.step()
+    assert queue.job_ids == [waiting]
+    clock.now_ms = T0 + REQUEUE_AFTER_MS + REQUEUE_CHECK_MS
+    with caplog.at_level(logging.WARNING, logger="workers.node.member"):
+        member.step()
+    assert queue.job_ids == [waiting, lost]
+    assert get_execution(store, lost).queued_ms == clock.now_ms
+    assert get_execution(store, waiting).queued_ms == T0
+    assert f"queueing them again: {lost}" in caplog.text
+
+
 def test_executions_assigned_by_others_are_queued_when_due_and_once(
     store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
 ) -> None:
@@ -292,3 +324,27 @@ def test_run_command_reports_a_missing_program_as_failed() -> None:
     assert outcome.exit_code is None and outcome.status == "failed"
     assert "/nonexistent/qwc-test-program" in outcome.output_tail
     assert run_command([]).status == "failed"
+
+
+def test_a_redis_error_in_remote_commands_does_not_hold_up_firing(
+    store: Store,
+    member_parts: tuple[Member, Clock, Queue, HeartbeatProducer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    member, clock, queue, _ = member_parts
+    calls: list[int] = []
+
+    def commands() -> None:
+        calls.append(clock.now_ms)
+        raise redis.ConnectionError("Error 111 connecting to the old primary")
+
+    member.commands = commands
+    job_id = _job(store, ["true"])
+    member.step()
+    clock.now_ms = T0 + 750
+    with caplog.at_level(logging.WARNING, logger="workers.node.member"):
+        member.step()
+    (execution,) = list_executions(store, job_id=job_id)
+    assert queue.job_ids == [execution.id]
+    assert calls == [T0]  # retried at the next commands interval, not on every step
+    assert "remote commands not processed (ConnectionError" in caplog.text

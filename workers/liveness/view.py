@@ -3,7 +3,12 @@
 Layout (key names in :mod:`schemas.keys`): ``view:seen`` (zset uuid -> last heartbeat ms),
 ``view:watch`` (the same for members not yet dead, plus store members never heard, scored
 at the view's start), ``view:state`` (hash uuid -> state), ``view:info`` (hash uuid -> last
-heartbeat, msgpack), ``view:started`` (ms the view began: the grace rule's origin).
+heartbeat, msgpack), ``view:started`` (ms the view began: the grace rule's origin),
+``view:server`` (run_id of the Redis server the view was last checked on).
+
+A view read on another Redis server than before (a failover to a replica, a restart that
+kept its data) may have lost the last writes, and nobody could heartbeat while no server
+answered: :func:`note_server` then restarts the grace rule, as for a lost view.
 
 State changes go through one Lua script that compares-and-sets a member's state and last
 seen time and appends the change to the membership stream in the same atomic step, so a
@@ -30,6 +35,7 @@ __all__ = [
     "ViewSnapshot",
     "apply_transitions",
     "decode_heartbeats",
+    "note_server",
     "observations_from",
     "queue_observe",
     "read_clock",
@@ -169,6 +175,30 @@ def read_clock(r: redis.Redis, keys: Keys, inactive_ms: int) -> Clock:
     )
 
 
+# KEYS: server, started. ARGV: run_id. Records the server; when the view was last checked on
+# another one, restarts the view's grace (started := now). Returns the new start, or false.
+_SERVER_LUA = """
+local before = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+if before and before ~= ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[2], now)
+  return now
+end
+return false
+"""
+
+
+def note_server(r: redis.Redis, keys: Keys, run_id: str) -> int | None:
+    """Record that the view is read on the server ``run_id``. When it was last read on
+    another server, restart the grace rule and return the view's new start (server ms);
+    else None. Idempotent across replicas: only the first to see the change restarts."""
+    script = r.register_script(_SERVER_LUA)
+    restarted = script(keys=[keys.view_server, keys.view_started], args=[run_id])
+    return None if restarted is None else int(restarted)
+
+
 def seed_unseen(r: redis.Redis, keys: Keys, uuids: Iterable[str], now_ms: int) -> int:
     """Watch store members the view never heard of, known since ``now_ms`` (kept if known
     earlier). Returns how many were added. Members with a state are left alone."""
@@ -237,21 +267,32 @@ class ViewSnapshot:
     info: dict[str, bytes]
 
 
+# KEYS: started, seen, state, info. The view and the server time in one atomic step (a
+# script, not a pipeline: a Redis Cluster pipeline cannot send TIME).
+_SNAPSHOT_LUA = """
+local t = redis.call('TIME')
+return {t[1], t[2], redis.call('GET', KEYS[1]),
+        redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
+        redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
+"""
+
+
+def _pairs(flat: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
 def read_snapshot(r: redis.Redis, keys: Keys) -> ViewSnapshot:
     """The whole view at the Redis server's current time."""
-    pipe = r.pipeline(transaction=False)
-    pipe.time()
-    pipe.get(keys.view_started)
-    pipe.zrange(keys.view_seen, 0, -1, withscores=True)
-    pipe.hgetall(keys.view_state)
-    pipe.hgetall(keys.view_info)
-    (sec, usec), started, seen, states, info = pipe.execute()
+    script = r.register_script(_SNAPSHOT_LUA)
+    sec, usec, started, seen, states, info = script(
+        keys=[keys.view_started, keys.view_seen, keys.view_state, keys.view_info]
+    )
     return ViewSnapshot(
         now_ms=int(sec) * 1000 + int(usec) // 1000,
-        view_started_ms=int(started) if started is not None else None,
-        seen_ms={u.decode(): int(s) for u, s in seen},
-        states={u.decode(): MemberState(s.decode()) for u, s in states.items()},
-        info={u.decode(): v for u, v in info.items()},
+        view_started_ms=int(started) if started else None,
+        seen_ms={u.decode(): int(float(s)) for u, s in _pairs(seen)},
+        states={u.decode(): MemberState(s.decode()) for u, s in _pairs(states)},
+        info={u.decode(): v for u, v in _pairs(info)},
     )
 
 

@@ -20,7 +20,7 @@ import redis
 from schemas.keys import GROUP_LIVENESS, Keys
 from schemas.messages import Heartbeat, MembershipChange, Message
 from schemas.settings import Settings
-from workers.bus.connect import BLOCK_MS_MAX
+from workers.bus.connect import BLOCK_MS_MAX, server_run_id
 from workers.bus.retry import run_forever
 from workers.bus.streams import (
     ack,
@@ -84,7 +84,9 @@ class LivenessWorker:
         log.info("liveness worker %s: stopped", self.consumer)
 
     def prepare(self) -> None:
-        """Create the consumer groups and handle what this consumer held before a crash."""
+        """Check which Redis server this is, create the consumer groups and handle what this
+        consumer held before a crash. Runs again after every lost connection."""
+        self._check_server()
         ensure_group(self.redis, self.keys.heartbeats, GROUP_LIVENESS)
         ensure_group(self.redis, self.keys.membership, GROUP_MEMBERS_STORE)
         pending = read_pending(
@@ -96,7 +98,32 @@ class LivenessWorker:
 
     def step(self) -> None:
         """One pass: read heartbeats (blocking at most until the next deadline), observe them,
-        sweep silent members, copy new changes to the store. Three round trips when quiet."""
+        sweep silent members, copy new changes to the store. Four round trips when quiet.
+
+        Every pass first checks which Redis server it reads (``INFO server`` run_id): redis-py
+        reconnects silently, so a failover may show in nothing else before a silent member's
+        deadline. A lost connection makes the next pass prepare again (consumer groups)."""
+        try:
+            self._step()
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._ready = False
+            raise
+
+    def _check_server(self) -> bool:
+        """Restart the grace rule when the view is now read on another Redis server; returns
+        whether it did."""
+        started_ms = view.note_server(self.redis, self.keys, server_run_id(self.redis))
+        if started_ms is not None:
+            log.warning(
+                "liveness: Redis is another server than before (failover or restart): the "
+                "view restarts at %s ms; no member is declared dead before %.1f s of "
+                "observation",
+                started_ms,
+                self.th.dead_ms / 1000,
+            )
+        return started_ms is not None
+
+    def _step(self) -> None:
         if not self._ready:
             self.prepare()
         entries = read_by_deadline(
@@ -111,6 +138,7 @@ class LivenessWorker:
             self._wait_ms,
             self.stop,
         )
+        self._check_server()  # before the clock: after a failover the grace restarts first
         clock = self._horizon(self._clock(), entries, full=len(entries) >= self.batch)
         if clock.now_ms >= self._next_housekeeping_ms:
             self._housekeeping(clock)

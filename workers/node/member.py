@@ -22,8 +22,14 @@ and runs them on its own RQ queue.
    the commit and the enqueue leaves the execution unqueued: it is enqueued on the next
    pass (a second enqueue of the same id is harmless: the task only starts an execution
    that is still ``scheduled`` on this member).
+   Every :data:`REQUEUE_CHECK_MS` it looks for executions it queued more than
+   :data:`REQUEUE_AFTER_MS` ago that are still ``scheduled`` and not waiting on its RQ
+   queue: their RQ job was lost (writes a Redis failover dropped), or taken by a work horse
+   that died before it started the execution (Redis went away under it), or failed before
+   the start. They are marked unqueued, so the next dispatch enqueues them again; the
+   start is fenced, so a late first horse and the new one never both run it.
 5. every ``remoteExec.process.interval`` it processes its remote commands (when given a
-   command processor).
+   command processor). A transient error there is logged and does not hold up firing.
 6. on ``stop``: stops firing, the producer, then the RQ worker (warm shutdown).
 
 Transient Redis/SQL errors are logged and retried (:func:`workers.bus.retry.run_forever`).
@@ -39,11 +45,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rq import Queue
+from rq.job import Job, JobStatus
 
 from producers.heartbeat import HeartbeatProducer
 from schemas.keys import Keys
 from schemas.settings import Settings
-from workers.bus.connect import connect, redis_url_for
+from workers.bus.connect import connect, redis_url_for, rq_redis_url_for
 from workers.bus.retry import is_transient, run_forever
 from workers.node.commands import CommandProcessor
 from workers.node.rq_worker import RqWorkerProcess, queue_name
@@ -55,15 +62,19 @@ from workers.store import (
     fire_job,
     list_executions,
     list_jobs,
+    list_queued_before,
     list_unqueued,
     mark_queued,
     open_store,
     set_next_fire_ms,
     store_url,
+    unmark_queued,
 )
 
 __all__ = [
     "DISPATCH_POLL_MS",
+    "REQUEUE_AFTER_MS",
+    "REQUEUE_CHECK_MS",
     "RESULT_TTL_S",
     "Member",
     "MemberConfig",
@@ -76,6 +87,8 @@ log = logging.getLogger(__name__)
 RESULT_TTL_S = 3600  # how long RQ keeps a job's return value and failure info
 RQ_WARM_STOP_S = 5.0  # + RQ cold shutdown 2 s: the node exits within 10 s of SIGTERM
 DISPATCH_POLL_MS = 1_000  # at most this long before an execution assigned by others is queued
+REQUEUE_CHECK_MS = 5_000  # how often queued, unstarted executions are checked against RQ
+REQUEUE_AFTER_MS = 5_000  # queued this long ago, not started, no live RQ job: queue it again
 
 
 def wall_clock_ms() -> int:
@@ -132,6 +145,7 @@ class Member:
         self._next_reload_ms = 0
         self._next_dispatch_ms = 0  # the next poll, or an unqueued execution's fire time
         self._next_commands_ms = 0
+        self._next_requeue_check_ms = 0
 
     def run(self) -> None:
         """Run until ``stop`` is set; transient errors are logged and retried."""
@@ -142,8 +156,8 @@ class Member:
         """Reload if due, process commands if due, fire what is due, dispatch, wait."""
         now_ms = self._clock_ms()
         if self.commands is not None and now_ms >= self._next_commands_ms:
-            self.commands()
             self._next_commands_ms = now_ms + self._commands_every_ms
+            self._process_commands()
             self._next_dispatch_ms = now_ms  # a remote execution is queued at once
         if now_ms >= self._next_reload_ms:
             self.reload(now_ms)
@@ -161,9 +175,57 @@ class Member:
             if self.stop.is_set():
                 return
             self.fire(fire, now_ms)
+        if now_ms >= self._next_requeue_check_ms:
+            self._next_requeue_check_ms = now_ms + REQUEUE_CHECK_MS
+            self.requeue_lost(now_ms)
         if now_ms >= self._next_dispatch_ms:
             self.dispatch(now_ms)
         self._wait()
+
+    def _process_commands(self) -> None:
+        """Process remote commands; a transient error waits for the next interval, so that a
+        Redis outage never holds up firing (fires go through the store)."""
+        assert self.commands is not None
+        try:
+            self.commands()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning(
+                "member %s: remote commands not processed (%s: %s); next try in %.1f s",
+                self.config.member_uuid,
+                type(exc).__name__,
+                exc,
+                self._commands_every_ms / 1000,
+            )
+
+    def requeue_lost(self, now_ms: int) -> list[str]:
+        """Mark unqueued this member's executions queued over REQUEUE_AFTER_MS ago, still
+        ``scheduled`` and not waiting on the RQ queue: the next dispatch enqueues them
+        again. Returns their ids. (A horse starts its execution within milliseconds of
+        taking the job, so one still ``scheduled`` this long after is not being run.)"""
+        uuid = self.config.member_uuid
+        waiting = list_queued_before(self.store, uuid, now_ms - REQUEUE_AFTER_MS)
+        if not waiting:
+            return []
+        jobs = Job.fetch_many([e.id for e in waiting], connection=self.queue.connection)
+        lost = [
+            e.id
+            for e, job in zip(waiting, jobs, strict=True)
+            if job is None
+            or job.get_status(refresh=False) != JobStatus.QUEUED
+            or self.queue.get_job_position(e.id) is None
+        ]
+        if lost and unmark_queued(self.store, lost, member_uuid=uuid):
+            log.warning(
+                "member %s: %s queued execution(s) have no live RQ job (lost by Redis?); "
+                "queueing them again: %s",
+                uuid,
+                len(lost),
+                ", ".join(lost),
+            )
+            self._next_dispatch_ms = now_ms
+        return lost
 
     def reload(self, now_ms: int) -> ReloadResult:
         """Re-read the jobs this member owns and its running executions; restart the RQ
@@ -281,6 +343,7 @@ def run_member(
     store = open_store(settings)
     try:
         redis_url = redis_url_for(settings)
+        rq_url = rq_redis_url_for(settings)
         if not _retry_until_done(
             lambda: startup_cleanup(
                 store, settings, member_uuid=member_uuid, now_ms=wall_clock_ms()
@@ -294,13 +357,14 @@ def run_member(
             member_uuid, settings.heartbeat_interval_s, store_url(settings), queue_name(member_uuid)
         )
         use_database(config.database_url, member_uuid)  # inherited by the RQ worker it forks
-        worker = RqWorkerProcess(redis_url, config.queue, log_level=logging.getLogger().level)
+        worker = RqWorkerProcess(rq_url, config.queue, log_level=logging.getLogger().level)
         worker.start()
         try:
             _run_loop(
                 settings,
                 config,
                 redis_url,
+                rq_url,
                 store=store,
                 worker=worker,
                 name=name,
@@ -317,6 +381,7 @@ def _run_loop(
     settings: Settings,
     config: MemberConfig,
     redis_url: str,
+    rq_url: str,
     *,
     store: Store,
     worker: RqWorkerProcess,
@@ -325,7 +390,8 @@ def _run_loop(
     stop: threading.Event,
 ) -> None:
 
-    client = connect(redis_url, client_name=f"node-{name}")
+    client = connect(redis_url, client_name=f"node-{name}", prefix=settings.redis_prefix)
+    rq_client = client if rq_url == redis_url else connect(rq_url, client_name=f"node-{name}-rq")
     keys = Keys(settings.redis_prefix)
     producer = HeartbeatProducer(
         client,
@@ -343,12 +409,17 @@ def _run_loop(
         member = Member(
             config,
             store=store,
-            queue=Queue(config.queue, connection=client),
+            queue=Queue(config.queue, connection=rq_client),
             producer=producer,
             rq_worker=worker,
             stop=stop,
             commands=CommandProcessor(
-                client, store, keys, member_uuid=config.member_uuid, clock_ms=wall_clock_ms
+                client,
+                store,
+                keys,
+                member_uuid=config.member_uuid,
+                clock_ms=wall_clock_ms,
+                rq_client=rq_client,
             ).process,
             commands_every_s=settings.remote_exec_process_interval_s,
         )
@@ -356,6 +427,8 @@ def _run_loop(
     finally:
         producer.stop()
         client.close()
+        if rq_client is not client:
+            rq_client.close()
         log.info("member %s (%s): stopped", config.member_uuid, name)
 
 

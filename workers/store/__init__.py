@@ -52,11 +52,13 @@ from workers.store.executions import (
     insert_execution,
     insert_executions,
     list_executions,
+    list_queued_before,
     list_unqueued,
     mark_incomplete,
     mark_queued,
     move_scheduled_executions,
     start_execution,
+    unmark_queued,
 )
 from workers.store.fence import claim_fire, fire_job, set_next_fire_ms
 from workers.store.jobs import (
@@ -157,6 +159,7 @@ __all__ = [
     "list_executions",
     "list_jobs",
     "list_members",
+    "list_queued_before",
     "list_recoveries",
     "list_takeovers",
     "list_unqueued",
@@ -179,6 +182,7 @@ __all__ = [
     "split_missed_fires",
     "start_execution",
     "store_url",
+    "unmark_queued",
     "update_job",
     "upgrade",
 ]

@@ -202,6 +202,38 @@ def list_unqueued(db: Db, member_uuid: str) -> list[ExecutionRow]:
         return [ExecutionRow.from_mapping(row) for row in conn.execute(stmt).mappings()]
 
 
+def list_queued_before(db: Db, member_uuid: str, queued_before_ms: int) -> list[ExecutionRow]:
+    """``member_uuid``'s executions still ``scheduled`` that it put on its RQ queue before
+    ``queued_before_ms``: waiting their turn, or lost from the queue (see
+    :func:`unmark_queued`)."""
+    stmt = (
+        select(_t)
+        .where(_t.c.member_uuid == member_uuid, _t.c.status == "scheduled")
+        .where(_t.c.queued_ms < queued_before_ms)
+        .order_by(_t.c.queued_ms, _t.c.id)
+    )
+    with reading(db) as conn:
+        return [ExecutionRow.from_mapping(row) for row in conn.execute(stmt).mappings()]
+
+
+def unmark_queued(db: Db, execution_ids: Collection[str], *, member_uuid: str) -> int:
+    """Forget that ``member_uuid`` enqueued these still-``scheduled`` executions, so its next
+    dispatch enqueues them again (their RQ jobs were lost, e.g. with writes a Redis failover
+    dropped); returns how many rows changed. Safe against a late start: the runner only
+    starts an execution that is still ``scheduled`` on this member."""
+    if not execution_ids:
+        return 0
+    stmt = (
+        _t.update()
+        .where(_t.c.id.in_(list(execution_ids)), _t.c.member_uuid == member_uuid)
+        .where(_t.c.status == "scheduled", _t.c.queued_ms.is_not(None))
+        .values(queued_ms=None)
+    )
+    with writing(db) as conn:
+        count: int = conn.execute(stmt).rowcount
+    return count
+
+
 def mark_queued(db: Db, execution_ids: Collection[str], *, member_uuid: str, now_ms: int) -> int:
     """Record that ``member_uuid`` enqueued these executions (still ``scheduled`` and its own);
     returns how many rows changed."""
