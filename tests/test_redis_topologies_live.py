@@ -1,0 +1,244 @@
+"""Real processes on real Redis topologies: the takeover scenario on a three-master Redis
+Cluster, and a Sentinel failover of the primary in the middle of a run.
+
+The SQL store is PostgreSQL when QWC_TEST_DATABASE_URL is set (as in CI), else SQLite.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from schemas.keys import Keys
+from tests.cluster import Cluster, membership_changes, wait_for
+from tests.fixtures_sql import reset_postgres_schema
+from tests.redis_topologies import RedisCluster3, SentinelSet
+from tests.test_takeover_live import TAKEOVER_ENV, add_jobs, owners, start, takeovers
+from workers.bus.embedded import EmbeddedRedis
+from workers.liveness.view import read_snapshot
+from workers.store import (
+    ExecutionRow,
+    Store,
+    create_job,
+    create_store_engine,
+    list_executions,
+    upgrade,
+)
+
+pytestmark = pytest.mark.processes
+
+KEYS = Keys()
+EVERY_SECOND = "* * * * * *"
+
+
+def _database(tmp_path: Path) -> str:
+    url = os.environ.get("QWC_TEST_DATABASE_URL")
+    if url:
+        reset_postgres_schema(url)
+    else:
+        url = f"sqlite:///{tmp_path / 'qwc.db'}"
+    engine = create_store_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def _cluster(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Cluster:
+    c = Cluster(redis_url=redis_url, database_url=_database(tmp_path), home=tmp_path / "home")
+    c.extra_env.update(TAKEOVER_ENV)
+
+    def dump() -> None:
+        c.stop_all()
+        EmbeddedRedis(c.home).stop()  # RQ's queues beside a Redis Cluster (if started)
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(c.dump_logs())
+
+    request.addfinalizer(dump)
+    return c
+
+
+@pytest.fixture
+def on_redis_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    with RedisCluster3.start(tmp_path / "redis") as rc:
+        c = _cluster(request, tmp_path, rc.url)
+        c.redis_cluster = rc  # type: ignore[attr-defined]
+        yield c
+        c.stop_all()
+
+
+@pytest.fixture
+def on_sentinel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    with SentinelSet.start(tmp_path / "redis", down_after_ms=1000) as ss:
+        c = _cluster(request, tmp_path, ss.url)
+        c.sentinel_set = ss  # type: ignore[attr-defined]
+        yield c
+        c.stop_all()
+
+
+def _store(c: Cluster) -> Store:
+    return Store(create_store_engine(c.database_url))
+
+
+def _executions(c: Cluster) -> list[ExecutionRow]:
+    store = _store(c)
+    try:
+        return list_executions(store)
+    finally:
+        store.close()
+
+
+def _fires_by_job(rows: list[ExecutionRow]) -> dict[str, list[int]]:
+    fires: dict[str, list[int]] = defaultdict(list)
+    for e in rows:
+        if e.trigger == "schedule":
+            fires[e.job_id].append(e.fire_ms)
+    return {job: sorted(times) for job, times in fires.items()}
+
+
+def _add_ticking_jobs(c: Cluster, owner: str, n: int, prefix: str) -> list[str]:
+    store = _store(c)
+    try:
+        return [
+            create_job(
+                store,
+                project="p",
+                group_name="g",
+                name=f"{prefix}-{i}",
+                command=["true"],
+                schedule=EVERY_SECOND,
+                modified_by=owner,
+                now_ms=int(time.time() * 1000),
+            ).id
+            for i in range(n)
+        ]
+    finally:
+        store.close()
+
+
+def test_takeover_on_a_three_master_redis_cluster(on_redis_cluster: Cluster) -> None:
+    c = on_redis_cluster
+    rc: RedisCluster3 = c.redis_cluster  # type: ignore[attr-defined]
+    nodes = start(c)
+    victim, proc = nodes[0]
+    idle = add_jobs(c, victim, 20)
+    ticking = _add_ticking_jobs(c, victim, 4, "tick")
+    wait_for(
+        lambda: all(j in _fires_by_job(_executions(c)) for j in ticking),
+        timeout_s=15,
+        what="the victim fires its jobs (RQ beside the cluster)",
+    )
+    proc.kill()
+    jobs = idle + ticking
+    wait_for(lambda: all(owners(c)[j] != victim for j in jobs), timeout_s=20, what="moved")
+    survivors = {u for u, _ in nodes[1:]}
+    final = owners(c)
+    assert {final[j] for j in jobs} == survivors
+    (t,) = [t for t in takeovers(c) if t.outcome == "committed"]
+    assert t.dead_uuid == victim and t.jobs_moved == len(jobs)
+    assert sum(t.destinations.values()) == len(jobs) and set(t.destinations) == survivors
+    moved_at_ms = t.decided_ms
+    wait_for(
+        lambda: all(
+            any(f > moved_at_ms for f in _fires_by_job(_executions(c))[j]) for j in ticking
+        ),
+        timeout_s=15,
+        what="the new owners fire the ticking jobs",
+    )
+    rows = _executions(c)
+    for job, fires in _fires_by_job(rows).items():
+        assert len(fires) == len(set(fires)), f"job {job} fired twice at one time"
+    assert all(e.member_uuid != victim for e in rows if e.fire_ms > moved_at_ms)
+    changes = [x.to_state.value for x in membership_changes(c.client(), KEYS, victim)]
+    assert changes == ["active", "inactive", "dead"]
+
+    # every key of the cluster lives in one hash slot, on one node; RQ keys are not there
+    where: dict[int, list[bytes]] = {}
+    for port in rc.ports:
+        node = rc.node(port)
+        try:
+            keys = node.keys("*")
+            slots = {node.execute_command("CLUSTER", "KEYSLOT", k) for k in keys}
+        finally:
+            node.close()
+        if keys:
+            where[port] = keys
+            assert len(slots) == 1
+    assert len(where) == 1, {p: len(k) for p, k in where.items()}
+    (keys,) = where.values()
+    assert all(k.startswith(b"{qwc}:") for k in keys), [k for k in keys if b"{qwc}" not in k]
+    assert {KEYS.heartbeats.encode(), KEYS.membership.encode(), KEYS.takeover.encode()} <= set(keys)
+    assert json.loads(c.run("health", "--json").stdout) == {"redis": "ok", "store": "ok"}
+
+
+def test_sentinel_failover_mid_run_loses_no_fire_and_fires_none_twice(
+    on_sentinel: Cluster,
+) -> None:
+    """The primary is SIGKILLed while three members fire a job every second; the sentinel
+    promotes the replica. Heartbeats stop for the whole failover (longer than considerDead
+    here), yet nobody is declared dead: the liveness worker sees the view is now read on
+    another server and restarts the grace rule. Every second of every job fires exactly once,
+    late if it fell in the outage, and every execution finishes."""
+    c = on_sentinel
+    ss: SentinelSet = c.sentinel_set  # type: ignore[attr-defined]
+    nodes = start(c)
+    jobs = {u: _add_ticking_jobs(c, u, 2, f"tick-{i}") for i, (u, _) in enumerate(nodes)}
+    all_jobs = [j for js in jobs.values() for j in js]
+    wait_for(
+        lambda: all(len(_fires_by_job(_executions(c)).get(j, [])) >= 2 for j in all_jobs),
+        timeout_s=20,
+        what="every job fired twice",
+    )
+    ss.primary.kill()
+    killed_ms = int(time.time() * 1000)
+    wait_for(lambda: ss.current_primary_port() == ss.replica_port, timeout_s=30, what="promoted")
+    promoted_ms = int(time.time() * 1000)
+    r = c.client()
+
+    def all_active() -> bool:
+        try:  # the sentinel may still report no usable primary for a moment
+            states = read_snapshot(r, KEYS).states
+        except redis.ConnectionError:
+            return False
+        return all((s := states.get(u)) is not None and s.value == "active" for u, _ in nodes)
+
+    wait_for(all_active, timeout_s=20, what="members active on the new primary")
+    until_ms = int(time.time() * 1000) + 3000  # a few more seconds of fires after it
+    wait_for(
+        lambda: all(max(_fires_by_job(_executions(c))[j]) >= until_ms for j in all_jobs),
+        timeout_s=20,
+        what="fires after the failover",
+    )
+    outage_s = (promoted_ms - killed_ms) / 1000
+    assert outage_s > 1.2, f"the failover took {outage_s:.1f} s, not more than considerDead"
+
+    def unfinished() -> list[tuple[str, str, int | None, int]]:
+        rows = [e for e in _executions(c) if e.fire_ms <= until_ms]
+        return [(e.id, e.status, e.queued_ms, e.fire_ms) for e in rows if e.status != "succeeded"]
+
+    try:
+        wait_for(lambda: not unfinished(), timeout_s=30, what="every execution finished")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {unfinished()} (killed at {killed_ms})") from None
+    rows = _executions(c)
+    for job, fires in _fires_by_job(rows).items():
+        upto = [f for f in fires if f <= until_ms]
+        assert len(upto) == len(set(upto)), f"job {job} fired twice at one time"
+        gaps = [b - a for a, b in itertools.pairwise(upto) if b - a != 1000]
+        assert gaps == [], f"job {job} missed fire times: gaps {gaps} ms"
+        assert upto[0] < killed_ms and upto[-1] >= until_ms - 1000
+    assert owners(c) == {j: u for u, js in jobs.items() for j in js}  # nothing moved
+    assert takeovers(c) == []
+    for u, _ in nodes:
+        states = [x.to_state.value for x in membership_changes(r, KEYS, u)]
+        assert "dead" not in states, (u, states)
+    liveness_log = next(p for p in c.logs if "worker" in p.name).read_text(errors="replace")
+    assert "Redis is another server than before" in liveness_log
