@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -183,10 +184,13 @@ def test_sentinel_failover_mid_run_loses_no_fire_and_fires_none_twice(
     on_sentinel: Cluster,
 ) -> None:
     """The primary is SIGKILLed while three members fire a job every second; the sentinel
-    promotes the replica. Heartbeats stop for the whole failover (longer than considerDead
-    here), yet nobody is declared dead: the liveness worker sees the view is now read on
-    another server and restarts the grace rule. Every second of every job fires exactly once,
-    late if it fell in the outage, and every execution finishes."""
+    promotes the replica. The members are paused (SIGSTOP, half a second after a fire, when
+    they write nothing) from just before the kill until the liveness worker has made its
+    first pass on the new primary, so no heartbeat slips in first: every member has been
+    silent longer than considerDead when the worker looks. Yet nobody is declared dead: the
+    worker sees the view is now read on another server and restarts the grace rule. Every
+    second of every job fires exactly once, late if it fell in the outage, and every
+    execution finishes."""
     c = on_sentinel
     ss: SentinelSet = c.sentinel_set  # type: ignore[attr-defined]
     nodes = start(c)
@@ -197,11 +201,34 @@ def test_sentinel_failover_mid_run_loses_no_fire_and_fires_none_twice(
         timeout_s=20,
         what="every job fired twice",
     )
+    wait_for(lambda: 0.45 < time.time() % 1 < 0.6, every_s=0.01, what="between two fires")
+    for _, proc in nodes:
+        os.kill(proc.pid, signal.SIGSTOP)
     ss.primary.kill()
     killed_ms = int(time.time() * 1000)
-    wait_for(lambda: ss.current_primary_port() == ss.replica_port, timeout_s=30, what="promoted")
-    promoted_ms = int(time.time() * 1000)
-    r = c.client()
+    try:
+        wait_for(
+            lambda: ss.current_primary_port() == ss.replica_port, timeout_s=30, what="promoted"
+        )
+        promoted_ms = int(time.time() * 1000)
+        r = c.client()
+        new_primary = redis.Redis(host="127.0.0.1", port=ss.replica_port)
+        new_run_id = str(new_primary.info("server")["run_id"]).encode()
+        new_primary.close()
+
+        def worker_looked() -> bool:
+            try:
+                snapshot = read_snapshot(r, KEYS)
+                server = r.get(KEYS.view_server)
+            except redis.ConnectionError:
+                return False
+            dead = any(s.value == "dead" for s in snapshot.states.values())
+            return server == new_run_id or dead
+
+        wait_for(worker_looked, timeout_s=20, what="the liveness worker on the new primary")
+    finally:
+        for _, proc in nodes:
+            os.kill(proc.pid, signal.SIGCONT)
 
     def all_active() -> bool:
         try:  # the sentinel may still report no usable primary for a moment
