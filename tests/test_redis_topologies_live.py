@@ -15,21 +15,26 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
+from schemas.errors import NotFoundError
 from schemas.keys import Keys
 from tests.cluster import Cluster, membership_changes, wait_for
 from tests.fixtures_sql import reset_postgres_schema
 from tests.redis_topologies import RedisCluster3, SentinelSet
+from tests.test_manager_api import closed_port
+from tests.test_recovery_live import RECOVERY_ENV, once_then_quick, start_workers, wait_state
 from tests.test_takeover_live import TAKEOVER_ENV, add_jobs, owners, start, takeovers
 from workers.bus.embedded import EmbeddedRedis
-from workers.liveness.view import read_snapshot
+from workers.liveness.view import decode_heartbeats, read_snapshot
 from workers.store import (
     ExecutionRow,
     Store,
     create_job,
     create_store_engine,
+    get_execution,
     list_executions,
     upgrade,
 )
@@ -125,6 +130,26 @@ def _add_ticking_jobs(c: Cluster, owner: str, n: int, prefix: str) -> list[str]:
         store.close()
 
 
+def _keys_in_one_slot(rc: RedisCluster3) -> set[bytes]:
+    """Every key on the cluster's nodes, after checking they all start with ``{qwc}:`` and
+    live in one hash slot, on one node (RQ's keys are not there)."""
+    where: dict[int, list[bytes]] = {}
+    for port in rc.ports:
+        node = rc.node(port)
+        try:
+            keys = node.keys("*")
+            slots = {node.execute_command("CLUSTER", "KEYSLOT", k) for k in keys}
+        finally:
+            node.close()
+        if keys:
+            where[port] = keys
+            assert len(slots) == 1
+    assert len(where) == 1, {p: len(k) for p, k in where.items()}
+    (keys,) = where.values()
+    assert all(k.startswith(b"{qwc}:") for k in keys), [k for k in keys if b"{qwc}" not in k]
+    return set(keys)
+
+
 def test_takeover_on_a_three_master_redis_cluster(on_redis_cluster: Cluster) -> None:
     c = on_redis_cluster
     rc: RedisCluster3 = c.redis_cluster  # type: ignore[attr-defined]
@@ -161,22 +186,8 @@ def test_takeover_on_a_three_master_redis_cluster(on_redis_cluster: Cluster) -> 
     changes = [x.to_state.value for x in membership_changes(c.client(), KEYS, victim)]
     assert changes == ["active", "inactive", "dead"]
 
-    # every key of the cluster lives in one hash slot, on one node; RQ keys are not there
-    where: dict[int, list[bytes]] = {}
-    for port in rc.ports:
-        node = rc.node(port)
-        try:
-            keys = node.keys("*")
-            slots = {node.execute_command("CLUSTER", "KEYSLOT", k) for k in keys}
-        finally:
-            node.close()
-        if keys:
-            where[port] = keys
-            assert len(slots) == 1
-    assert len(where) == 1, {p: len(k) for p, k in where.items()}
-    (keys,) = where.values()
-    assert all(k.startswith(b"{qwc}:") for k in keys), [k for k in keys if b"{qwc}" not in k]
-    assert {KEYS.heartbeats.encode(), KEYS.membership.encode(), KEYS.takeover.encode()} <= set(keys)
+    keys = _keys_in_one_slot(rc)
+    assert {KEYS.heartbeats.encode(), KEYS.membership.encode(), KEYS.takeover.encode()} <= keys
     assert json.loads(c.run("health", "--json").stdout) == {"redis": "ok", "store": "ok"}
 
 
@@ -269,3 +280,135 @@ def test_sentinel_failover_mid_run_loses_no_fire_and_fires_none_twice(
         assert "dead" not in states, (u, states)
     liveness_log = next(p for p in c.logs if "worker" in p.name).read_text(errors="replace")
     assert "Redis is another server than before" in liveness_log
+
+
+def _add_job(c: Cluster, owner: str, name: str, command: list[str], *, retry: int = 0) -> str:
+    store = _store(c)
+    try:
+        return create_job(
+            store,
+            project="p",
+            group_name="g",
+            name=name,
+            command=command,
+            schedule=None,
+            modified_by=owner,
+            now_ms=int(time.time() * 1000),
+            retry_count=retry,
+            retry_delay_s=0.2 if retry else 0.0,
+        ).id
+    finally:
+        store.close()
+
+
+def _status(c: Cluster, execution_id: str) -> str | None:
+    """The execution's status; None while it does not exist (its command not processed)."""
+    store = _store(c)
+    try:
+        return get_execution(store, execution_id).status
+    except NotFoundError:
+        return None
+    finally:
+        store.close()
+
+
+def _retries(c: Cluster, execution_id: str) -> list[ExecutionRow]:
+    store = _store(c)
+    try:
+        return list_executions(store, retry_of=execution_id)
+    finally:
+        store.close()
+
+
+def _running_per_heartbeat(r: redis.Redis, member: str) -> tuple[str, ...]:
+    """The executions running on ``member`` by its last heartbeat the liveness view holds."""
+    last = decode_heartbeats(read_snapshot(r, KEYS).info).get(member)
+    return () if last is None else last.running
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=2)  # readOpen: no token needed to read
+    except httpx.TransportError:
+        return None
+
+
+def test_recovery_commands_manager_and_record_on_a_redis_cluster(
+    on_redis_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Beside the takeover scenario, the rest of the service on a three-master Redis
+    Cluster, each member's RQ queue in its embedded Redis: ``qwc run --on`` through a
+    member's command stream, recovery of a SIGKILLed member's running execution on the
+    survivor, ``qwc members``, the manager's API and metrics, ``qwc record`` / ``replay``."""
+    c = on_redis_cluster
+    rc: RedisCluster3 = c.redis_cluster  # type: ignore[attr-defined]
+    c.extra_env.update(
+        RECOVERY_ENV,
+        QWC_CLUSTERMODE_REMOTEEXEC_PROCESS_INTERVAL="0.2",
+        QWC_MANAGER_TOKEN="cluster-test-token",
+        QWC_MANAGER_READOPEN="true",
+        QWC_CLUSTERMODE_AUTOTAKEOVER_ENABLED="false",  # no takeover worker: none recorded
+    )
+    start_workers(c)  # liveness + recovery
+    port = closed_port()
+    c.start("manager", "--port", str(port))
+    survivor, _ = c.node("survivor")
+    victim, victim_proc = c.node("victim")
+    wait_state(c, [survivor, victim], "active")
+
+    # 1. a remote execute through the victim's command stream
+    quick = _add_job(c, survivor, "quick", ["true"])
+    issued = json.loads(c.run("run", quick, "--on", victim, "--json").stdout)
+    ran = str(issued["execution_id"])
+    wait_for(lambda: _status(c, ran) == "succeeded", timeout_s=10, what="the remote execution")
+
+    # 2. a running execution of a job with a retry, its member SIGKILLed: retried elsewhere
+    slow = _add_job(c, survivor, "slow", once_then_quick(tmp_path, "slow"), retry=1)
+    first = str(json.loads(c.run("run", slow, "--on", victim, "--json").stdout)["execution_id"])
+    r = c.client()
+    wait_for(  # a heartbeat says so too: the recording then shows it (replayed below)
+        lambda: first in _running_per_heartbeat(r, victim), timeout_s=10, what="slow running"
+    )
+    victim_proc.kill()
+    (retry,) = wait_for(
+        lambda: [e for e in _retries(c, first) if e.status == "succeeded"],
+        timeout_s=15,
+        what="the retry run by the survivor",
+    )
+    assert _status(c, first) == "incomplete"
+    assert (retry.member_uuid, retry.attempt, retry.trigger) == (survivor, 2, "retry")
+    (recovery,) = json.loads(c.run("recoveries", "--json").stdout)
+    assert (recovery["dead_uuid"], recovery["outcome"], recovery["retried"]) == (
+        victim,
+        "committed",
+        1,
+    )
+
+    # 3. qwc members, and the manager's API and metrics
+    listed = {m["uuid"]: m["state"] for m in c.members_json()}
+    assert listed == {survivor: "active", victim: "dead"}
+    base = f"http://127.0.0.1:{port}"
+    metrics = wait_for(lambda: _get(f"{base}/metrics"), timeout_s=10, what="the manager")
+    assert metrics is not None and metrics.status_code == 200
+    assert 'qwc_source_up{source="redis"} 1.0' in metrics.text
+    assert 'qwc_source_up{source="store"} 1.0' in metrics.text
+    assert 'qwc_members{state="dead"} 1.0' in metrics.text
+    for group, stream in (("liveness", "heartbeats"), ("commands", f"commands:{survivor}")):
+        assert f'qwc_stream_pending_entries{{group="{group}",stream="{stream}"}} 0.0' in (
+            metrics.text
+        ), metrics.text
+    api = _get(f"{base}/api/cluster/members")
+    assert api is not None and api.status_code == 200
+    assert {m["uuid"]: m["state"] for m in api.json()} == listed
+
+    # 4. a recording of it all, replayed
+    out = tmp_path / "cluster.qwcrec"
+    recorded = c.run("record", "--out", str(out)).stdout
+    assert f"2 commands:{victim}" in recorded and "1 recovery" in recorded, recorded
+    replayed = json.loads(c.run("replay", str(out), "--json", "--diff").stdout)
+    assert replayed["summary"]["decided"] == {"recovery": {"committed": 1}}, replayed["summary"]
+    assert replayed["diff"]["differences"] == [], replayed["diff"]
+
+    # 5. every key still in the one slot of {qwc}
+    keys = _keys_in_one_slot(rc)
+    assert {KEYS.commands(victim).encode(), KEYS.recovery.encode()} <= keys
