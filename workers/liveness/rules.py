@@ -5,8 +5,9 @@ A member is ``active`` while the age of its last heartbeat is below considerInac
 clock only (stream entry ids and ``TIME``), never a member's clock.
 
 Grace rule: the view has a start time (``view_started_ms``, when it was created or found
-lost). Nobody is declared dead before considerDead of observation since then, whatever
-the age of the last heartbeat it holds. A member known to the store that never
+lost, or first read on another Redis server after a failover or restart). Nobody is
+declared dead before considerDead of observation since then, whatever the age of the last
+heartbeat it holds. A member known to the store that never
 heartbeat in this view counts as last seen when the view first knew of it
 (``known_since_ms``: the view's start for members the store had then, later for members
 that appeared later, such as a job's new owner), so it turns inactive and dead like any
