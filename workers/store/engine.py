@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 __all__ = [
+    "DB_CONNECT_TIMEOUT_S",
     "SQLITE_BUSY_TIMEOUT_MS",
     "Store",
     "create_store_engine",
@@ -31,6 +32,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+DB_CONNECT_TIMEOUT_S = 5  # a server that does not answer fails a connect instead of hanging
 SQLITE_FILE_NAME = "qwc.db"
 # Execution option set by Store.begin(): the SQLite "begin" hook then emits BEGIN IMMEDIATE.
 _WRITE_OPTION = "qwc_write"
@@ -54,15 +56,20 @@ def masked_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def create_store_engine(url: str) -> Engine:
+def create_store_engine(url: str, *, connect_timeout_s: int = DB_CONNECT_TIMEOUT_S) -> Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
-    Raises ``sqlalchemy.exc.ArgumentError`` for a malformed URL and
+    A PostgreSQL connect gives up after ``connect_timeout_s`` (unless the URL sets its own
+    ``connect_timeout``), so an unreachable database surfaces as an error (a 503, a retried
+    loop) instead of a hang. Raises ``sqlalchemy.exc.ArgumentError`` for a malformed URL and
     ``sqlalchemy.exc.NoSuchModuleError`` for an unknown dialect; nothing connects yet.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        connect_args = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = connect_timeout_s
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     engine = create_engine(url, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
