@@ -18,6 +18,7 @@ from producers.heartbeat import HeartbeatProducer
 from schemas.codec import decode_as
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
+from tests.cluster import wait_for
 from workers.node.member import REQUEUE_AFTER_MS, REQUEUE_CHECK_MS, Member, MemberConfig
 from workers.node.rq_worker import queue_name
 from workers.node.runner import OUTPUT_TAIL_BYTES, run_command, use_database
@@ -28,6 +29,7 @@ from workers.store import (
     get_job,
     insert_execution,
     list_executions,
+    mark_incomplete,
     move_scheduled_executions,
     reassign_jobs,
     start_execution,
@@ -348,3 +350,53 @@ def test_a_redis_error_in_remote_commands_does_not_hold_up_firing(
     assert queue.job_ids == [execution.id]
     assert calls == [T0]  # retried at the next commands interval, not on every step
     assert "remote commands not processed (ConnectionError" in caplog.text
+
+
+def test_run_command_is_killed_once_keep_running_says_no() -> None:
+    answers = iter([True, False])
+    outcome = run_command(
+        [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
+        keep_running=lambda: next(answers),
+        check_every_s=0.05,
+    )
+    assert outcome.stopped and outcome.exit_code == -9
+    assert outcome.output_tail == "started\n"
+
+
+def test_run_command_goes_on_when_keep_running_fails() -> None:
+    def broken() -> bool:
+        raise OSError("the store does not answer")
+
+    outcome = run_command(
+        [sys.executable, "-c", "import time; time.sleep(0.3)"],
+        keep_running=broken,
+        check_every_s=0.05,
+    )
+    assert (outcome.stopped, outcome.exit_code) == (False, 0)
+
+
+def test_an_execution_recovered_elsewhere_while_running_here_is_killed(
+    store: Store, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    """The store is the authority: a running execution marked incomplete by a recovery
+    (this member was cut off or paused) has its command killed at the next check, and the
+    task writes no outcome over the recovery's."""
+    member, _clock, queue, _ = member_parts
+    job_id = _job(store, [sys.executable, "-c", "import time; time.sleep(60)"], "0 0 1 1 *")
+    execution_id = insert_execution(
+        store, job_id=job_id, member_uuid=ME, trigger="manual", fire_ms=T0, now_ms=T0
+    )
+    member.step()
+    use_database(store.engine.url.render_as_string(hide_password=False), ME, check_every_s=0.05)
+    rq_job = queue.fetch_job(execution_id)
+    assert rq_job is not None
+    result: list[str] = []
+    task = threading.Thread(target=lambda: result.append(rq_job.perform()), daemon=True)
+    task.start()
+    wait_for(lambda: get_execution(store, execution_id).status == "running", what="running")
+    assert mark_incomplete(store, member_uuid=ME, now_ms=T0 + 1) == [execution_id]
+    task.join(10)
+    assert not task.is_alive(), "the command was not killed"
+    assert result == ["stopped"]
+    done = get_execution(store, execution_id)
+    assert (done.status, done.exit_code) == ("incomplete", None)

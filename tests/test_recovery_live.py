@@ -17,6 +17,7 @@ import pytest
 
 from schemas.keys import GROUP_RECOVERY, Keys
 from tests.cluster import Cluster, membership_changes, new_uuid, wait_for
+from tests.test_node_live import pid_gone
 from workers.liveness.view import read_snapshot
 from workers.store import (
     ExecutionRow,
@@ -268,3 +269,38 @@ def test_a_redelivered_proposal_creates_no_second_retry(rc: Cluster, tmp_path: P
 def _delivered_and_acked(r: Any) -> bool:
     (group,) = r.xinfo_groups(KEYS.recovery)
     return bool(group["last-delivered-id"] != b"0-0" and group["pending"] == 0)
+
+
+def test_a_paused_member_s_recovered_command_is_killed_while_it_is_still_paused(
+    rc: Cluster, tmp_path: Path
+) -> None:
+    """The node is SIGSTOPped (not killed) while it runs a job with a retry: it turns dead,
+    the recovery marks the execution incomplete and retries it on the live member. The
+    paused node's RQ worker still runs the command; at its next store check the work horse
+    sees the execution is no longer running there and kills it, so the work never runs
+    twice for long, and nothing is written over the recovery's outcome."""
+    db = Db(rc)
+    start_workers(rc)
+    live, _ = node(rc, "live")
+    victim, victim_proc = node(rc, "victim")
+    wait_state(rc, [live, victim], "active")
+    marker, pid_file = tmp_path / "long.ran", tmp_path / "long.pid"
+    command = [
+        "sh",
+        "-c",
+        f"test -e {marker} || {{ touch {marker}; echo $$ > {pid_file}; exec sleep 30; }}",
+    ]
+    first = db.run_on(db.job("long", command, retry_count=1), victim)
+    wait_running(db, [first])
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="pid"))
+    os.kill(victim_proc.pid, signal.SIGSTOP)
+    try:
+        wait_state(rc, [victim], "dead")
+        (retry,) = wait_for(lambda: db.retries(first), timeout_s=20, what="the retry")
+        assert retry.member_uuid == live
+        wait_for(lambda: db.execution(retry.id).status == "succeeded", what="retry succeeded")
+        wait_for(lambda: pid_gone(pid), timeout_s=10, what="the paused member's command killed")
+        assert victim_proc.poll() is None  # the node is still there, paused
+    finally:
+        os.kill(victim_proc.pid, signal.SIGCONT)
+    assert db.execution(first).status == "incomplete"

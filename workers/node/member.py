@@ -356,7 +356,8 @@ def run_member(
         config = MemberConfig(
             member_uuid, settings.heartbeat_interval_s, store_url(settings), queue_name(member_uuid)
         )
-        use_database(config.database_url, member_uuid)  # inherited by the RQ worker it forks
+        # inherited by the RQ worker it forks; running commands re-check the store each interval
+        use_database(config.database_url, member_uuid, check_every_s=settings.heartbeat_interval_s)
         worker = RqWorkerProcess(rq_url, config.queue, log_level=logging.getLogger().level)
         worker.start()
         try:

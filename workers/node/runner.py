@@ -12,6 +12,13 @@ the job's retry delay; the member enqueues it when due). An execution that is no
 ``scheduled`` here when the task starts (aborted, moved, or marked ``incomplete`` by a
 recovery) is not run. An aborted execution's work horse is killed (RQ's stop-job command):
 no outcome is written by the task, and there is no retry.
+
+While the command runs, the task re-reads its execution every ``check_every_s`` (the
+member's heartbeat interval): once the store no longer has it ``running`` on this member —
+marked ``incomplete`` and retried elsewhere by a recovery while this member was cut off
+from Redis or paused, or aborted while the stop-job command could not reach it — the
+command is killed and no outcome is written. The store is the authority on who runs an
+execution; a store that cannot be read leaves the command running.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from __future__ import annotations
 import collections
 import logging
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rq import get_current_job
@@ -37,6 +45,7 @@ from workers.store import (
 
 __all__ = [
     "OUTPUT_TAIL_BYTES",
+    "STORE_CHECK_S",
     "CommandOutcome",
     "run_command",
     "run_execution",
@@ -46,16 +55,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_BYTES = 4096
+STORE_CHECK_S = 5.0  # default for how often a running command's execution is re-read
 _CHUNK_BYTES = 65536
 
 
 @dataclass(frozen=True)
 class CommandOutcome:
     """How a command ended. ``exit_code`` is None when it could not be started; negative
-    when a signal killed it (``-signal``). ``output_tail`` is the end of stdout+stderr."""
+    when a signal killed it (``-signal``). ``output_tail`` is the end of stdout+stderr.
+    ``stopped``: killed because ``keep_running`` said no."""
 
     exit_code: int | None
     output_tail: str
+    stopped: bool = False
 
     @property
     def status(self) -> str:
@@ -63,11 +75,19 @@ class CommandOutcome:
         return "succeeded" if self.exit_code == 0 else "failed"
 
 
-def run_command(argv: Sequence[str], *, tail_bytes: int = OUTPUT_TAIL_BYTES) -> CommandOutcome:
+def run_command(
+    argv: Sequence[str],
+    *,
+    tail_bytes: int = OUTPUT_TAIL_BYTES,
+    keep_running: Callable[[], bool] | None = None,
+    check_every_s: float = STORE_CHECK_S,
+) -> CommandOutcome:
     """Run ``argv`` (no shell, no timeout) and keep the last ``tail_bytes`` of its output.
 
     A command that cannot be started (not found, not executable, empty argv) gives
-    ``exit_code`` None and the error as the output; nothing is raised for it.
+    ``exit_code`` None and the error as the output; nothing is raised for it. When given,
+    ``keep_running`` is asked every ``check_every_s`` while the command runs; False kills
+    the command (``stopped``); an exception from it is logged and the command goes on.
     """
     if not argv:
         return CommandOutcome(None, "empty command")
@@ -80,6 +100,12 @@ def run_command(argv: Sequence[str], *, tail_bytes: int = OUTPUT_TAIL_BYTES) -> 
     tail: collections.deque[bytes] = collections.deque()
     kept = 0
     assert proc.stdout is not None
+    done, stopped = threading.Event(), threading.Event()
+    if keep_running is not None:
+        watcher = threading.Thread(
+            target=_watch, args=(proc, keep_running, check_every_s, done, stopped), daemon=True
+        )
+        watcher.start()
     with proc:
         while chunk := proc.stdout.read(_CHUNK_BYTES):
             tail.append(chunk)
@@ -87,21 +113,46 @@ def run_command(argv: Sequence[str], *, tail_bytes: int = OUTPUT_TAIL_BYTES) -> 
             while len(tail) > 1 and kept - len(tail[0]) >= tail_bytes:  # bounded memory
                 kept -= len(tail.popleft())
         exit_code = proc.wait()
+    done.set()
     output = b"".join(tail)[-tail_bytes:] if tail_bytes > 0 else b""
-    return CommandOutcome(exit_code, output.decode("utf-8", errors="replace"))
+    return CommandOutcome(exit_code, output.decode("utf-8", errors="replace"), stopped.is_set())
+
+
+def _watch(
+    proc: subprocess.Popen[bytes],
+    keep_running: Callable[[], bool],
+    every_s: float,
+    done: threading.Event,
+    stopped: threading.Event,
+) -> None:
+    while not done.wait(every_s):
+        try:
+            go_on = keep_running()
+        except Exception as exc:  # the store is down: the command goes on
+            log.warning("command %s: cannot check whether to go on: %s", proc.pid, exc)
+            continue
+        if not go_on and not done.is_set():
+            stopped.set()
+            proc.kill()
+            return
 
 
 _database_url: str | None = None
 _member_uuid: str | None = None
+_check_every_s: float = STORE_CHECK_S
 
 
-def use_database(url: str, member_uuid: str | None = None) -> None:
-    """Set the store URL the tasks of this process use, and the member they run for (the
-    start fence; None: any member). The node calls it before it forks its RQ worker, so
-    the URL (and any password in it) never travels through Redis."""
-    global _database_url, _member_uuid
+def use_database(
+    url: str, member_uuid: str | None = None, *, check_every_s: float = STORE_CHECK_S
+) -> None:
+    """Set the store URL the tasks of this process use, the member they run for (the start
+    fence; None: any member) and how often a running command's execution is re-read. The
+    node calls it before it forks its RQ worker, so the URL (and any password in it) never
+    travels through Redis."""
+    global _database_url, _member_uuid, _check_every_s
     _database_url = url
     _member_uuid = member_uuid
+    _check_every_s = check_every_s
 
 
 def run_execution(execution_id: str) -> str:
@@ -122,7 +173,19 @@ def run_execution(execution_id: str) -> str:
         ):
             log.warning("execution %s: not scheduled here any more; not run", execution_id)
             return "skipped"
-        outcome = run_command(job.command)
+
+        def still_here() -> bool:
+            now = get_execution(engine, execution_id)
+            return now.status == "running" and now.member_uuid == execution.member_uuid
+
+        outcome = run_command(job.command, keep_running=still_here, check_every_s=_check_every_s)
+        if outcome.stopped:
+            log.warning(
+                "execution %s: no longer running on this member in the store (recovered "
+                "elsewhere or aborted); its command was killed",
+                execution_id,
+            )
+            return "stopped"
         now_ms = _now_ms()
         retry = None
         if outcome.status == "failed":
