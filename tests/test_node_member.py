@@ -5,6 +5,8 @@ a lost job is unscheduled and logged once. Also the task's command runner."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,8 +21,14 @@ from schemas.codec import decode_as
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
 from tests.cluster import wait_for
-from workers.node.member import REQUEUE_AFTER_MS, REQUEUE_CHECK_MS, Member, MemberConfig
-from workers.node.rq_worker import queue_name
+from workers.node.member import (
+    REQUEUE_AFTER_MS,
+    REQUEUE_CHECK_MS,
+    RQ_RESTART_CHECK_MS,
+    Member,
+    MemberConfig,
+)
+from workers.node.rq_worker import RqWorkerProcess, queue_name
 from workers.node.runner import OUTPUT_TAIL_BYTES, run_command, use_database
 from workers.store import (
     Store,
@@ -400,3 +408,29 @@ def test_an_execution_recovered_elsewhere_while_running_here_is_killed(
     assert result == ["stopped"]
     done = get_execution(store, execution_id)
     assert (done.status, done.exit_code) == ("incomplete", None)
+
+
+def test_a_dead_rq_worker_is_restarted_within_a_second_not_a_heartbeat_interval(
+    redis_url: str, member_parts: tuple[Member, Clock, Queue, HeartbeatProducer]
+) -> None:
+    """RQ's worker exits when Redis goes away (a failover): the member restarts it within
+    RQ_RESTART_CHECK_MS, however long its heartbeat interval (the reload period) is."""
+    member, clock, queue, _ = member_parts
+    worker = RqWorkerProcess(redis_url, queue.name)
+    worker.start()
+    try:
+        member.rq_worker = worker
+        member.step()
+        member._next_reload_ms = T0 + 3_600_000  # as with a one-hour heartbeat interval
+        first_pid = worker.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        wait_for(lambda: not worker.is_alive(), what="the rq worker dead")
+        clock.now_ms = T0 + RQ_RESTART_CHECK_MS - 1
+        member.step()
+        assert worker.pid == first_pid  # not checked again yet
+        clock.now_ms = T0 + RQ_RESTART_CHECK_MS
+        member.step()
+        assert worker.pid != first_pid and worker.is_alive()
+    finally:
+        worker.stop(warm_s=0.5)

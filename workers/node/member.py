@@ -30,7 +30,9 @@ and runs them on its own RQ queue.
    start is fenced, so a late first horse and the new one never both run it.
 5. every ``remoteExec.process.interval`` it processes its remote commands (when given a
    command processor). A transient error there is logged and does not hold up firing.
-6. on ``stop``: stops firing, the producer, then the RQ worker (warm shutdown).
+6. every :data:`RQ_RESTART_CHECK_MS` it restarts its RQ worker child if that exited (RQ's
+   worker exits when Redis goes away, as in a failover).
+7. on ``stop``: stops firing, the producer, then the RQ worker (warm shutdown).
 
 Transient Redis/SQL errors are logged and retried (:func:`workers.bus.retry.run_forever`).
 Log lines start with ``member <uuid>:``.
@@ -76,6 +78,7 @@ __all__ = [
     "REQUEUE_AFTER_MS",
     "REQUEUE_CHECK_MS",
     "RESULT_TTL_S",
+    "RQ_RESTART_CHECK_MS",
     "Member",
     "MemberConfig",
     "run_member",
@@ -87,6 +90,7 @@ log = logging.getLogger(__name__)
 RESULT_TTL_S = 3600  # how long RQ keeps a job's return value and failure info
 RQ_WARM_STOP_S = 5.0  # + RQ cold shutdown 2 s: the node exits within 10 s of SIGTERM
 DISPATCH_POLL_MS = 1_000  # at most this long before an execution assigned by others is queued
+RQ_RESTART_CHECK_MS = 1_000  # a dead RQ worker child is restarted within about this long
 REQUEUE_CHECK_MS = 5_000  # how often queued, unstarted executions are checked against RQ
 REQUEUE_AFTER_MS = 5_000  # queued this long ago, not started, no live RQ job: queue it again
 
@@ -146,6 +150,7 @@ class Member:
         self._next_dispatch_ms = 0  # the next poll, or an unqueued execution's fire time
         self._next_commands_ms = 0
         self._next_requeue_check_ms = 0
+        self._next_rq_check_ms = 0
 
     def run(self) -> None:
         """Run until ``stop`` is set; transient errors are logged and retried."""
@@ -155,6 +160,7 @@ class Member:
     def step(self) -> None:
         """Reload if due, process commands if due, fire what is due, dispatch, wait."""
         now_ms = self._clock_ms()
+        self._restart_rq_worker_if_dead(now_ms)
         if self.commands is not None and now_ms >= self._next_commands_ms:
             self._next_commands_ms = now_ms + self._commands_every_ms
             self._process_commands()
@@ -227,13 +233,23 @@ class Member:
             self._next_dispatch_ms = now_ms
         return lost
 
-    def reload(self, now_ms: int) -> ReloadResult:
-        """Re-read the jobs this member owns and its running executions; restart the RQ
-        worker if it died."""
-        uuid = self.config.member_uuid
-        exit_code = self.rq_worker.restart_if_dead() if self.rq_worker is not None else None
+    def _restart_rq_worker_if_dead(self, now_ms: int) -> None:
+        """Restart the RQ worker child if it exited (RQ exits when Redis goes away), at
+        most once per RQ_RESTART_CHECK_MS."""
+        if self.rq_worker is None or now_ms < self._next_rq_check_ms:
+            return
+        self._next_rq_check_ms = now_ms + RQ_RESTART_CHECK_MS
+        exit_code = self.rq_worker.restart_if_dead()
         if exit_code is not None:
-            log.error("member %s: rq worker exited (exit %s); restarted it", uuid, exit_code)
+            log.error(
+                "member %s: rq worker exited (exit %s); restarted it",
+                self.config.member_uuid,
+                exit_code,
+            )
+
+    def reload(self, now_ms: int) -> ReloadResult:
+        """Re-read the jobs this member owns and its running executions."""
+        uuid = self.config.member_uuid
         jobs = list_jobs(self.store, owner_uuid=uuid)
         running = list_executions(self.store, member_uuid=uuid, statuses=("running",))
         self.producer.set_running(e.id for e in running)
