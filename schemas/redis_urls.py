@@ -76,6 +76,8 @@ def parse_redis_url(url: str) -> RedisTarget:
         raise ValueError("no scheme")
     scheme = scheme.lower()
     if scheme in ("redis", "rediss", "unix"):
+        url = f"{scheme}://{url.partition('://')[2]}"  # redis-py wants a lower-case scheme
+        _check_standalone(url)
         return RedisTarget(Topology.STANDALONE, url, tls=scheme == "rediss")
     base, plus, kind = scheme.partition("+")
     if not plus or base not in ("redis", "rediss") or kind not in ("sentinel", "cluster"):
@@ -110,6 +112,17 @@ def parse_redis_url(url: str) -> RedisTarget:
         username=username,
         password=password,
     )
+
+
+def _check_standalone(url: str) -> None:
+    """redis-py's own parsing of a one-server URL (port, ``db``), so a bad one fails here,
+    not at the first connect."""
+    from redis.connection import parse_url  # imported late: most commands never connect
+
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:  # its messages name the bad part, never the password
+        raise ValueError(str(exc).rstrip(".")) from None
 
 
 def _split(rest: str) -> tuple[str | None, str, str, str]:

@@ -32,7 +32,22 @@ from schemas.settings import load_settings
 )
 def test_standalone_urls_are_left_to_redis_py(url: str, tls: bool) -> None:
     target = parse_redis_url(url)
-    assert target == RedisTarget(Topology.STANDALONE, url, tls=tls)
+    normalized = "redis" + url[len("redis") :] if url.startswith("REDIS") else url
+    assert target == RedisTarget(Topology.STANDALONE, normalized, tls=tls)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://h:notaport", "Port could not be cast to integer value as 'notaport'"),
+        ("redis://:s3cret@h:99999", "Port out of range 0-65535"),
+        ("unix:///run/redis.sock?db=a", "Invalid value for 'db' in connection URL"),
+    ],
+)
+def test_a_bad_standalone_url_fails_when_parsed_not_at_connect(url: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_redis_url(url)
+    assert str(caught.value) == message
 
 
 def test_sentinel_defaults() -> None:

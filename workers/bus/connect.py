@@ -180,7 +180,7 @@ def connect(
         return _sentinel_primary(target, common)
     if target.topology is Topology.CLUSTER:
         return _cluster(target, common, prefix)
-    client: redis.Redis = redis.Redis.from_url(url, decode_responses=False, **common)
+    client: redis.Redis = redis.Redis.from_url(target.url, decode_responses=False, **common)
     return client
 
 
