@@ -15,6 +15,7 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:view:info             hash     member uuid -> msgpack of its last Heartbeat
     {qwc}:view:started          string   Redis server ms when this view began (grace rule)
     {qwc}:view:server           string   run_id of the Redis server the view was last read on
+    {qwc}:view:restarts         stream   ViewRestart messages: the view restarted on a new server
     {qwc}:takeover:attempt:<uuid>   string   SET NX PX sleep: one takeover attempt per sleep
     {qwc}:recovery:attempt:<uuid>   string   SET NX PX sleep: one recovery attempt per sleep
     {qwc}:takeover:held         hash     proposal id -> why the mass-failure guard holds it
@@ -96,6 +97,10 @@ class Keys:
     @property
     def view_server(self) -> str:
         return self._k("view:server")
+
+    @property
+    def view_restarts(self) -> str:
+        return self._k("view:restarts")
 
     def commands(self, member_uuid: str) -> str:
         return self._k(f"commands:{member_uuid}")

@@ -136,7 +136,24 @@ class RemoteCommand(Message):
     issued_by: str = ""
 
 
+class ViewRestart(Message):
+    """The liveness view restarted its grace rule because it is now read on another Redis
+    server (``run_id``): a failover or a restart. Its time is its stream entry id."""
+
+    TYPE: ClassVar[str] = "view-restart"
+    v: Literal[1] = 1
+    run_id: str = ""
+    reason: str = "server"
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Heartbeat, MembershipChange, TakeoverProposal, RecoveryProposal, RemoteCommand)
+    for cls in (
+        Heartbeat,
+        MembershipChange,
+        TakeoverProposal,
+        RecoveryProposal,
+        RemoteCommand,
+        ViewRestart,
+    )
 }

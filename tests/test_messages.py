@@ -18,6 +18,7 @@ from schemas.messages import (
     RecoveryProposal,
     RemoteCommand,
     TakeoverProposal,
+    ViewRestart,
 )
 
 U1 = "6f9619ff-8b86-d011-b42d-00cf4fc964ff"
@@ -61,6 +62,7 @@ SAMPLES: list[Message] = [
         issued_at_ms=1,
         expires_at_ms=2,
     ),
+    ViewRestart(run_id="9f1c" * 10),
 ]
 
 

@@ -112,6 +112,19 @@ def test_a_killed_member_turns_inactive_and_dead_at_its_exact_deadlines(tmp_path
     assert dead.data["last_seen_ms"] == T0 + 2800 and dead.data["reason"] == "silence"
 
 
+def test_a_view_restart_gives_silent_members_a_new_considerDead(tmp_path: Path) -> None:
+    """A Redis failover restarts the live view's grace (a ViewRestart on view:restarts):
+    the replay too turns a member silent across it dead considerDead after the restart,
+    not after its last heartbeat."""
+    result = run(trace(tmp_path, Silence(0, 3.0), view_restarts_s=(3.6,)))  # last at 2.8 s
+    assert changes(result, M0) == [
+        (0, None, "active"),
+        (3400, "active", "inactive"),
+        (4800, "inactive", "dead"),  # 3.6 s + considerDead 1.2 s; 4000 without the restart
+    ]
+    assert [c[2] for c in changes(result, M1)] == ["active"]
+
+
 def test_a_gap_shorter_than_considerInactive_changes_nothing(tmp_path: Path) -> None:
     result = run(trace(tmp_path, Silence(0, 3.0, 3.2)))  # beats at 2.8 and 3.2
     assert changes(result, M0) == [(0, None, "active")]

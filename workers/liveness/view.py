@@ -27,7 +27,7 @@ import redis
 from schemas.codec import decode_as, encode
 from schemas.errors import DecodeError
 from schemas.keys import MESSAGE_FIELD, Keys
-from schemas.messages import Heartbeat, MembershipChange, MemberState
+from schemas.messages import Heartbeat, MembershipChange, MemberState, ViewRestart
 from workers.liveness.rules import MemberObservation, Transition
 
 __all__ = [
@@ -175,27 +175,34 @@ def read_clock(r: redis.Redis, keys: Keys, inactive_ms: int) -> Clock:
     )
 
 
-# KEYS: server, started. ARGV: run_id. Records the server; when the view was last checked on
-# another one, restarts the view's grace (started := now). Returns the new start, or false.
+# KEYS: server, started, restarts. ARGV: run_id, ViewRestart payload, maxlen. Records the
+# server; when the view was last checked on another one, restarts the view's grace
+# (started := the time of a ViewRestart entry it appends). Returns the new start, or false.
 _SERVER_LUA = """
 local before = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1])
 if before and before ~= ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[2])
+  local now = tonumber(string.match(id, '^(%d+)'))
   redis.call('SET', KEYS[2], now)
   return now
 end
 return false
 """
+VIEW_RESTARTS_MAXLEN = 1000
 
 
 def note_server(r: redis.Redis, keys: Keys, run_id: str) -> int | None:
     """Record that the view is read on the server ``run_id``. When it was last read on
-    another server, restart the grace rule and return the view's new start (server ms);
-    else None. Idempotent across replicas: only the first to see the change restarts."""
+    another server, restart the grace rule (appending a ViewRestart to ``view:restarts``,
+    for record/replay) and return the view's new start (server ms); else None. Idempotent
+    across replicas: only the first to see the change restarts."""
     script = r.register_script(_SERVER_LUA)
-    restarted = script(keys=[keys.view_server, keys.view_started], args=[run_id])
+    payload = encode(ViewRestart(run_id=run_id))
+    restarted = script(
+        keys=[keys.view_server, keys.view_started, keys.view_restarts],
+        args=[run_id, payload, VIEW_RESTARTS_MAXLEN],
+    )
     return None if restarted is None else int(restarted)
 
 

@@ -2,17 +2,19 @@
 
 The clock is the entries' ids: before an entry at ``t`` is applied, every timer due
 before ``t`` fires, at its own time. Timers due at the same millisecond fire in the order
-of their kind (a member's liveness deadline, then an attempt window's end, then a due
-proposal: a proposal sees the state changes of its millisecond), then of their key, so the
-order never depends on how they were scheduled.
+of their kind (a view restart, as a worker's pass checks the server first; a member's
+liveness deadline, then an attempt window's end, then a due proposal: a proposal sees the
+state changes of its millisecond), then of their key, so the order never depends on how
+they were scheduled.
 """
 
 from __future__ import annotations
 
 import heapq
 
-__all__ = ["DEADLINE", "DUE", "WINDOW_END", "Timers"]
+__all__ = ["DEADLINE", "DUE", "VIEW_RESTART", "WINDOW_END", "Timers"]
 
+VIEW_RESTART = -1  # the view restarts its grace on another Redis server (key: "")
 DEADLINE = 0  # a member's next liveness deadline (key: member uuid)
 WINDOW_END = 1  # the end of a member's attempt window (key: "<kind>:<uuid>")
 DUE = 2  # a proposal due, or held and checked again (key: proposal id)

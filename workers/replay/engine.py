@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from schemas.codec import decode_many
-from schemas.messages import Heartbeat, MembershipChange, RemoteCommand
+from schemas.messages import Heartbeat, MembershipChange, RemoteCommand, ViewRestart
 from schemas.settings import Settings
 from workers.liveness.rules import Thresholds
-from workers.replay.clock import DEADLINE, WINDOW_END, Timers
+from workers.replay.clock import DEADLINE, VIEW_RESTART, WINDOW_END, Timers
 from workers.replay.events import Event
 from workers.replay.fileformat import Recording
 from workers.replay.liveness import VirtualView
@@ -64,7 +64,7 @@ class _Run:
         th = Thresholds.from_seconds(
             settings.heartbeat_consider_inactive_s, settings.heartbeat_consider_dead_s
         )
-        started = h.view_started_ms if h.view_started_ms is not None else h.start_ms
+        started, restarts = _view_starts(rec)
         self.view = VirtualView(th, started, self.timers, self.on_change, exhaustive=exhaustive)
         self.proposals = VirtualProposals(
             settings,
@@ -79,6 +79,10 @@ class _Run:
             self.view.seed(prior.uuid, prior.state, prior.last_seen_ms, prior.name, h.start_ms)
         for uuid, since_ms in sorted(rec.snapshot.unheard.items()):
             self.view.watch(uuid, max(since_ms, started))
+        for at_ms in restarts:
+            self.timers.at(at_ms, VIEW_RESTART, "")
+        self._restarts = restarts  # not yet applied, oldest first
+        self._held: list[tuple[int, str]] = []
         with _gc_paused():
             _feed(rec, self.view, self.advance, self.timers.heap, self.result)
         self.advance(h.until_ms + 1)
@@ -96,16 +100,58 @@ class _Run:
         self.proposals.on_change(c)
 
     def advance(self, until_ms: int) -> None:
-        """Fire every timer due before ``until_ms``, each at its own time."""
+        """Fire every timer due before ``until_ms``, each at its own time.
+
+        A view restart (a Redis failover) before ``until_ms`` ends an observation gap: no
+        entry lies between the last heartbeat and it, as nothing could be written while no
+        server answered, and the live workers decided nothing then. Timers in that gap are
+        held and fire at the restart's time, after it, as the first live pass on the new
+        server decides them."""
         heap = self.timers.heap
         while heap and heap[0][0] < until_ms:
             at_ms, kind, key = heapq.heappop(heap)
-            if kind == DEADLINE:
-                self.view.on_deadline(key, at_ms)
-            elif kind == WINDOW_END:
-                self.proposals.on_window_end(key, at_ms)
+            if kind == VIEW_RESTART:
+                self._restart(at_ms)
+            elif self._in_gap(at_ms, until_ms):
+                self._held.append((kind, key))
             else:
-                self.proposals.on_due(key, at_ms)
+                self._fire(at_ms, kind, key)
+
+    def _in_gap(self, at_ms: int, until_ms: int) -> bool:
+        restarts = self._restarts
+        return bool(restarts and restarts[0] < until_ms and self.view.last_heartbeat_ms < at_ms)
+
+    def _restart(self, at_ms: int) -> None:
+        self._restarts.pop(0)
+        self.view.restart(at_ms)
+        held, self._held = self._held, []
+        for kind, key in held:
+            self._fire(at_ms, kind, key)
+
+    def _fire(self, at_ms: int, kind: int, key: str) -> None:
+        if kind == DEADLINE:
+            self.view.on_deadline(key, at_ms)
+        elif kind == WINDOW_END:
+            self.proposals.on_window_end(key, at_ms)
+        else:
+            self.proposals.on_due(key, at_ms)
+
+
+def _view_starts(rec: Recording) -> tuple[int, list[int]]:
+    """The view's start at the recording's start, and the restarts after it (the view read
+    on another Redis server: ``view-restarts``). Without restarts in the recording, the
+    header's ``view_started_ms`` (the key when recorded), else the recording's start."""
+    h = rec.header
+    restarts = sorted(
+        ms for ms, msg in _decoded(rec.streams.get("view-restarts", [])) if type(msg) is ViewRestart
+    )
+    before = [ms for ms in restarts if ms <= h.start_ms]
+    inside = [ms for ms in restarts if ms > h.start_ms]
+    if before:
+        return before[-1], inside
+    if inside:  # the start before the first restart is unknown: long past
+        return 0, inside
+    return (h.view_started_ms if h.view_started_ms is not None else h.start_ms), []
 
 
 @contextmanager

@@ -53,6 +53,7 @@ class VirtualView:
         self._seeded_names: dict[str, str] = {}
         self.known_since: dict[str, int] = {}
         self._timed: set[str] = set()  # members with a deadline timer in the heap
+        self.last_heartbeat_ms = 0  # the newest heartbeat replayed: the last observation
 
     def seed(
         self, uuid: str, state: MemberState, last_seen_ms: int, name: str, now_ms: int
@@ -76,6 +77,7 @@ class VirtualView:
 
     def heartbeat(self, hb: Heartbeat, ms: int) -> None:
         """A heartbeat with entry time ``ms`` (the virtual now)."""
+        self.last_heartbeat_ms = ms
         uuid = hb.uuid
         if self.seen.get(uuid, -1) < ms:  # ZADD GT
             self.seen[uuid] = ms
@@ -90,6 +92,11 @@ class VirtualView:
         self._timed.discard(uuid)
         self._decide(uuid, now_ms, "silence")
         self._schedule(uuid, now_ms)
+
+    def restart(self, at_ms: int) -> None:
+        """The view restarted its grace at ``at_ms`` (read on another Redis server): nobody
+        turns dead before considerDead after it. Pending deadline timers re-decide then."""
+        self.view_started_ms = at_ms
 
     def state(self, uuid: str) -> MemberState | None:
         return self.states.get(uuid)

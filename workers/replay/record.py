@@ -99,6 +99,7 @@ def record(
             ("recovery", keys.recovery),
         )
     }
+    small["view-restarts"] = _read(r, keys.view_restarts, 0, until)
     for key in sorted(_command_streams(r, keys)):
         small["commands:" + key.removeprefix(keys.commands(""))] = _read(r, key, start, until)
     heartbeats = _read(r, keys.heartbeats, start, until)

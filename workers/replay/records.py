@@ -27,8 +27,10 @@ __all__ = [
 ]
 
 # The streams recorded besides the heartbeats (per-member command streams are named
-# "commands:<uuid>"). Their blocks come before the heartbeats' in a file.
-SMALL_STREAMS = ("membership", "takeover", "recovery")
+# "commands:<uuid>"). Their blocks come before the heartbeats' in a file. "view-restarts"
+# is recorded whole (before the warm-up too): the last restart before the start is the
+# view's start then.
+SMALL_STREAMS = ("membership", "takeover", "recovery", "view-restarts")
 
 
 class _Record(BaseModel):

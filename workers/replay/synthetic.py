@@ -20,7 +20,8 @@ from typing import Any
 
 import msgpack
 
-from schemas.messages import Heartbeat
+from schemas.codec import encode
+from schemas.messages import Heartbeat, ViewRestart
 from workers.replay.fileformat import RecordingWriter
 from workers.replay.records import ExecutionRecord, JobRecord, RecordingHeader, Snapshot
 
@@ -46,7 +47,8 @@ class TraceSpec:
     ``heartbeat.interval`` set to ``interval_s``. Each member owns ``jobs_per_member``
     jobs; ``running_per_member`` executions (attempt 1, jobs with ``retry_count``
     retries) are listed as running in its heartbeats. ``released_s``: when an operator
-    ran ``qwc takeover release``."""
+    ran ``qwc takeover release``. ``view_restarts_s``: when the view restarted on another
+    Redis server (a failover)."""
 
     members: int
     interval_s: float
@@ -59,6 +61,7 @@ class TraceSpec:
     running_per_member: int = 0
     retry_count: int = 0
     released_s: float | None = None  # a `qwc takeover release` this long after the start
+    view_restarts_s: tuple[float, ...] = ()
 
 
 def member_uuid(seed: int, index: int) -> str:
@@ -116,6 +119,13 @@ def write_trace(path: str | Path, spec: TraceSpec, *, level: int = 6) -> int:
     with RecordingWriter(path, level=level) as w:
         w.header(header)
         w.snapshot(_snapshot(spec, uuids))
+        restarts = [spec.start_ms + round(t * 1000) for t in spec.view_restarts_s]
+        w.block(
+            "view-restarts",
+            restarts,
+            [0] * len(restarts),
+            [encode(ViewRestart(run_id=f"{i:040x}")) for i in range(len(restarts))],
+        )
         n = 0
         for ms, seq, raw in _blocks(spec, uuids, end_ms):
             w.block("heartbeats", ms, seq, raw)
