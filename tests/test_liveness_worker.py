@@ -3,6 +3,7 @@ redelivery, replicas racing on the same view, and exact deadlines."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -209,3 +210,42 @@ def test_a_view_read_on_another_redis_server_restarts_the_grace(
         w.step()
     dead = membership_changes(r, KEYS, member)[-1]
     assert dead.to_state.value == "dead" and dead.at_ms >= started_ms + 600
+
+
+def test_a_redis_user_without_info_runs_without_the_server_check(
+    r: redis.Redis, store: Store, tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A production ACL may not allow INFO: the worker then says once that failovers will
+    not restart the grace rule, and goes on deciding liveness."""
+    r.acl_setuser(
+        "qwc-noinfo",
+        enabled=True,
+        passwords=["+s3cret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-info"],
+    )
+    pool = r.connection_pool
+    limited = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class,
+            **{**pool.connection_kwargs, "username": "qwc-noinfo", "password": "s3cret"},
+        )
+    )
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            limited.info("server")
+        s = settings(redis_url, tmp_path, 0.3, 0.6)
+        w = LivenessWorker(limited, store, s, consumer="w1")
+        member = new_uuid()
+        HeartbeatProducer(r, uuid=member, name="quiet", interval_s=1).beat()
+        with caplog.at_level(logging.ERROR, logger="workers.liveness.worker"):
+            w.step()
+            assert state(r, member) == "active"
+            while state(r, member) != "dead":
+                w.step()
+        assert caplog.text.count("allow INFO for this Redis user (ACL +info)") == 1
+        assert r.get(KEYS.view_server) is None
+    finally:
+        limited.close()
+        r.acl_deluser("qwc-noinfo")

@@ -76,6 +76,7 @@ class LivenessWorker:
         self._next_housekeeping_ms = 0
         self._next_copy_ms = 0
         self._ready = False
+        self._info_denied = False  # INFO refused: the server-change check is off
 
     def run(self) -> None:
         """Run until ``stop`` is set; transient Redis/SQL errors are logged and retried."""
@@ -111,8 +112,22 @@ class LivenessWorker:
 
     def _check_server(self) -> bool:
         """Restart the grace rule when the view is now read on another Redis server; returns
-        whether it did."""
-        started_ms = view.note_server(self.redis, self.keys, server_run_id(self.redis))
+        whether it did. A Redis user not allowed ``INFO`` (an ACL without ``+info``) skips
+        the check, saying so once: failovers then do not restart the grace."""
+        if self._info_denied:
+            return False
+        try:
+            run_id = server_run_id(self.redis)
+        except redis.ResponseError as exc:  # NOPERM, or INFO renamed away
+            self._info_denied = True
+            log.error(
+                "liveness: cannot read the Redis server's run_id (INFO server: %s); a "
+                "failover will not restart the grace rule and may cause false deaths: "
+                "allow INFO for this Redis user (ACL +info)",
+                exc,
+            )
+            return False
+        started_ms = view.note_server(self.redis, self.keys, run_id)
         if started_ms is not None:
             log.warning(
                 "liveness: Redis is another server than before (failover or restart): the "
