@@ -110,26 +110,6 @@ def _fires_by_job(rows: list[ExecutionRow]) -> dict[str, list[int]]:
     return {job: sorted(times) for job, times in fires.items()}
 
 
-def _add_ticking_jobs(c: Cluster, owner: str, n: int, prefix: str) -> list[str]:
-    store = _store(c)
-    try:
-        return [
-            create_job(
-                store,
-                project="p",
-                group_name="g",
-                name=f"{prefix}-{i}",
-                command=["true"],
-                schedule=EVERY_SECOND,
-                modified_by=owner,
-                now_ms=int(time.time() * 1000),
-            ).id
-            for i in range(n)
-        ]
-    finally:
-        store.close()
-
-
 def _keys_in_one_slot(rc: RedisCluster3) -> set[bytes]:
     """Every key on the cluster's nodes, after checking they all start with ``{qwc}:`` and
     live in one hash slot, on one node (RQ's keys are not there)."""
@@ -156,7 +136,7 @@ def test_takeover_on_a_three_master_redis_cluster(on_redis_cluster: Cluster) -> 
     nodes = start(c)
     victim, proc = nodes[0]
     idle = add_jobs(c, victim, 20)
-    ticking = _add_ticking_jobs(c, victim, 4, "tick")
+    ticking = add_jobs(c, victim, 4, "tick", schedule=EVERY_SECOND)
     wait_for(
         lambda: all(j in _fires_by_job(_executions(c)) for j in ticking),
         timeout_s=15,
@@ -205,7 +185,9 @@ def test_sentinel_failover_mid_run_loses_no_fire_and_fires_none_twice(
     c = on_sentinel
     ss: SentinelSet = c.sentinel_set  # type: ignore[attr-defined]
     nodes = start(c)
-    jobs = {u: _add_ticking_jobs(c, u, 2, f"tick-{i}") for i, (u, _) in enumerate(nodes)}
+    jobs = {
+        u: add_jobs(c, u, 2, f"tick-{i}", schedule=EVERY_SECOND) for i, (u, _) in enumerate(nodes)
+    }
     all_jobs = [j for js in jobs.values() for j in js]
     wait_for(
         lambda: all(len(_fires_by_job(_executions(c)).get(j, [])) >= 2 for j in all_jobs),

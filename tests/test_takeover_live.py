@@ -36,7 +36,9 @@ def open_test_store(c: Cluster) -> Store:
     return Store(create_store_engine(c.database_url))
 
 
-def add_jobs(c: Cluster, owner: str, n: int, prefix: str = "job") -> list[str]:
+def add_jobs(
+    c: Cluster, owner: str, n: int, prefix: str = "job", *, schedule: str | None = None
+) -> list[str]:
     store = open_test_store(c)
     try:
         return [
@@ -46,7 +48,7 @@ def add_jobs(c: Cluster, owner: str, n: int, prefix: str = "job") -> list[str]:
                 group_name="g",
                 name=f"{prefix}-{i}",
                 command=["true"],
-                schedule=None,
+                schedule=schedule,
                 modified_by=owner,
                 now_ms=int(time.time() * 1000),
             ).id

@@ -221,29 +221,28 @@ def unmark_queued(db: Db, execution_ids: Collection[str], *, member_uuid: str) -
     dispatch enqueues them again (their RQ jobs were lost, e.g. with writes a Redis failover
     dropped); returns how many rows changed. Safe against a late start: the runner only
     starts an execution that is still ``scheduled`` on this member."""
-    if not execution_ids:
-        return 0
-    stmt = (
-        _t.update()
-        .where(_t.c.id.in_(list(execution_ids)), _t.c.member_uuid == member_uuid)
-        .where(_t.c.status == "scheduled", _t.c.queued_ms.is_not(None))
-        .values(queued_ms=None)
-    )
-    with writing(db) as conn:
-        count: int = conn.execute(stmt).rowcount
-    return count
+    return _set_queued_ms(db, execution_ids, member_uuid, queued=True, value=None)
 
 
 def mark_queued(db: Db, execution_ids: Collection[str], *, member_uuid: str, now_ms: int) -> int:
     """Record that ``member_uuid`` enqueued these executions (still ``scheduled`` and its own);
     returns how many rows changed."""
+    return _set_queued_ms(db, execution_ids, member_uuid, queued=False, value=now_ms)
+
+
+def _set_queued_ms(
+    db: Db, execution_ids: Collection[str], member_uuid: str, *, queued: bool, value: int | None
+) -> int:
+    """Set ``queued_ms`` of ``member_uuid``'s still-``scheduled`` executions among
+    ``execution_ids`` that are (``queued``) or are not yet queued; returns the rows changed."""
     if not execution_ids:
         return 0
+    was = _t.c.queued_ms.is_not(None) if queued else _t.c.queued_ms.is_(None)
     stmt = (
         _t.update()
         .where(_t.c.id.in_(list(execution_ids)), _t.c.member_uuid == member_uuid)
-        .where(_t.c.status == "scheduled", _t.c.queued_ms.is_(None))
-        .values(queued_ms=now_ms)
+        .where(_t.c.status == "scheduled", was)
+        .values(queued_ms=value)
     )
     with writing(db) as conn:
         count: int = conn.execute(stmt).rowcount
