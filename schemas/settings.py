@@ -56,10 +56,18 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 | `qwcontrol.manager.token` (never shown) | manager_token | — |
 | `qwcontrol.manager.readToken` (never shown) | manager_read_token | — |
 | `qwcontrol.manager.readOpen` (true/false) | manager_read_open | false |
+| `qwcontrol.executions.threadCount` (1..1000) | executions_thread_count | 10 |
+| `qwcontrol.executions.drainTimeout` (>= 0, < 1 day) | executions_drain_timeout_s | 30 |
 
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
 ``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true.
+
+``executions_thread_count``: how many executions a member runs at once (its pool's slots;
+Quartz's and Rundeck's ``quartz.threadPool.threadCount`` is accepted as the same setting).
+``executions_drain_timeout_s``: on SIGTERM a member lets its running executions finish
+for up to this long, then ends them (``incomplete``, retried per the job); see
+docs/executions.md.
 
 ``cluster_mode_enabled``: the product's files hold ``qwcontrol.clusterMode.enabled``; this
 service is cluster mode, so ``false`` makes ``qwc node`` and ``qwc worker …`` refuse to
@@ -100,6 +108,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from schemas.settings_rules import Origin, Source, broken_rules
 from schemas.settings_types import (
     DatabaseUrl,
+    DrainSeconds,
     Flag,
     Fraction,
     HomeDir,
@@ -118,6 +127,7 @@ from schemas.settings_types import (
     TagList,
     TakeoverPolicy,
     TakeoverPolicyValue,
+    ThreadCount,
     Token,
     UuidList,
 )
@@ -183,6 +193,13 @@ class Settings(BaseSettings):
     manager_token: Annotated[Token, Key("qwcontrol.manager.token")] = None
     manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
     manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
+    executions_thread_count: Annotated[
+        ThreadCount,
+        Key("qwcontrol.executions.threadCount", also=("quartz.threadPool.threadCount",)),
+    ] = 10
+    executions_drain_timeout_s: Annotated[
+        DrainSeconds, Key("qwcontrol.executions.drainTimeout")
+    ] = 30.0
 
     # field -> (origin, value it was loaded with); filled by load_settings only
     _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)

@@ -11,8 +11,10 @@ the property key (and its environment variables) of a settings field.
 from __future__ import annotations
 
 __all__ = [
+    "MAX_THREAD_COUNT",
     "Allowed",
     "DatabaseUrl",
+    "DrainSeconds",
     "Flag",
     "Fraction",
     "HomeDir",
@@ -32,6 +34,7 @@ __all__ = [
     "TagList",
     "TakeoverPolicy",
     "TakeoverPolicyValue",
+    "ThreadCount",
     "Token",
     "UuidList",
     "ValueDetail",
@@ -43,7 +46,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, SecretStr
 
 from schemas.redis_urls import Topology, parse_redis_url
@@ -214,6 +217,22 @@ Fraction = Annotated[
     Allowed("a fraction > 0 and <= 1"),
 ]
 Flag = Annotated[bool, BeforeValidator(_flag), Allowed("true or false (any case)")]
+MAX_THREAD_COUNT = 1000
+ThreadCount = Annotated[
+    int,
+    BeforeValidator(_strip),
+    Ge(1),
+    Le(MAX_THREAD_COUNT),
+    Allowed(f"a whole number from 1 to {MAX_THREAD_COUNT}"),
+]
+DrainSeconds = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Ge(0),
+    Lt(86_400),
+    AllowInfNan(False),
+    Allowed("a finite number of seconds >= 0 and below one day"),
+]
 MemberUuid = Annotated[str, BeforeValidator(_strip), AfterValidator(_canonical_uuid)]
 UuidList = Annotated[
     tuple[MemberUuid, ...],
