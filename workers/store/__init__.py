@@ -9,7 +9,8 @@ Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs`
 ``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``,
 ``takeover`` (``commit_takeover``: one transaction moving a member's jobs), ``recovery``
 (``commit_recovery``: one transaction marking a dead member's executions and inserting
-their retries), ``commands`` (the record of remote commands), ``report`` (double and
+their retries), ``running`` (a member's pool: batched start, still running here, what
+runs and waits per member), ``commands`` (the record of remote commands), ``report`` (double and
 missed fires counted from the executions).
 Tables: ``schemas.tables``.
 """
@@ -60,7 +61,7 @@ from workers.store.executions import (
     start_execution,
     unmark_queued,
 )
-from workers.store.fence import claim_fire, fire_job, set_next_fire_ms
+from workers.store.fence import FireClaim, claim_fire, claim_fires, fire_job, set_next_fire_ms
 from workers.store.jobs import (
     JobRow,
     count_jobs_by_owner,
@@ -101,6 +102,13 @@ from workers.store.report import (
     missing_fire_times,
     split_missed_fires,
 )
+from workers.store.running import (
+    Backlog,
+    StartedExecution,
+    count_backlog,
+    running_here,
+    start_executions,
+)
 from workers.store.takeover import (
     ALL_OWNERS,
     MovedJob,
@@ -112,9 +120,11 @@ from workers.store.takeover import (
 __all__ = [
     "ALL_OWNERS",
     "FINAL_OUTCOMES",
+    "Backlog",
     "CommandRow",
     "Db",
     "ExecutionRow",
+    "FireClaim",
     "JobRow",
     "MemberRow",
     "MissedFires",
@@ -123,6 +133,7 @@ __all__ = [
     "RecoveryResult",
     "RecoveryRow",
     "RunningExecution",
+    "StartedExecution",
     "Store",
     "StoreSettings",
     "TakeoverCommit",
@@ -131,8 +142,10 @@ __all__ = [
     "abort_execution",
     "check_migrated",
     "claim_fire",
+    "claim_fires",
     "commit_recovery",
     "commit_takeover",
+    "count_backlog",
     "count_double_fires",
     "count_executions_by_member",
     "count_jobs_by_owner",
@@ -177,10 +190,12 @@ __all__ = [
     "record_takeover_outcome",
     "reroute_command",
     "running_executions",
+    "running_here",
     "script_head_revision",
     "set_next_fire_ms",
     "split_missed_fires",
     "start_execution",
+    "start_executions",
     "store_url",
     "unmark_queued",
     "update_job",

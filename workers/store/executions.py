@@ -129,6 +129,7 @@ class NewExecution:
     attempt: int = 1
     retry_of: str | None = None
     trigger: str = "retry"
+    owner_epoch: int | None = None  # the epoch a fire was claimed at (trigger schedule)
 
 
 def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> None:
@@ -145,7 +146,7 @@ def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> No
             "retry_of": n.retry_of,
             "trigger": n.trigger,
             "fire_ms": n.fire_ms,
-            "owner_epoch": None,
+            "owner_epoch": n.owner_epoch,
             "created_ms": now_ms,
             "rq_job_id": None,
         }

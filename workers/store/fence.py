@@ -10,14 +10,17 @@ fires are impossible by construction, whatever the timing.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import or_
+from sqlalchemy import Update, or_
 
 from schemas.tables import scheduled_jobs
 from workers.store._db import Db, writing
-from workers.store.executions import insert_execution
+from workers.store.executions import NewExecution, insert_execution, insert_executions
 
-__all__ = ["claim_fire", "fire_job", "set_next_fire_ms"]
+__all__ = ["FireClaim", "claim_fire", "claim_fires", "fire_job", "set_next_fire_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +41,78 @@ def claim_fire(
     True iff exactly one row changed: the member owns the job at ``owner_epoch``, the job is
     enabled, and no fire time >= ``fire_ms`` was claimed before. ``now_ms`` is only logged.
     """
-    stmt = (
-        _t.update()
-        .where(
-            _t.c.id == job_id,
-            _t.c.owner_uuid == member_uuid,
-            _t.c.owner_epoch == owner_epoch,
-            _t.c.enabled.is_(True),
-            or_(_t.c.last_fire_ms.is_(None), _t.c.last_fire_ms < fire_ms),
-        )
-        .values(last_fire_ms=fire_ms)
-    )
+    stmt = _fence(job_id, member_uuid, owner_epoch, fire_ms).values(last_fire_ms=fire_ms)
     with writing(conn) as tx:
         claimed: bool = tx.execute(stmt).rowcount == 1
     if not claimed:
-        log.info(
-            "job %s: fire %s refused for %s at epoch %s (now %s)",
-            job_id,
-            fire_ms,
-            member_uuid,
-            owner_epoch,
-            now_ms,
-        )
+        _log_refused(job_id, fire_ms, member_uuid, owner_epoch, now_ms)
+    return claimed
+
+
+def _fence(job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int) -> Update:
+    """The fence: the job's UPDATE, only while ``member_uuid`` owns it at ``owner_epoch``,
+    it is enabled, and no fire time >= ``fire_ms`` was claimed yet."""
+    return _t.update().where(
+        _t.c.id == job_id,
+        _t.c.owner_uuid == member_uuid,
+        _t.c.owner_epoch == owner_epoch,
+        _t.c.enabled.is_(True),
+        or_(_t.c.last_fire_ms.is_(None), _t.c.last_fire_ms < fire_ms),
+    )
+
+
+def _log_refused(job_id: str, fire_ms: int, member_uuid: str, epoch: int, now_ms: int) -> None:
+    log.info(
+        "job %s: fire %s refused for %s at epoch %s (now %s)",
+        job_id,
+        fire_ms,
+        member_uuid,
+        epoch,
+        now_ms,
+    )
+
+
+@dataclass(frozen=True)
+class FireClaim:
+    """One fire time to claim: ``job_id`` at ``fire_ms`` (epoch ms), owned at
+    ``owner_epoch``; ``next_fire_ms`` is recorded as the job's next planned time."""
+
+    job_id: str
+    owner_epoch: int
+    fire_ms: int
+    next_fire_ms: int | None
+
+
+def claim_fires(
+    db: Db, fires: Sequence[FireClaim], *, member_uuid: str, now_ms: int
+) -> dict[FireClaim, str]:
+    """Claim ``fires`` (in order) through the fence and insert an execution for each one
+    claimed, all in one transaction: one fenced UPDATE per fire (which also records the
+    next planned time), then one INSERT of every execution. Returns the execution id of
+    each fire claimed; a fire missing from it was refused (the job was lost, or that time
+    was claimed already). Several fires of one job are claimed in time order."""
+    claimed: dict[FireClaim, str] = {}
+    with writing(db) as conn:
+        for fire in fires:
+            stmt = _fence(fire.job_id, member_uuid, fire.owner_epoch, fire.fire_ms).values(
+                last_fire_ms=fire.fire_ms, next_fire_ms=fire.next_fire_ms
+            )
+            if conn.execute(stmt).rowcount == 1:
+                claimed[fire] = str(uuid.uuid4())
+            else:
+                _log_refused(fire.job_id, fire.fire_ms, member_uuid, fire.owner_epoch, now_ms)
+        new = [
+            NewExecution(
+                id=eid,
+                job_id=f.job_id,
+                member_uuid=member_uuid,
+                fire_ms=f.fire_ms,
+                trigger="schedule",
+                owner_epoch=f.owner_epoch,
+            )
+            for f, eid in claimed.items()
+        ]
+        insert_executions(conn, new, now_ms=now_ms)
     return claimed
 
 

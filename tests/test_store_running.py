@@ -1,0 +1,115 @@
+"""A member's pool path in the store: fires claimed in one transaction, a batch started by one
+fenced statement, which executions still run here, and what runs and waits per member."""
+
+from __future__ import annotations
+
+from workers.store import (
+    Backlog,
+    FireClaim,
+    Store,
+    abort_execution,
+    claim_fires,
+    count_backlog,
+    create_job,
+    get_execution,
+    get_job,
+    insert_execution,
+    list_executions,
+    mark_incomplete,
+    move_scheduled_executions,
+    reassign_jobs,
+    running_here,
+    start_executions,
+)
+
+ME = "aaaaaaaa-0000-4000-8000-000000000001"
+OTHER = "bbbbbbbb-0000-4000-8000-000000000002"
+
+
+def _job(store: Store, name: str, owner: str = ME, *, retry_count: int = 0) -> str:
+    return create_job(
+        store,
+        project="p",
+        group_name="",
+        name=name,
+        command=["echo", name],
+        schedule="* * * * * *",
+        modified_by=owner,
+        now_ms=1,
+        retry_count=retry_count,
+        retry_delay_s=2.5,
+    ).id
+
+
+def test_claim_fires_claims_in_one_transaction_and_refuses_what_the_fence_refuses(
+    store: Store,
+) -> None:
+    mine, lost = _job(store, "mine"), _job(store, "lost")
+    reassign_jobs(store, from_owner=ME, to_owner=OTHER, job_ids=[lost])
+    fires = [
+        FireClaim(mine, 1, 1000, 2000),
+        FireClaim(lost, 1, 1000, 2000),
+        FireClaim(mine, 1, 2000, 3000),
+        FireClaim(mine, 1, 2000, 3000),  # the same time again: refused
+    ]
+    claimed = claim_fires(store, fires, member_uuid=ME, now_ms=2005)
+    assert set(claimed) == {fires[0], fires[2]}
+    rows = sorted(list_executions(store, job_id=mine), key=lambda e: e.fire_ms)
+    assert [(e.id, e.fire_ms, e.owner_epoch, e.trigger, e.status) for e in rows] == [
+        (claimed[fires[0]], 1000, 1, "schedule", "scheduled"),
+        (claimed[fires[2]], 2000, 1, "schedule", "scheduled"),
+    ]
+    job = get_job(store, mine)
+    assert (job.last_fire_ms, job.next_fire_ms) == (2000, 3000)
+    assert list_executions(store, job_id=lost) == []
+
+
+def test_start_executions_starts_only_what_is_still_scheduled_here_in_the_given_order(
+    store: Store,
+) -> None:
+    job = _job(store, "j", retry_count=2)
+    ids = [
+        insert_execution(store, job_id=job, member_uuid=ME, trigger="manual", fire_ms=t, now_ms=1)
+        for t in (10, 20, 30, 40)
+    ]
+    abort_execution(store, ids[1], now_ms=5)
+    move_scheduled_executions(store, from_member=ME, to_member=OTHER, job_ids=None)
+    fresh = insert_execution(
+        store, job_id=job, member_uuid=ME, trigger="retry", fire_ms=50, now_ms=2
+    )
+    started = start_executions(store, [fresh, *ids], member_uuid=ME, now_ms=99)
+    assert [s.id for s in started] == [fresh]  # the others: aborted, or moved away
+    (s,) = started
+    assert (s.command, s.retry_count, s.retry_delay_s, s.started_ms, s.trigger) == (
+        ("echo", "j"),
+        2,
+        2.5,
+        99,
+        "retry",
+    )
+    row = get_execution(store, fresh)
+    assert (row.status, row.started_ms, row.rq_job_id) == ("running", 99, fresh)
+    assert start_executions(store, [fresh], member_uuid=ME, now_ms=100) == []  # once
+
+
+def test_running_here_and_the_backlog_per_member(store: Store) -> None:
+    job = _job(store, "j")
+
+    def add(member: str, fire_ms: int) -> str:
+        return insert_execution(
+            store, job_id=job, member_uuid=member, trigger="manual", fire_ms=fire_ms, now_ms=1
+        )
+
+    a, b, c = add(ME, 10), add(ME, 10), add(OTHER, 10)
+    add(ME, 10)  # due, waiting
+    add(ME, 5_000)  # not due yet: not waiting
+    start_executions(store, [a, b], member_uuid=ME, now_ms=20)
+    start_executions(store, [c], member_uuid=OTHER, now_ms=20)
+    assert running_here(store, ME, [a, b, c]) == {a, b}
+    mark_incomplete(store, member_uuid=ME, now_ms=30, execution_ids=[b])
+    assert running_here(store, ME, [a, b, c]) == {a}
+    assert running_here(store, ME, []) == set()
+    assert count_backlog(store, now_ms=100) == {
+        ME: Backlog(running=1, waiting=1),
+        OTHER: Backlog(running=1, waiting=0),
+    }

@@ -1,0 +1,116 @@
+"""A member's pool path in the store: start a batch of executions in one fenced statement,
+ask which are still running on it, and count what runs and waits on each member.
+
+Every function is one statement (or one transaction of two), whatever the batch size:
+the pool's cost per execution stays flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, case, func, select
+
+from schemas.tables import executions, scheduled_jobs
+from workers.store._db import Db, reading, writing
+
+__all__ = ["Backlog", "StartedExecution", "count_backlog", "running_here", "start_executions"]
+
+_e, _j = executions, scheduled_jobs
+
+
+@dataclass(frozen=True)
+class StartedExecution:
+    """An execution just moved ``scheduled`` -> ``running`` on a member, with what its run
+    needs from its job: the command and the retry settings. Times are epoch ms."""
+
+    id: str
+    job_id: str
+    member_uuid: str
+    attempt: int
+    retry_of: str | None
+    trigger: str
+    fire_ms: int
+    started_ms: int
+    command: tuple[str, ...]
+    retry_count: int
+    retry_delay_s: float
+
+
+def start_executions(
+    db: Db, execution_ids: Sequence[str], *, member_uuid: str, now_ms: int
+) -> list[StartedExecution]:
+    """Move the executions ``execution_ids`` that are still ``scheduled`` on ``member_uuid``
+    to ``running`` (started at ``now_ms``, RQ job id = execution id) in one conditional
+    UPDATE — the start fence: one aborted, or moved to another member meanwhile, does not
+    start — and return those it started, in the order of ``execution_ids``."""
+    if not execution_ids:
+        return []
+    stmt = (
+        _e.update()
+        .where(_e.c.id.in_(list(execution_ids)), _e.c.member_uuid == member_uuid)
+        .where(_e.c.status == "scheduled")
+        .values(status="running", started_ms=now_ms, rq_job_id=_e.c.id)
+        .returning(_e.c.id)
+    )
+    query = select(
+        _e.c.id,
+        _e.c.job_id,
+        _e.c.member_uuid,
+        _e.c.attempt,
+        _e.c.retry_of,
+        _e.c.trigger,
+        _e.c.fire_ms,
+        _e.c.started_ms,
+        _j.c.command,
+        _j.c.retry_count,
+        _j.c.retry_delay_s,
+    ).join(_j, _j.c.id == _e.c.job_id)
+    with writing(db) as conn:
+        started = set(conn.execute(stmt).scalars())
+        if not started:
+            return []
+        rows = conn.execute(query.where(_e.c.id.in_(list(started)))).mappings()
+        by_id = {r["id"]: StartedExecution(**{**r, "command": tuple(r["command"])}) for r in rows}
+    return [by_id[i] for i in execution_ids if i in by_id]
+
+
+def running_here(db: Db, member_uuid: str, execution_ids: Collection[str]) -> set[str]:
+    """The executions among ``execution_ids`` that are ``running`` on ``member_uuid``."""
+    if not execution_ids:
+        return set()
+    stmt = select(_e.c.id).where(
+        _e.c.id.in_(list(execution_ids)),
+        _e.c.member_uuid == member_uuid,
+        _e.c.status == "running",
+    )
+    with reading(db) as conn:
+        return set(conn.execute(stmt).scalars())
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A member's executions: ``running``, and ``waiting`` (``scheduled`` and due: its
+    fire time passed, not started yet — queued on the member, or not even queued)."""
+
+    running: int = 0
+    waiting: int = 0
+
+
+def count_backlog(db: Db, *, now_ms: int) -> dict[str, Backlog]:
+    """:class:`Backlog` of every member that has any, at ``now_ms`` (epoch ms); one grouped
+    query. A retry not due yet (``fire_ms`` in the future) is not waiting."""
+    waiting = and_(_e.c.status == "scheduled", _e.c.fire_ms <= now_ms)
+    stmt = (
+        select(
+            _e.c.member_uuid,
+            func.sum(case((_e.c.status == "running", 1), else_=0)),
+            func.sum(case((waiting, 1), else_=0)),
+        )
+        .where(_e.c.status.in_(["running", "scheduled"]))
+        .group_by(_e.c.member_uuid)
+    )
+    with reading(db) as conn:
+        counts = {m: Backlog(int(r or 0), int(w or 0)) for m, r, w in conn.execute(stmt)}
+    return {m: b for m, b in counts.items() if b.running or b.waiting}
