@@ -187,4 +187,19 @@ def test_healthchecks_restart_policies_and_start_order() -> None:
             "postgres": {"condition": "service_healthy"},
             "migrate": {"condition": "service_completed_successfully"},
         }, name
-        assert service["stop_grace_period"] == "15s" and service["init"] is True, name
+        assert service["init"] is True, name
+        if name.startswith("node-"):
+            continue  # test_nodes_get_their_drain_timeout_to_stop
+        assert service["stop_grace_period"] == "15s", name
+
+
+def test_nodes_get_their_drain_timeout_to_stop() -> None:
+    """A node drains on SIGTERM for up to drainTimeout (from the mounted config file), then
+    ends and hands back what is left: compose must wait longer than that."""
+    nodes = {n: s for n, s in qwc_services(load_compose()).items() if n.startswith("node-")}
+    assert len(nodes) == 3
+    settings = load_settings(ROOT / "deploy" / "qwcontrol-config.properties", environ={})
+    for name, service in nodes.items():
+        grace = service["stop_grace_period"]
+        assert grace.endswith("s"), name
+        assert int(grace[:-1]) >= settings.executions_drain_timeout_s + 10, name

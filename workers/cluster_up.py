@@ -17,12 +17,20 @@ from collections.abc import Callable, Mapping, Sequence
 from workers.cluster_plan import Action, ProcessSpec, on_exit
 from workers.local import LocalProcesses
 
-__all__ = ["POLL_S", "STOP_TIMEOUT_S", "Supervisor", "child_env"]
+__all__ = ["POLL_S", "STOP_TIMEOUT_S", "Supervisor", "child_env", "stop_timeout_s"]
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
-STOP_TIMEOUT_S = 10.0  # each process gets this long after SIGTERM before SIGKILL
+STOP_TIMEOUT_S = 10.0  # after SIGTERM (+ drainTimeout, see stop_timeout_s) before SIGKILL
+
+
+def stop_timeout_s(drain_timeout_s: float) -> float:
+    """How long a process gets after SIGTERM before SIGKILL: a node drains for up to
+    ``drain_timeout_s`` (``qwcontrol.executions.drainTimeout``), then needs a few seconds
+    to end what is left and hand it back; every other process stops within
+    :data:`STOP_TIMEOUT_S`."""
+    return drain_timeout_s + STOP_TIMEOUT_S
 
 
 def child_env(environ: Mapping[str, str], config_path: str | None) -> dict[str, str]:

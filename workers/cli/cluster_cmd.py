@@ -19,7 +19,7 @@ from workers.cli.common import (
     stop_on_signals,
 )
 from workers.cluster_plan import member_identities, topology
-from workers.cluster_up import Supervisor, child_env
+from workers.cluster_up import Supervisor, child_env, stop_timeout_s
 from workers.local import LocalProcesses
 from workers.store import open_store
 
@@ -50,8 +50,9 @@ def up(
     ones of the data directory. Their logs go to HOME/logs/<name>.log. A process that
     exits is restarted, unless it exits with status 2 (invalid settings) or three times
     in a row within 5 s of its start: then the cluster stops. On Ctrl-C or SIGTERM every
-    process gets SIGTERM and up to 10 s to stop. Exit status 0 when every process stopped
-    cleanly (status 0), 1 otherwise.
+    process gets SIGTERM and up to qwcontrol.executions.drainTimeout + 10 s to stop (a
+    node drains: its running executions get up to drainTimeout to finish). Exit status 0
+    when every process stopped cleanly (status 0), 1 otherwise.
     """
     settings = cli.settings()
     require_cluster_mode(settings)
@@ -74,7 +75,7 @@ def up(
         announce(f"cluster up: {len(specs)} processes, logs in {log_dir}; Ctrl-C stops")
         why = supervisor.run(stop)
     finally:
-        codes = supervisor.stop()
+        codes = supervisor.stop(stop_timeout_s(settings.executions_drain_timeout_s))
         if started_redis:
             EmbeddedRedis(settings.home_dir).stop()
     _report(codes, why)
