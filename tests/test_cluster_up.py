@@ -174,8 +174,8 @@ def test_up_runs_the_topology_and_sigterm_stops_every_process(cluster: Cluster) 
     wait_for(lambda: len(children_by_label(proc.pid)) == 9, what="9 processes")
     kinds = Counter(k.rsplit("-", 1)[0] for k in children_by_label(proc.pid))
     assert kinds == {"liveness": 2, "takeover": 2, "recovery": 1, "manager": 1, "node": 3}
-    # each node runs its RQ worker as a child: 3 grandchildren
-    everyone = wait_for(lambda: at_least(12, descendants(proc.pid)), what="the nodes' rq workers")
+    # each node runs its watchdog as a child: 3 grandchildren
+    everyone = wait_for(lambda: at_least(12, descendants(proc.pid)), what="the nodes' watchdogs")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, log_of(cluster, proc)  # 0: every child exited 0
     assert [p for p in everyone if running(p)] == []

@@ -1,9 +1,10 @@
 """Remote execute / abort end to end: real nodes, a liveness worker, the ``qwc`` CLI, real
 Redis and SQL.
 
-- ``qwc run`` then ``qwc abort`` of the running execution: its command is killed within
-  ``remoteExec.process.interval`` + 1 s of the abort, the execution is ``aborted``, and no
-  retry follows although the job has retries.
+- ``qwc run`` then ``qwc abort`` of the running execution: its command's whole process
+  group (a grandchild included) is ended within ``remoteExec.process.interval`` + 1 s of
+  the abort, the execution is ``aborted``, and no retry follows although the job has
+  retries.
 - ``qwc run --on`` a member that is SIGKILLed before its next command pass: once the
   member is dead, the recovery worker (recovery itself disabled) re-routes the command to
   a live member, where the job runs.
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rq.job import Job
 
 from schemas.errors import NotFoundError
 from schemas.keys import GROUP_COMMANDS, Keys
@@ -99,8 +99,13 @@ def test_abort_stops_a_running_execution_within_the_interval_without_retry(
     member, _ = cluster.node("runner")
     other, _ = cluster.node("other")
     wait_active(cluster, member, other)
-    pid_file = tmp_path / "command.pid"
-    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    pid_file, child_file = tmp_path / "command.pid", tmp_path / "grandchild.pid"
+    code = (
+        "import os, subprocess, sys; "
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(child_file)!r}, 'w').write(str(child.pid)); child.wait()"
+    )
     job = add_job(db, member, [sys.executable, "-c", code], retry=2)
 
     issued = run_json(cluster, "run", job, "--on", member)
@@ -111,24 +116,31 @@ def test_abort_stops_a_running_execution_within_the_interval_without_retry(
         what="the remote execution running",
     )
     command_pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="pid"))
+    child_pid = int(wait_for(lambda: child_file.exists() and child_file.read_text(), what="pid"))
 
     aborted = run_json(cluster, "abort", execution_id)
     assert aborted["outcome"] == "sent" and aborted["member_uuid"] == member
     issued_ms = get_command(db, str(aborted["command_id"])).issued_ms
-    wait_for(lambda: pid_gone(command_pid), timeout_s=10, what="the command killed")
+    wait_for(
+        lambda: pid_gone(command_pid) and pid_gone(child_pid),
+        timeout_s=10,
+        what="the command and its child killed",
+    )
     gone_ms = server_time_ms(cluster.client())
-    # the member records the command done right after sending the stop
+    # the member records the command done right after ending the group
     row = wait_for(
         lambda: (c := get_command(db, str(aborted["command_id"]))).status != "pending" and c,
         what="the abort command recorded",
     )
-    assert (row.status, row.processed_by, row.detail) == ("done", member, "aborted; RQ job stopped")
+    assert (row.status, row.processed_by, row.detail) == (
+        "done",
+        member,
+        "aborted; its process group was ended",
+    )
     assert row.processed_ms is not None
     assert gone_ms - issued_ms <= interval_ms + 1000, gone_ms - issued_ms
     e = get_execution(db, execution_id)
     assert (e.status, e.exit_code, e.trigger, e.member_uuid) == ("aborted", None, "remote", member)
-    rq_job = Job.fetch(execution_id, connection=cluster.client())
-    wait_for(lambda: rq_job.get_status() == "stopped", what="RQ recorded the job stopped")
     assert cluster.client().xlen(KEYS.commands(other)) == 0  # only the runner was told
     # the member goes on with its work: a later run on it succeeds, and the aborted
     # execution was never retried

@@ -288,7 +288,7 @@ def test_abort_of_a_scheduled_execution_keeps_it_from_starting(
     assert not start_execution(store, e, now_ms=now_ms(), member_uuid=m)
 
 
-def test_abort_of_a_running_execution_records_aborted_before_stopping_it(
+def test_abort_of_a_running_execution_records_aborted_before_ending_it(
     r: redis.Redis, store: Store, v: View, s: Settings
 ) -> None:
     m = new_uuid()
@@ -300,14 +300,14 @@ def test_abort_of_a_running_execution_records_aborted_before_stopping_it(
     assert start_execution(store, e, now_ms=now_ms(), member_uuid=m, rq_job_id=e)
     seen: list[tuple[str, str]] = []
 
-    def stop_job(_client: redis.Redis, rq_job_id: str) -> bool:
-        seen.append((rq_job_id, get_execution(store, rq_job_id).status))
+    def end_execution(execution_id: str, _reason: str) -> bool:
+        seen.append((execution_id, get_execution(store, execution_id).status))
         return True
 
     assert request_abort(r, store, s, execution_id=e).outcome == "sent"
-    (done,) = processor(r, store, m, stop_job=stop_job).process()
-    assert seen == [(e, "aborted")]
-    assert done.detail == "aborted; RQ job stopped"
+    (done,) = processor(r, store, m, end_execution=end_execution).process()
+    assert seen == [(e, "aborted")]  # recorded first, then its process group ended
+    assert done.detail == "aborted; its process group was ended"
     # the task, had it still finished, records nothing and creates no retry
     assert not finish_execution(store, e, status="failed", now_ms=now_ms())
     assert [x.id for x in list_executions(store, job_id=job)] == [e]

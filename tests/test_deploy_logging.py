@@ -1,6 +1,6 @@
 """``QWC_LOG_FORMAT=json``: every line a process writes on stderr is one JSON object with
 time, level, logger and message — for the workers, the manager (uvicorn's lines too) and
-the node (its RQ worker's lines too); text stays the default."""
+the node (its watchdog's lines too); text stays the default."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_every_process_logs_json_lines(cluster: Cluster) -> None:
         timeout_s=20,
         what="the node active",
     )
-    wait_for(lambda: "rq worker" in cluster.logs[3].read_text(), what="the node's rq worker")
+    wait_for(lambda: "watchdog: watching" in cluster.logs[3].read_text(), what="its watchdog")
     wait_for(lambda: "Uvicorn running" in cluster.logs[2].read_text(), what="the manager")
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
@@ -83,6 +83,7 @@ def test_every_process_logs_json_lines(cluster: Cluster) -> None:
     assert any(m.startswith("Uvicorn running on") for m in messages[2])
     assert any(m.startswith("qwc manager: http://") for m in messages[2])  # the banner too
     assert any(m.startswith(f"member {member} (node-j) running") for m in messages[3])
+    assert f"watchdog: watching the process groups of member {member}" in messages[3]
     assert {o["level"] for lines in logs for o in lines} <= {"DEBUG", "INFO", "WARNING", "ERROR"}
 
 

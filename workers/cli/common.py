@@ -27,6 +27,7 @@ __all__ = [
     "default_consumer_name",
     "echo_json",
     "fail",
+    "log_flags",
     "pass_cli",
     "require_cluster_mode",
     "stop_on_signals",
@@ -34,6 +35,7 @@ __all__ = [
 
 LOG_FORMATS = ("text", "json")
 _json_logs = False  # set by configure_logging: announce() follows the log format
+_verbosity = 0  # set by configure_logging: log_flags() hands it to child qwc processes
 
 
 @dataclass
@@ -98,14 +100,20 @@ def configure_logging(verbosity: int, log_format: str = "text") -> None:
     """Only the CLI configures handlers. 0: warnings, 1: info, 2+: debug. ``log_format``
     ``json``: one JSON object per line (:class:`JsonLogFormatter`); else plain text."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    global _json_logs
+    global _json_logs, _verbosity
     _json_logs = log_format.lower() == "json"
+    _verbosity = verbosity
     handler = logging.StreamHandler(sys.stderr)
     if _json_logs:
         handler.setFormatter(JsonLogFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
+
+
+def log_flags() -> list[str]:
+    """The ``qwc`` options that give a child ``qwc`` process this process's logging."""
+    return ["-v"] * _verbosity + ["--log-format", "json" if _json_logs else "text"]
 
 
 def announce(message: str) -> None:

@@ -1,4 +1,4 @@
-"""``qwc node``: the reference member (heartbeats, schedules its jobs, runs them with RQ)."""
+"""``qwc node``: the reference member (heartbeats, schedules its jobs, runs them on its pool)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from workers.cli.common import (
     CliContext,
     announce,
     fail,
+    log_flags,
     pass_cli,
     require_cluster_mode,
     stop_on_signals,
 )
-from workers.node.member import run_member
+from workers.node.node import run_member, watchdog_argv
 
 __all__ = ["COMMANDS"]
 
@@ -38,10 +39,19 @@ def node(
     It waits qwcontrol.clusterMode.heartbeat.delay seconds, then publishes a heartbeat every
     qwcontrol.clusterMode.heartbeat.interval seconds, and keeps trying through Redis outages.
     Every interval it reloads the enabled jobs it owns from the store; it fires each due cron
-    time only through the store's fence (a refused fire means the job was taken over: it is
-    unscheduled) and runs the job's command on its RQ queue qwc-<uuid>, with an RQ worker it
-    runs as a child process. At start it marks its leftover running executions incomplete.
-    On SIGTERM it stops firing, gives the running command up to 5 s to finish, and exits.
+    time only through the store's fence, in the store alone (a refused fire means the job
+    was taken over: it is unscheduled), so a slow or unreachable Redis never holds up a fire.
+    Executions go on its RQ queue qwc-<uuid> and run on its pool of
+    qwcontrol.executions.threadCount slots (default 10): a long job holds one slot, the
+    others keep their times; when every slot is busy, executions wait in order on the queue
+    (qwc members shows them waiting). Each command runs in a process group of its own, with
+    QWC_JOB_ID, QWC_EXECUTION_ID, QWC_FIRE_TIME (epoch ms), QWC_ATTEMPT and QWC_MEMBER_UUID
+    in its environment; abort, a recovery elsewhere, the node's death and shutdown end the
+    whole group. At start it marks its leftover running executions incomplete.
+
+    On SIGTERM or Ctrl-C it drains: it stops firing and taking executions, lets running ones
+    finish for up to qwcontrol.executions.drainTimeout seconds (default 30), then marks the
+    rest incomplete (retried per their job on another member), ends them, and exits 0.
     """
     overrides: dict[str, object] = {}
     if uuid_ is not None:
@@ -60,7 +70,12 @@ def node(
     announce(f"member {settings.server_uuid} ({member_name}) running; Ctrl-C stops it")
     try:
         run_member(
-            settings, member_uuid=settings.server_uuid, name=member_name, passive=passive, stop=stop
+            settings,
+            member_uuid=settings.server_uuid,
+            name=member_name,
+            passive=passive,
+            stop=stop,
+            watchdog_cmd=watchdog_argv(log_flags()),
         )
     except (StoreError, EmbeddedRedisError) as exc:
         fail(f"member {settings.server_uuid}: {exc}", 1)

@@ -30,10 +30,8 @@ from schemas.errors import NotFoundError, QwcError
 from schemas.keys import Keys
 from schemas.messages import CommandAction, MemberState, RemoteCommand
 from schemas.settings import RemoteExecutionPolicy, Settings
-from workers.bus.connect import connect, shares_rq_redis
 from workers.bus.streams import publish, server_time_ms
 from workers.commands.decide import choose_member, target_problem
-from workers.commands.stop import stop_rq_job
 from workers.liveness import view
 from workers.liveness.listing import iso_utc
 from workers.store import (
@@ -273,7 +271,7 @@ def request_abort(
     member = execution.member_uuid
     (seen,) = view.read_observations(client, keys, [member])
     if seen.state is None or seen.state is MemberState.DEAD:
-        return _apply_directly(client, settings, store, execution_id, member, seen.state, now_ms)
+        return _apply_directly(store, execution_id, member, seen.state, now_ms)
     for pending in list_commands(store, execution_id=execution_id, statuses=("pending",)):
         if pending.action == CommandAction.ABORT.value:
             detail = f"an abort command is already pending on member {pending.target_uuid}"
@@ -317,46 +315,26 @@ def _cancel_pending_execute(
     return None
 
 
-def _stop_rq_job(client: redis.Redis, settings: Settings, rq_job_id: str) -> bool:
-    """Tell the member's RQ job to stop, when its RQ Redis is reachable from here (not when
-    each member keeps its queue in its own embedded Redis, beside a Redis Cluster)."""
-    if not shares_rq_redis(settings):
-        return False
-    if settings.rq_redis_url is None or settings.rq_redis_url == settings.redis_url:
-        return stop_rq_job(client, rq_job_id)
-    rq_client = connect(settings.rq_redis_url, client_name="qwc-abort")
-    try:
-        return stop_rq_job(rq_client, rq_job_id)
-    finally:
-        rq_client.close()
-
-
 def _ended(execution_id: str, member: str, status: str) -> AbortResult:
     detail = f"execution {execution_id} had already ended: {status}"
     return AbortResult("ended", execution_id, member, status, None, detail)
 
 
 def _apply_directly(
-    client: redis.Redis,
-    settings: Settings,
     store: Store,
     execution_id: str,
     member: str,
     state: MemberState | None,
     now_ms: int,
 ) -> AbortResult:
-    """The member processes no commands: abort in the store; stop its RQ job should its
-    worker still run (a member cut off from the view, not gone)."""
+    """The member processes no commands: abort in the store. Should the member only be cut
+    off from Redis (not gone), its watchdog ends the command's process group at its next
+    store check (every heartbeat interval)."""
     before = abort_execution(store, execution_id, now_ms=now_ms)
     if before is None:
         return _ended(execution_id, member, get_execution(store, execution_id).status)
-    stopped = before.status == "running" and _stop_rq_job(
-        client, settings, before.rq_job_id or execution_id
-    )
     how = "dead" if state is MemberState.DEAD else "unknown to the liveness view"
-    detail = f"member {member} is {how}: aborted in the store" + (
-        "; its RQ job was told to stop" if stopped else ""
-    )
+    detail = f"member {member} is {how}: aborted in the store"
     log.info("execution %s: %s", execution_id, detail)
     return AbortResult("applied", execution_id, member, "aborted", None, detail)
 

@@ -26,7 +26,6 @@ from schemas.keys import Keys
 from schemas.settings import RemoteExecutionPolicy, Settings
 from workers.commands.decide import choose_member
 from workers.commands.issue import command_message, publish_command
-from workers.commands.stop import stop_rq_job
 from workers.liveness import view
 from workers.store import (
     CommandRow,
@@ -102,7 +101,7 @@ def _one(
     if row.expires_ms <= now_ms:
         return _finish(store, row, "expired", now_ms, "expired before its member processed it")
     if row.action == "abort":
-        return _apply_abort(client, store, row, now_ms)
+        return _apply_abort(store, row, now_ms)
     return _reroute_execute(client, store, keys, settings, row, members, now_ms)
 
 
@@ -122,9 +121,7 @@ def _finish(
     return Rerouted(row.id, row.action, outcome, None, detail) if changed else None
 
 
-def _apply_abort(
-    client: redis.Redis, store: Store, row: CommandRow, now_ms: int
-) -> Rerouted | None:
+def _apply_abort(store: Store, row: CommandRow, now_ms: int) -> Rerouted | None:
     if row.execution_id is None:
         return _finish(store, row, "failed", now_ms, "abort command without an execution")
     try:
@@ -133,8 +130,6 @@ def _apply_abort(
         return _finish(store, row, "failed", now_ms, f"execution {row.execution_id} does not exist")
     if before is None:
         detail = "member dead; the execution had already ended"
-    elif before.status == "running" and stop_rq_job(client, before.rq_job_id or before.id):
-        detail = "member dead: aborted in the store; its RQ job was told to stop"
     else:
         detail = "member dead: aborted in the store"
     return _finish(store, row, "done", now_ms, detail)

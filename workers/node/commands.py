@@ -19,8 +19,8 @@ else happens. ``execute``: in one transaction, the command ``done`` (only while 
 pending here) and a ``scheduled`` execution of the job on this member with the command's
 execution id, trigger ``remote``, due now; the node's next dispatch pass enqueues it.
 ``abort``: the execution is recorded ``aborted`` first (a not yet started one then never
-starts), then, when it was running, its RQ job is stopped (RQ's stop-job command: the work
-horse and the job's command are killed; the task writes no outcome, so there is no
+starts), then, when it was running here, the pool ends its command's whole process group
+(SIGTERM, SIGKILL after a grace; the pool writes no outcome over the abort, so there is no
 retry). A command that cannot be carried out (unknown job or execution) is ``failed``
 with the reason. Transient Redis/SQL errors propagate (the node's loop retries the pass;
 nothing was acked).
@@ -49,7 +49,6 @@ from workers.bus.streams import (
     read_pending,
     server_time_ms,
 )
-from workers.commands.stop import stop_rq_job
 from workers.liveness.listing import iso_utc
 from workers.store import (
     CommandRow,
@@ -90,9 +89,9 @@ class CommandProcessor:
 
     ``clock_ms`` is the member's clock (epoch ms), used for the times of executions as
     everywhere on the member; expiry and ``processed_ms`` use the Redis server's clock,
-    the one commands are issued with. ``stop_job`` stops an RQ job (injectable for tests
-    that run no RQ worker) through ``rq_client``, the Redis of the member's RQ queue
-    (default: ``client``).
+    the one commands are issued with. ``end_execution(execution_id, reason)`` ends a
+    running execution's process group in the member's pool, recording nothing; False when
+    the pool does not run it (default: nothing runs here).
     """
 
     def __init__(
@@ -103,17 +102,15 @@ class CommandProcessor:
         *,
         member_uuid: str,
         clock_ms: Callable[[], int] = _wall_clock_ms,
-        stop_job: Callable[[redis.Redis, str], bool] = stop_rq_job,
-        rq_client: redis.Redis | None = None,
+        end_execution: Callable[[str, str], bool] = lambda _id, _reason: False,
     ) -> None:
         self.client = client
-        self.rq_client = client if rq_client is None else rq_client
         self.store = store
         self.member_uuid = member_uuid
         self.stream = keys.commands(member_uuid)
         self._keys = keys
         self._clock_ms = clock_ms
-        self._stop_job = stop_job
+        self._end_execution = end_execution
         self._group_ready = False
 
     def process(self) -> list[Processed]:
@@ -253,7 +250,11 @@ class CommandProcessor:
             return self._finish(row, "done", now_ms, f"nothing to abort: already {status}")
         if before.status == "scheduled":
             return self._finish(row, "done", now_ms, "aborted before it started")
-        stopped = self._stop_job(self.rq_client, before.rq_job_id or execution_id)
-        detail = "aborted; RQ job stopped" if stopped else "aborted; its RQ job was not executing"
+        ended = self._end_execution(execution_id, f"aborted by command {row.id}")
+        detail = (
+            "aborted; its process group was ended"
+            if ended
+            else "aborted; its command was not running in this member's pool"
+        )
         log.info("member %s: execution %s %s", self.member_uuid, execution_id, detail)
         return self._finish(row, "done", now_ms, detail)

@@ -1,227 +1,178 @@
-"""The RQ task a node runs for each execution: run the job's command and record the outcome.
+"""How one execution runs and how its outcome is recorded (the pool's two ends).
 
-:func:`run_execution` is enqueued by the member on its queue ``qwc-<member uuid>`` and
-performed by the node's RQ worker (in a work horse forked per job). It moves the execution
-``scheduled`` -> ``running`` (with the RQ job id) — only while it is still ``scheduled`` and
-still assigned to this member —, runs the job's command (read from the store: nothing but
-the execution id travels through Redis) without a shell (stdin closed, stdout and stderr
-captured together, no timeout), then ``succeeded`` (exit code 0) or ``failed``, with the exit
-code and the last :data:`OUTPUT_TAIL_BYTES` of the output. A failed execution of a job with
-retries left gets its retry in the same transaction (attempt + 1, on this member, not before
-the job's retry delay; the member enqueues it when due). An execution that is no longer
-``scheduled`` here when the task starts (aborted, moved, or marked ``incomplete`` by a
-recovery) is not run. An aborted execution's work horse is killed (RQ's stop-job command):
-no outcome is written by the task, and there is no retry.
+* :class:`Invocation` is what the pool runs: an argv (no shell), the variables added to
+  the node's environment, and an optional deadline. :func:`invocation_for` builds it for a
+  started execution: the job's command, and the execution's identity in the environment:
 
-While the command runs, the task re-reads its execution every ``check_every_s`` (the
-member's heartbeat interval): once the store no longer has it ``running`` on this member —
-marked ``incomplete`` and retried elsewhere by a recovery while this member was cut off
-from Redis or paused, or aborted while the stop-job command could not reach it — the
-command is killed and no outcome is written. The store is the authority on who runs an
-execution; a store that cannot be read leaves the command running.
+  ===================  ==============================================================
+  QWC_JOB_ID           the job's id
+  QWC_EXECUTION_ID     the execution's id
+  QWC_FIRE_TIME        its fire time, epoch milliseconds (UTC), as ``fire_ms`` in
+                       ``qwc executions --json``; for a retry, the time it was due
+  QWC_ATTEMPT          1 for the first run, 2 for the first retry, ...
+  QWC_MEMBER_UUID      the member running it
+  ===================  ==============================================================
+
+* :class:`OutputTail` keeps the last ``max_bytes`` of a command's output (stdout and
+  stderr together) in bounded memory, whatever the command writes.
+
+* :func:`record_outcome` writes how an execution ended: ``succeeded`` (exit code 0) or
+  ``failed`` — a failed run of a job with retries left gets its retry in the same
+  transaction (attempt + 1, on this member, not before the job's retry delay) — or the
+  status its ender asked for (:class:`EndRequest`), or nothing at all when the ender
+  recorded it already (an abort, a recovery elsewhere, a drain). Every write is
+  conditional on the execution still running: nothing is written over another's outcome.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import subprocess
-import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from rq import get_current_job
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from workers.recovery.decide import next_retry
-from workers.store import (
-    create_store_engine,
-    finish_execution,
-    get_execution,
-    get_job,
-    start_execution,
-)
+from workers.store import Db, StartedExecution, finish_execution
 
 __all__ = [
     "OUTPUT_TAIL_BYTES",
-    "STORE_CHECK_S",
-    "CommandOutcome",
-    "run_command",
-    "run_execution",
-    "use_database",
+    "RETRIED_STATUSES",
+    "EndRequest",
+    "Ended",
+    "Invocation",
+    "OutputTail",
+    "execution_env",
+    "invocation_for",
+    "record_outcome",
 ]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_BYTES = 4096
-STORE_CHECK_S = 5.0  # default for how often a running command's execution is re-read
-_CHUNK_BYTES = 65536
+RETRIED_STATUSES = frozenset({"failed"})  # statuses a job's retries apply to
 
 
 @dataclass(frozen=True)
-class CommandOutcome:
-    """How a command ended. ``exit_code`` is None when it could not be started; negative
-    when a signal killed it (``-signal``). ``output_tail`` is the end of stdout+stderr.
-    ``stopped``: killed because ``keep_running`` said no."""
+class Invocation:
+    """What the pool runs for an execution: ``argv`` (no shell), ``env`` added to the
+    node's environment, and ``deadline_ms`` (epoch ms; None: none) at which the pool ends
+    it with status ``timedout``."""
 
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    deadline_ms: int | None = None
+
+
+def execution_env(execution: StartedExecution) -> dict[str, str]:
+    """The execution's identity as environment variables (module docstring)."""
+    return {
+        "QWC_JOB_ID": execution.job_id,
+        "QWC_EXECUTION_ID": execution.id,
+        "QWC_FIRE_TIME": str(execution.fire_ms),
+        "QWC_ATTEMPT": str(execution.attempt),
+        "QWC_MEMBER_UUID": execution.member_uuid,
+    }
+
+
+def invocation_for(execution: StartedExecution) -> Invocation:
+    """The job's command, with the execution's identity in its environment."""
+    return Invocation(execution.command, execution_env(execution))
+
+
+class OutputTail:
+    """The last ``max_bytes`` of what was fed, in memory bounded by about ``max_bytes`` plus
+    one chunk. Not thread-safe (one reader per command)."""
+
+    def __init__(self, max_bytes: int = OUTPUT_TAIL_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._kept = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Add the next bytes of the output."""
+        self._chunks.append(chunk)
+        self._kept += len(chunk)
+        while len(self._chunks) > 1 and self._kept - len(self._chunks[0]) >= self.max_bytes:
+            self._kept -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        """The tail as text (UTF-8; undecodable bytes replaced)."""
+        if self.max_bytes <= 0:
+            return ""
+        return b"".join(self._chunks)[-self.max_bytes :].decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class EndRequest:
+    """Why an execution was ended before its command finished: ``status`` is what to
+    record (None: its ender recorded the outcome already), ``reason`` says why, in words."""
+
+    status: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a command ended. ``exit_code``: None when it could not be started (``output``
+    then says why), negative when a signal ended it (``-signal``). ``ended_by``: set when
+    the pool ended it (:meth:`workers.node.pool.ExecutionPool.end`)."""
+
+    execution: StartedExecution
     exit_code: int | None
-    output_tail: str
-    stopped: bool = False
+    output: str
+    ended_by: EndRequest | None = None
 
     @property
-    def status(self) -> str:
-        """``succeeded`` for exit code 0, else ``failed``."""
+    def status(self) -> str | None:
+        """The status to record: the ender's, else ``succeeded`` (exit 0) or ``failed``."""
+        if self.ended_by is not None:
+            return self.ended_by.status
         return "succeeded" if self.exit_code == 0 else "failed"
 
 
-def run_command(
-    argv: Sequence[str],
-    *,
-    tail_bytes: int = OUTPUT_TAIL_BYTES,
-    keep_running: Callable[[], bool] | None = None,
-    check_every_s: float = STORE_CHECK_S,
-) -> CommandOutcome:
-    """Run ``argv`` (no shell, no timeout) and keep the last ``tail_bytes`` of its output.
-
-    A command that cannot be started (not found, not executable, empty argv) gives
-    ``exit_code`` None and the error as the output; nothing is raised for it. When given,
-    ``keep_running`` is asked every ``check_every_s`` while the command runs; False kills
-    the command (``stopped``); an exception from it is logged and the command goes on.
-    """
-    if not argv:
-        return CommandOutcome(None, "empty command")
-    try:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-    except OSError as exc:
-        return CommandOutcome(None, f"cannot run {argv[0]!r}: {exc}")
-    tail: collections.deque[bytes] = collections.deque()
-    kept = 0
-    assert proc.stdout is not None
-    done, stopped = threading.Event(), threading.Event()
-    if keep_running is not None:
-        watcher = threading.Thread(
-            target=_watch, args=(proc, keep_running, check_every_s, done, stopped), daemon=True
-        )
-        watcher.start()
-    with proc:
-        while chunk := proc.stdout.read(_CHUNK_BYTES):
-            tail.append(chunk)
-            kept += len(chunk)
-            while len(tail) > 1 and kept - len(tail[0]) >= tail_bytes:  # bounded memory
-                kept -= len(tail.popleft())
-        exit_code = proc.wait()
-    done.set()
-    output = b"".join(tail)[-tail_bytes:] if tail_bytes > 0 else b""
-    return CommandOutcome(exit_code, output.decode("utf-8", errors="replace"), stopped.is_set())
-
-
-def _watch(
-    proc: subprocess.Popen[bytes],
-    keep_running: Callable[[], bool],
-    every_s: float,
-    done: threading.Event,
-    stopped: threading.Event,
-) -> None:
-    while not done.wait(every_s):
-        try:
-            go_on = keep_running()
-        except Exception as exc:  # the store is down: the command goes on
-            log.warning("command %s: cannot check whether to go on: %s", proc.pid, exc)
-            continue
-        if not go_on and not done.is_set():
-            stopped.set()
-            proc.kill()
-            return
-
-
-_database_url: str | None = None
-_member_uuid: str | None = None
-_check_every_s: float = STORE_CHECK_S
-
-
-def use_database(
-    url: str, member_uuid: str | None = None, *, check_every_s: float = STORE_CHECK_S
-) -> None:
-    """Set the store URL the tasks of this process use, the member they run for (the start
-    fence; None: any member) and how often a running command's execution is re-read. The
-    node calls it before it forks its RQ worker, so the URL (and any password in it) never
-    travels through Redis."""
-    global _database_url, _member_uuid, _check_every_s
-    _database_url = url
-    _member_uuid = member_uuid
-    _check_every_s = check_every_s
-
-
-def run_execution(execution_id: str) -> str:
-    """The RQ task: run execution ``execution_id`` (the command of its job), recorded in
-    the store given to ``use_database``. Returns the final status, or ``skipped`` when the
-    execution was not ``scheduled`` on this member any more. Store errors propagate (RQ
-    records the job failed); RuntimeError when no store was set."""
-    if _database_url is None:
-        raise RuntimeError("run_execution: no store configured (use_database was not called)")
-    engine = create_store_engine(_database_url)
-    try:
-        execution = get_execution(engine, execution_id)
-        job = get_job(engine, execution.job_id)
-        current = get_current_job()
-        rq_job_id = current.id if current is not None else None
-        if not start_execution(
-            engine, execution_id, now_ms=_now_ms(), member_uuid=_member_uuid, rq_job_id=rq_job_id
-        ):
-            log.warning("execution %s: not scheduled here any more; not run", execution_id)
-            return "skipped"
-
-        def still_here() -> bool:
-            now = get_execution(engine, execution_id)
-            return now.status == "running" and now.member_uuid == execution.member_uuid
-
-        outcome = run_command(job.command, keep_running=still_here, check_every_s=_check_every_s)
-        if outcome.stopped:
-            log.warning(
-                "execution %s: no longer running on this member in the store (recovered "
-                "elsewhere or aborted); its command was killed",
-                execution_id,
-            )
-            return "stopped"
-        now_ms = _now_ms()
-        retry = None
-        if outcome.status == "failed":
-            retry = next_retry(
-                execution_id=execution_id,
-                retry_of=execution.retry_of,
-                job_id=job.id,
-                attempt=execution.attempt,
-                retry_count=job.retry_count,
-                retry_delay_s=job.retry_delay_s,
-                to_uuid=execution.member_uuid,
-                now_ms=now_ms,
-                new_id=str(uuid.uuid4()),
-            )
-        finished = finish_execution(
-            engine,
-            execution_id,
-            status=outcome.status,
+def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
+    """Record ``ended`` (module docstring) at ``now_ms``; True when this changed the
+    execution (False: nothing to record, or it had ended already). Store errors
+    propagate."""
+    status, e = ended.status, ended.execution
+    if status is None:
+        log.info("execution %s: ended: %s", e.id, ended.ended_by and ended.ended_by.reason)
+        return False
+    retry = None
+    if status in RETRIED_STATUSES:
+        retry = next_retry(
+            execution_id=e.id,
+            retry_of=e.retry_of,
+            job_id=e.job_id,
+            attempt=e.attempt,
+            retry_count=e.retry_count,
+            retry_delay_s=e.retry_delay_s,
+            to_uuid=e.member_uuid,
             now_ms=now_ms,
-            exit_code=outcome.exit_code,
-            output_tail=outcome.output_tail,
-            retry=retry,
+            new_id=str(uuid.uuid4()),
         )
-        log.info("execution %s: %s (exit %s)", execution_id, outcome.status, outcome.exit_code)
-        if finished and retry is not None:
-            log.info(
-                "execution %s: retry %s (attempt %s) at %s ms",
-                execution_id,
-                retry.id,
-                retry.attempt,
-                retry.fire_ms,
-            )
-        return outcome.status
-    finally:
-        engine.dispose()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    changed = finish_execution(
+        db,
+        e.id,
+        status=status,
+        now_ms=now_ms,
+        exit_code=ended.exit_code,
+        output_tail=ended.output,
+        retry=retry,
+    )
+    if not changed:
+        log.warning(
+            "execution %s: had ended already (recovered or aborted); %s not recorded", e.id, status
+        )
+        return False
+    log.info("execution %s: %s (exit %s)", e.id, status, ended.exit_code)
+    if retry is not None:
+        log.info(
+            "execution %s: retry %s (attempt %s) at %s ms",
+            e.id,
+            retry.id,
+            retry.attempt,
+            retry.fire_ms,
+        )
+    return True

@@ -1,0 +1,143 @@
+"""The node's watchdog as a real ``qwc node-watchdog`` process: on end of input (the node is
+gone) it ends every group it holds; while it runs it ends the groups of executions the
+store no longer has running on its member; a watchdog that died is started again and told
+every live group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import wait_for
+from workers.node.node import watchdog_argv
+from workers.node.watchdog import Watchdog, WatchdogConfig
+from workers.store import (
+    Store,
+    abort_execution,
+    create_job,
+    insert_execution,
+    start_execution,
+)
+
+ME = "aaaaaaaa-0000-4000-8000-000000000001"
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+class Group:
+    """``sh`` in a session of its own with a grandchild sleeping 30 s (reaped by a thread of
+    the test, as the node's slot would)."""
+
+    def __init__(self, tmp_path: Path, name: str) -> None:
+        pid_file = tmp_path / f"{name}.pid"
+        self.proc = subprocess.Popen(
+            ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], start_new_session=True
+        )
+        self.pgid = self.proc.pid
+        self.grandchild = int(
+            wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="pid")
+        )
+
+    def gone(self) -> bool:
+        self.proc.poll()
+        return self.proc.returncode is not None and not alive(self.grandchild)
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.pgid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def groups(tmp_path: Path) -> Iterator[list[Group]]:
+    made: list[Group] = []
+    yield made
+    for g in made:
+        g.cleanup()
+
+
+def watchdog_for(db_url: str, check_s: float = 0.1) -> Watchdog:
+    argv = [sys.executable, "-m", "workers.cli", "-v", "node-watchdog"]
+    assert watchdog_argv(["-v"]) == argv
+    return Watchdog(argv, WatchdogConfig(db_url, ME, check_s, grace_s=0.5))
+
+
+def running_execution(store: Store) -> str:
+    job = create_job(
+        store,
+        project="p",
+        group_name="",
+        name=f"j-{os.urandom(4).hex()}",
+        command=["true"],
+        schedule=None,
+        modified_by=ME,
+        now_ms=1,
+    ).id
+    eid = insert_execution(store, job_id=job, member_uuid=ME, trigger="manual", fire_ms=1, now_ms=1)
+    assert start_execution(store, eid, now_ms=2, member_uuid=ME)
+    return eid
+
+
+def test_end_of_input_ends_every_group_it_holds(
+    store: Store, db_url: str, tmp_path: Path, groups: list[Group]
+) -> None:
+    dog = watchdog_for(db_url, check_s=60)
+    dog.start()
+    kept, removed = Group(tmp_path, "kept"), Group(tmp_path, "removed")
+    groups += [kept, removed]
+    dog.add(kept.pgid, "e1")
+    dog.add(removed.pgid, "e2")
+    dog.remove(removed.pgid)  # the node was done with it: not the watchdog's any more
+    assert dog.close() == 0
+    wait_for(kept.gone, what="the held group ended")
+    assert not removed.gone()
+
+
+def test_a_group_whose_execution_left_this_member_in_the_store_is_ended(
+    store: Store, db_url: str, tmp_path: Path, groups: list[Group]
+) -> None:
+    stays, aborted = running_execution(store), running_execution(store)
+    dog = watchdog_for(db_url)
+    dog.start()
+    try:
+        mine, theirs = Group(tmp_path, "mine"), Group(tmp_path, "theirs")
+        groups += [mine, theirs]
+        dog.add(mine.pgid, stays)
+        dog.add(theirs.pgid, aborted)
+        assert abort_execution(store, aborted, now_ms=3) is not None
+        wait_for(theirs.gone, what="the aborted execution's group ended")
+        assert not mine.gone()
+    finally:
+        dog.close()
+    wait_for(mine.gone, what="ended at the end")
+
+
+def test_a_dead_watchdog_is_started_again_and_told_every_live_group(
+    store: Store, db_url: str, tmp_path: Path, groups: list[Group]
+) -> None:
+    dog = watchdog_for(db_url, check_s=60)
+    dog.start()
+    first = dog.pid
+    assert first is not None
+    g = Group(tmp_path, "g")
+    groups.append(g)
+    dog.add(g.pgid, "e1")
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not alive(first), what="the first watchdog dead")
+    other = Group(tmp_path, "other")
+    groups.append(other)
+    dog.add(other.pgid, "e2")  # the write finds it dead: a new one, told both groups
+    assert dog.pid not in (None, first)
+    dog.close()
+    wait_for(lambda: g.gone() and other.gone(), what="both groups ended by the new one")

@@ -1,0 +1,89 @@
+"""Process groups: every command of an execution runs in a session of its own, and is ended
+as a whole — its children and grandchildren with it.
+
+:func:`spawn` starts a command with ``start_new_session=True`` (``setsid`` in the child:
+the command leads a new session and process group whose id is its pid; CPython keeps its
+fast ``vfork`` path, which a ``preexec_fn`` would disable, and which is unsafe in a process
+with threads anyway). A terminal's Ctrl-C reaches the node only, never its commands: the
+node decides how they end.
+
+Ending a group (:func:`end_groups`): ``SIGTERM`` to every process of the group, then, for
+a group still alive after ``grace_s`` (:data:`END_GRACE_S`, 2 s), ``SIGKILL``. A group is
+alive while any of its processes is (a zombie included, until its parent reaps it).
+
+A group id is the pid of its first process; after that process and every other member of
+its group are gone, the id may in theory be reused by a new group. The pool forgets a group
+as soon as its command has exited and its group was ended, which keeps that window to
+microseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+
+__all__ = ["END_GRACE_S", "end_groups", "group_alive", "signal_group", "spawn"]
+
+log = logging.getLogger(__name__)
+
+END_GRACE_S = 2.0  # SIGTERM, then SIGKILL this long after for a group still alive
+_POLL_S = 0.02
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` (no shell) in a new session, stdin closed, stdout and stderr together
+    on one pipe. Raises ``OSError`` when it cannot be started (not found, not executable)
+    and ``ValueError`` for an empty ``argv``."""
+    if not argv:
+        raise ValueError("empty command")
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        start_new_session=True,
+    )
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to every process of group ``pgid``; False when the group is gone (or
+    not ours to signal: logged)."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("process group %s: not allowed to send signal %s", pgid, sig)
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of group ``pgid`` exists (a zombie counts)."""
+    return signal_group(pgid, 0)
+
+
+def end_groups(
+    pgids: Collection[int],
+    *,
+    grace_s: float = END_GRACE_S,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+) -> list[int]:
+    """End the groups ``pgids``: SIGTERM to each, then SIGKILL to those still alive after
+    ``grace_s`` seconds. Blocks until every group is gone or SIGKILLed (at most about
+    ``grace_s``); returns the groups that needed SIGKILL."""
+    alive = [pgid for pgid in pgids if signal_group(pgid, signal.SIGTERM)]
+    deadline = monotonic() + grace_s
+    while alive and monotonic() < deadline:
+        sleep(_POLL_S)
+        alive = [pgid for pgid in alive if group_alive(pgid)]
+    killed = [pgid for pgid in alive if signal_group(pgid, signal.SIGKILL)]
+    if killed:
+        log.warning("process groups %s: still alive %.1f s after SIGTERM; killed", killed, grace_s)
+    return killed

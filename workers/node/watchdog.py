@@ -1,0 +1,221 @@
+"""The node's watchdog: a small process that ends the process groups of a node's executions
+when the node cannot — it died, or it is paused or cut off while the store moved them on.
+
+The node starts it once (:class:`Watchdog`, a fresh interpreter: ``qwc node-watchdog``, in a
+session of its own, so a signal to the node's process group does not reach it) and feeds it,
+on its stdin, one line per change:
+
+* first line: its settings as JSON (store URL, member uuid, check interval, grace);
+* ``+ <pgid> <execution id>``: a command was started in group ``pgid``;
+* ``- <pgid>``: that group ended (the node is done with it).
+
+The watchdog (:func:`main`):
+
+* on end of file (the node exited, however: SIGKILL included) ends every group it still
+  holds (SIGTERM, then SIGKILL after the grace) and exits: nothing of a dead node runs on
+  (its executions stay ``running`` in the store for a recovery to decide);
+* every check interval, while it holds groups, asks the store in ONE query which of their
+  executions are still ``running`` on this member, and ends the groups of the others: an
+  execution recovered elsewhere (marked ``incomplete`` while the node was cut off from
+  Redis or paused) or aborted in the store never runs on beside its retry for longer than
+  one interval. A store that does not answer leaves the groups running (logged).
+
+It never writes to the store: the node records outcomes (a finish is conditional on the
+execution still running, so nothing is written over a recovery's or an abort's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import IO
+
+from workers.node.groups import END_GRACE_S, end_groups
+from workers.store import Store, create_store_engine, running_here
+
+__all__ = ["Watchdog", "WatchdogConfig", "main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """What the watchdog needs: the store (its URL travels on the pipe, never in argv), the
+    member, how often it checks (s) and the SIGTERM -> SIGKILL grace (s)."""
+
+    database_url: str
+    member_uuid: str
+    check_s: float
+    grace_s: float = END_GRACE_S
+
+
+class Watchdog:
+    """The node's side: starts the watchdog process and tells it about each group.
+
+    ``argv`` runs ``qwc node-watchdog`` (the CLI gives it with its own logging flags).
+    Writes are serialised and never raise: a watchdog that died is started again (and
+    told every live group) on the next write. Thread-safe.
+    """
+
+    def __init__(self, argv: Sequence[str], config: WatchdogConfig) -> None:
+        self._argv = list(argv)
+        self._config = config
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._groups: dict[int, str] = {}
+
+    @property
+    def pid(self) -> int | None:
+        """The watchdog's pid once started."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the watchdog process (idempotent)."""
+        with self._lock:
+            self._ensure_started()
+
+    def add(self, pgid: int, execution_id: str) -> None:
+        """Group ``pgid`` runs ``execution_id``'s command."""
+        with self._lock:
+            self._groups[pgid] = execution_id
+            self._send(f"+ {pgid} {execution_id}\n")
+
+    def remove(self, pgid: int) -> None:
+        """Group ``pgid`` ended."""
+        with self._lock:
+            if self._groups.pop(pgid, None) is not None:
+                self._send(f"- {pgid}\n")
+
+    def close(self, timeout_s: float = 5.0) -> int | None:
+        """Close its stdin (it ends what it still holds and exits) and wait for it; returns
+        its exit code (None if never started or still running after ``timeout_s``)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "watchdog %s: still running %.1f s after its stdin closed", proc.pid, timeout_s
+            )
+            return None
+
+    def _ensure_started(self) -> subprocess.Popen[bytes]:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            return proc
+        if proc is not None:
+            log.error("watchdog %s exited (%s); starting it again", proc.pid, proc.returncode)
+            with contextlib.suppress(OSError):
+                assert proc.stdin is not None
+                proc.stdin.close()
+        proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, start_new_session=True)
+        assert proc.stdin is not None
+        self._proc = proc
+        lines = [json.dumps(asdict(self._config)) + "\n"]
+        lines += [f"+ {pgid} {eid}\n" for pgid, eid in self._groups.items()]
+        self._write(proc, "".join(lines))
+        log.info("watchdog %s: started for member %s", proc.pid, self._config.member_uuid)
+        return proc
+
+    def _send(self, line: str) -> None:
+        proc = self._ensure_started()
+        if not self._write(proc, line):
+            self._ensure_started()  # it died: the new one is told every live group
+
+    @staticmethod
+    def _write(proc: subprocess.Popen[bytes], text: str) -> bool:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(text.encode())
+            proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            proc.poll()
+            return False
+        return True
+
+
+def main(stdin: IO[bytes]) -> int:
+    """The watchdog process: read the config line, then follow the node (module docstring).
+    Returns the exit code (0; 2 when the first line is not a config)."""
+    try:
+        config = WatchdogConfig(**json.loads(stdin.readline()))
+    except (ValueError, TypeError) as exc:
+        log.error("watchdog: no valid configuration on stdin: %s", exc)
+        return 2
+    log.info("watchdog: watching the process groups of member %s", config.member_uuid)
+    groups: dict[int, str] = {}
+    lock = threading.Lock()
+    done = threading.Event()
+    store = Store(create_store_engine(config.database_url))
+    checker = threading.Thread(
+        target=_check_loop, args=(config, store, groups, lock, done), daemon=True
+    )
+    checker.start()
+    for raw in stdin:
+        _apply(raw.decode(errors="replace").split(), groups, lock)
+    done.set()
+    with lock:
+        left = dict(groups)
+    if left:
+        log.warning(
+            "watchdog: node of member %s is gone; ending %s process group(s) of executions %s",
+            config.member_uuid,
+            len(left),
+            ", ".join(sorted(left.values())),
+        )
+        end_groups(list(left), grace_s=config.grace_s)
+    checker.join(config.grace_s + 1.0)
+    store.close()
+    return 0
+
+
+def _apply(words: list[str], groups: dict[int, str], lock: threading.Lock) -> None:
+    with lock:
+        if len(words) == 3 and words[0] == "+" and words[1].isdigit():
+            groups[int(words[1])] = words[2]
+        elif len(words) == 2 and words[0] == "-" and words[1].isdigit():
+            groups.pop(int(words[1]), None)
+        else:
+            log.warning("watchdog: ignored line %r", " ".join(words))
+
+
+def _check_loop(
+    config: WatchdogConfig,
+    store: Store,
+    groups: dict[int, str],
+    lock: threading.Lock,
+    done: threading.Event,
+) -> None:
+    while not done.wait(config.check_s):
+        with lock:
+            held = dict(groups)
+        if not held:
+            continue
+        try:
+            still = running_here(store, config.member_uuid, held.values())
+        except Exception as exc:  # the store is down: the commands go on
+            log.warning("watchdog: cannot check the store: %s", exc)
+            continue
+        gone = {pgid: eid for pgid, eid in held.items() if eid not in still}
+        if not gone:
+            continue
+        log.warning(
+            "watchdog: executions %s are no longer running on member %s in the store "
+            "(recovered elsewhere or aborted); ending their process groups",
+            ", ".join(sorted(gone.values())),
+            config.member_uuid,
+        )
+        end_groups(list(gone), grace_s=config.grace_s)
+        with lock:
+            for pgid in gone:
+                groups.pop(pgid, None)
