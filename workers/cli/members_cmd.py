@@ -21,8 +21,9 @@ STATE_STYLES = {"active": "green", "inactive": "yellow", "dead": "bold red", "un
 def members_table(rows: list[dict[str, object]], title: str = "members") -> Table:
     """A rich table of member rows (as returned by ``member_rows``)."""
     table = Table(title=title)
-    for col in ("name", "uuid", "state", "age_s", "last_seen", "jobs"):
-        table.add_column(col, justify="right" if col in ("age_s", "jobs") else "left")
+    numbers = ("age_s", "jobs", "running", "waiting")
+    for col in ("name", "uuid", "state", "age_s", "last_seen", "jobs", "running", "waiting"):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for r in rows:
         state = str(r["state"])
         table.add_row(
@@ -32,6 +33,8 @@ def members_table(rows: list[dict[str, object]], title: str = "members") -> Tabl
             "-" if r["age_s"] is None else f"{r['age_s']:.1f}",
             str(r["last_seen"] or "-"),
             str(r["jobs_owned"]),
+            str(r.get("executions_running", 0)),
+            str(r.get("executions_waiting", 0)),
         )
     return table
 
@@ -40,11 +43,16 @@ def members_table(rows: list[dict[str, object]], title: str = "members") -> Tabl
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
 @pass_cli
 def members(cli: CliContext, as_json: bool) -> None:
-    """Show every member: uuid, name, state, age_s, last_seen and jobs owned.
+    """Show every member: uuid, name, state, age_s, last_seen, jobs owned, and its
+    executions running and waiting.
 
     State and age come from the liveness view in Redis (ages on the Redis server clock);
     members only the store knows (for example owners of jobs that never heartbeat since the
-    view began) are listed with the state the store last recorded.
+    view began) are listed with the state the store last recorded. running and waiting
+    come from the store: waiting executions are due on the member and not started yet
+    (every slot of its pool busy, or the member cut off from Redis or gone). --json adds
+    executions_running and executions_waiting to each row (and running: the executions
+    in its last heartbeat).
     """
     settings = cli.settings()
     client = connect(settings)

@@ -2,7 +2,12 @@
 the store.
 
 ``member_rows`` is the pure merge; ``collect_member_rows`` is the thin read around it (one
-Redis round trip, two SQL reads).
+Redis round trip, three SQL reads).
+
+Besides ``running`` (the executions a member reported in its last heartbeat), each row
+has ``executions_running`` and ``executions_waiting`` from the store: what runs on the
+member now, and what is due there but not started yet — queued behind busy slots, or not
+even queued (the member is cut off from Redis, or gone).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import redis
 from schemas.keys import Keys
 from schemas.messages import Heartbeat
 from workers.liveness import view
-from workers.store import Db, count_jobs_by_owner, list_members
+from workers.store import Backlog, Db, count_backlog, count_jobs_by_owner, list_members
 
 __all__ = ["StoreMember", "collect_member_rows", "iso_utc", "member_rows"]
 
@@ -49,6 +54,7 @@ def member_rows(
     heartbeats: Mapping[str, Heartbeat],
     store_members: Iterable[StoreMember],
     jobs_owned: Mapping[str, int],
+    backlog: Mapping[str, Backlog] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per member known to the view or the store, sorted by name then uuid.
 
@@ -56,7 +62,8 @@ def member_rows(
     heartbeat, None when the member was never heard by this view.
     """
     stored = {m.uuid: m for m in store_members}
-    uuids = set(seen_ms) | set(states) | set(stored) | set(jobs_owned)
+    backlog = backlog or {}
+    uuids = set(seen_ms) | set(states) | set(stored) | set(jobs_owned) | set(backlog)
     rows = []
     for uuid in uuids:
         hb, sm = heartbeats.get(uuid), stored.get(uuid)
@@ -73,6 +80,8 @@ def member_rows(
                 "tags": list(hb.tags) if hb else [],
                 "passive": hb.passive if hb else False,
                 "running": len(hb.running) if hb else 0,
+                "executions_running": backlog.get(uuid, Backlog()).running,
+                "executions_waiting": backlog.get(uuid, Backlog()).waiting,
             }
         )
     rows.sort(key=lambda r: (r["name"], r["uuid"]))
@@ -92,4 +101,5 @@ def collect_member_rows(client: redis.Redis, store: Db, keys: Keys) -> list[dict
         heartbeats=view.decode_heartbeats(snap.info),
         store_members=list_members(store),
         jobs_owned=count_jobs_by_owner(store),
+        backlog=count_backlog(store, now_ms=snap.now_ms),
     )

@@ -13,6 +13,10 @@ its metrics are left out; the scrape itself still answers.
                                                 (Redis clock); never-heard members absent
     qwc_member_heartbeat_age_max_seconds        the oldest last heartbeat of a member not dead
     qwc_member_jobs{uuid,name}                  jobs each member owns
+    qwc_executions_running{member}              executions running on each member (store)
+    qwc_executions_waiting{member}              executions due on each member, not started
+                                                yet: every slot busy, or the member cut off
+                                                from Redis or gone (store)
     qwc_takeovers{outcome}                      takeover proposals by outcome (pending:
                                                 not decided yet); a gauge: an outcome such as
                                                 held or no_destination can change later
@@ -30,9 +34,11 @@ its metrics are left out; the scrape itself still answers.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -45,7 +51,7 @@ from schemas.tables import TAKEOVER_OUTCOMES
 from workers.liveness import view
 from workers.liveness.listing import member_rows
 from workers.manager.resources import Resources
-from workers.store import MemberRow, count_jobs_by_owner, list_members
+from workers.store import Backlog, MemberRow, count_backlog, count_jobs_by_owner, list_members
 from workers.store.audit import Lateness, count_outcomes, takeover_lateness
 
 __all__ = ["LATENCY_BUCKETS_S", "ClusterCollector", "RedisFacts", "StoreFacts", "families"]
@@ -77,6 +83,7 @@ class StoreFacts:
     takeovers: dict[str | None, int]
     recoveries: dict[str | None, int]
     lateness: Lateness
+    backlog: dict[str, Backlog]
 
 
 def read_redis(client: redis.Redis, keys: Keys) -> RedisFacts:
@@ -107,7 +114,8 @@ def read_redis(client: redis.Redis, keys: Keys) -> RedisFacts:
 
 
 def read_store(res: Resources) -> StoreFacts:
-    """Members, jobs per owner, outcomes and takeover lateness: five aggregate reads."""
+    """Members, jobs per owner, outcomes, takeover lateness and executions running and
+    waiting per member: six aggregate reads."""
     store = res.store()
     return StoreFacts(
         members=list_members(store),
@@ -115,6 +123,7 @@ def read_store(res: Resources) -> StoreFacts:
         takeovers=count_outcomes(store, "takeovers"),
         recoveries=count_outcomes(store, "recoveries"),
         lateness=takeover_lateness(store, [round(b * 1000) for b in LATENCY_BUCKETS_S]),
+        backlog=count_backlog(store, now_ms=time.time_ns() // 1_000_000),
     )
 
 
@@ -144,6 +153,7 @@ def _member_families(rf: RedisFacts, sf: StoreFacts | None) -> list[Metric]:
         heartbeats=view.decode_heartbeats(snap.info),
         store_members=sf.members if sf else [],
         jobs_owned=sf.jobs_owned if sf else {},
+        backlog=sf.backlog if sf else {},
     )
     by_state = GaugeMetricFamily("qwc_members", "Members by state", labels=["state"])
     counts = Counter(str(r["state"]) for r in rows)
@@ -169,8 +179,24 @@ def _member_families(rf: RedisFacts, sf: StoreFacts | None) -> list[Metric]:
         )
         for r in rows:
             jobs.add_metric([r["uuid"], r["name"]], r["jobs_owned"])
-        out.append(jobs)
+        out += [jobs, *_execution_families(rows)]
     return out
+
+
+def _execution_families(rows: Sequence[dict[str, Any]]) -> list[Metric]:
+    running = GaugeMetricFamily(
+        "qwc_executions_running", "Executions running on each member", labels=["member"]
+    )
+    waiting = GaugeMetricFamily(
+        "qwc_executions_waiting",
+        "Executions due on each member and not started yet (every slot busy, or the member "
+        "cut off or gone)",
+        labels=["member"],
+    )
+    for r in rows:
+        running.add_metric([r["uuid"]], r["executions_running"])
+        waiting.add_metric([r["uuid"]], r["executions_waiting"])
+    return [running, waiting]
 
 
 def _redis_families(rf: RedisFacts) -> list[Metric]:

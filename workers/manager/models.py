@@ -98,6 +98,11 @@ class Member(BaseModel):
     tags: list[str]
     passive: bool
     running: int = Field(description="executions running on it, from its last heartbeat")
+    executions_running: int = Field(description="executions running on it, from the store")
+    executions_waiting: int = Field(
+        description="executions due on it and not started yet (waiting for a slot, or not "
+        "even queued), from the store"
+    )
 
 
 class Job(BaseModel):

@@ -280,7 +280,9 @@ function renderMembers() {
     c[3].title = m.last_seen || "never heard by this view";
     c[4].querySelector(".count").textContent = String(m.jobs_owned);
     c[4].querySelector(".bar").style.width = `${(100 * m.jobs_owned) / most}%`;
-    c[5].textContent = String(m.running);
+    c[5].textContent = m.executions_waiting
+      ? `${m.executions_running} +${m.executions_waiting} waiting`
+      : String(m.executions_running);
     c[6].textContent = m.tags.join(", ");
     c[7].querySelector(".takeover").disabled = m.jobs_owned === 0;
   });
