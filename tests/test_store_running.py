@@ -3,14 +3,19 @@ fenced statement, which executions still run here, and what runs and waits per m
 
 from __future__ import annotations
 
+import pytest
+
 from workers.store import (
     Backlog,
+    Finish,
     FireClaim,
     Store,
     abort_execution,
     claim_fires,
     count_backlog,
     create_job,
+    fence,
+    finish_executions,
     get_execution,
     get_job,
     insert_execution,
@@ -113,3 +118,38 @@ def test_running_here_and_the_backlog_per_member(store: Store) -> None:
         ME: Backlog(running=1, waiting=1),
         OTHER: Backlog(running=1, waiting=0),
     }
+
+
+def test_claim_fires_splits_a_big_batch_and_keeps_each_job_s_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fence, "CLAIM_CHUNK", 2)
+    jobs = [_job(store, f"j{i}") for i in range(5)]
+    fires = [FireClaim(j, 1, t, t + 1000) for t in (3000, 1000, 2000) for j in jobs]
+    claimed = claim_fires(store, fires, member_uuid=ME, now_ms=3005)
+    assert len(claimed) == 15
+    for j in jobs:
+        assert sorted(e.fire_ms for e in list_executions(store, job_id=j)) == [1000, 2000, 3000]
+        assert (get_job(store, j).last_fire_ms, get_job(store, j).next_fire_ms) == (3000, 4000)
+
+
+def test_finish_executions_records_many_and_never_over_an_ended_one(store: Store) -> None:
+    job = _job(store, "j")
+    ids = [
+        insert_execution(store, job_id=job, member_uuid=ME, trigger="manual", fire_ms=1, now_ms=1)
+        for _ in range(3)
+    ]
+    start_executions(store, ids, member_uuid=ME, now_ms=2)
+    mark_incomplete(store, member_uuid=ME, now_ms=3, execution_ids=[ids[2]])
+    finishes = [
+        Finish(ids[0], "succeeded", 0, "ok\n"),
+        Finish(ids[1], "failed", 2, ""),
+        Finish(ids[2], "failed", -15, ""),  # recovered meanwhile: left as it is
+    ]
+    assert finish_executions(store, finishes, now_ms=9) in (2, -1)
+    rows = [get_execution(store, i) for i in ids]
+    assert [(e.status, e.exit_code, e.output_tail, e.ended_ms) for e in rows] == [
+        ("succeeded", 0, "ok\n", 9),
+        ("failed", 2, "", 9),
+        ("incomplete", None, None, 3),
+    ]

@@ -154,7 +154,7 @@ class Member:
                     self._log_lost(fire.job_id, fire.owner_epoch)
                 continue
             if self.schedule.is_planned(fire):
-                self.schedule.fired(fire.job_id, fire.fire_ms)
+                self.schedule.fired(fire.job_id, fire.fire_ms, fire.next_fire_ms)
                 fired[fire] = execution_id
         for fire, execution_id in fired.items():
             log.debug(

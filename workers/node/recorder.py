@@ -2,11 +2,12 @@
 
 The pool's slots hand it each :class:`workers.node.runner.Ended` and are free at once; one
 thread writes everything that arrived meanwhile in one transaction
-(:func:`workers.node.runner.record_outcome` for each: a conditional finish, and the retry
-of a failed run in the same transaction). A transient store error keeps the batch and
-retries it with logged backoff; an outcome still not written :data:`GIVE_UP_S` after it
-arrived is logged and dropped (the execution stays ``running`` in the store: a recovery or
-the member's next start cleanup settles it). :meth:`Recorder.close` writes what is left.
+(:func:`workers.node.runner.record_outcomes`: one conditional finish statement for all,
+and the retry of a failed run in the same transaction as its finish). A transient store
+error keeps the batch and retries it with logged backoff; an outcome still not written
+:data:`GIVE_UP_S` after it arrived is logged and dropped (the execution stays ``running``
+in the store: a recovery or the member's next start cleanup settles it).
+:meth:`Recorder.close` writes what is left.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from workers.bus.retry import is_transient
-from workers.node.runner import Ended, record_outcome
+from workers.node.runner import Ended, record_outcomes
 from workers.store import Store
 
 __all__ = ["BATCH", "GIVE_UP_S", "Recorder"]
@@ -72,10 +73,7 @@ class Recorder:
         delay_s = 0.05
         while True:
             try:
-                with self.store.begin() as conn:
-                    now_ms = self._clock_ms()
-                    for ended, _ in batch:
-                        record_outcome(conn, ended, now_ms=now_ms)
+                record_outcomes(self.store, [e for e, _ in batch], now_ms=self._clock_ms())
                 return
             except Exception as exc:
                 if not is_transient(exc):

@@ -16,7 +16,8 @@
 * :class:`OutputTail` keeps the last ``max_bytes`` of a command's output (stdout and
   stderr together) in bounded memory, whatever the command writes.
 
-* :func:`record_outcome` writes how an execution ended: ``succeeded`` (exit code 0) or
+* :func:`record_outcome` (one) and :func:`record_outcomes` (many, one transaction) write
+  how an execution ended: ``succeeded`` (exit code 0) or
   ``failed`` — a failed run of a job with retries left gets its retry in the same
   transaction (attempt + 1, on this member, not before the job's retry delay) — or the
   status its ender asked for (:class:`EndRequest`), or nothing at all when the ender
@@ -29,11 +30,19 @@ from __future__ import annotations
 import collections
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from workers.recovery.decide import next_retry
-from workers.store import Db, StartedExecution, finish_execution
+from workers.store import (
+    Db,
+    Finish,
+    NewExecution,
+    StartedExecution,
+    Store,
+    finish_execution,
+    finish_executions,
+)
 
 __all__ = [
     "OUTPUT_TAIL_BYTES",
@@ -45,6 +54,8 @@ __all__ = [
     "execution_env",
     "invocation_for",
     "record_outcome",
+    "record_outcomes",
+    "retry_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,6 +142,24 @@ class Ended:
         return "succeeded" if self.exit_code == 0 else "failed"
 
 
+def retry_for(ended: Ended, *, now_ms: int) -> NewExecution | None:
+    """The retry ``ended`` gets (a failed run of a job with retries left), or None."""
+    e = ended.execution
+    if ended.status not in RETRIED_STATUSES:
+        return None
+    return next_retry(
+        execution_id=e.id,
+        retry_of=e.retry_of,
+        job_id=e.job_id,
+        attempt=e.attempt,
+        retry_count=e.retry_count,
+        retry_delay_s=e.retry_delay_s,
+        to_uuid=e.member_uuid,
+        now_ms=now_ms,
+        new_id=str(uuid.uuid4()),
+    )
+
+
 def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
     """Record ``ended`` (module docstring) at ``now_ms``; True when this changed the
     execution (False: nothing to record, or it had ended already). Store errors
@@ -139,19 +168,7 @@ def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
     if status is None:
         log.info("execution %s: ended: %s", e.id, ended.ended_by and ended.ended_by.reason)
         return False
-    retry = None
-    if status in RETRIED_STATUSES:
-        retry = next_retry(
-            execution_id=e.id,
-            retry_of=e.retry_of,
-            job_id=e.job_id,
-            attempt=e.attempt,
-            retry_count=e.retry_count,
-            retry_delay_s=e.retry_delay_s,
-            to_uuid=e.member_uuid,
-            now_ms=now_ms,
-            new_id=str(uuid.uuid4()),
-        )
+    retry = retry_for(ended, now_ms=now_ms)
     changed = finish_execution(
         db,
         e.id,
@@ -162,9 +179,7 @@ def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
         retry=retry,
     )
     if not changed:
-        log.warning(
-            "execution %s: had ended already (recovered or aborted); %s not recorded", e.id, status
-        )
+        log.warning("execution %s: had ended already; %s not recorded", e.id, status)
         return False
     log.info("execution %s: %s (exit %s)", e.id, status, ended.exit_code)
     if retry is not None:
@@ -176,3 +191,24 @@ def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
             retry.fire_ms,
         )
     return True
+
+
+def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> None:
+    """Record many outcomes at ``now_ms`` in one transaction: those with a retry one by one
+    (:func:`record_outcome`), the others with one statement for all
+    (:func:`workers.store.finish_executions`). Store errors propagate (nothing written)."""
+    plain: list[Finish] = []
+    with store.begin() as conn:
+        for one in ended:
+            status = one.status
+            if status is None or retry_for(one, now_ms=now_ms) is not None:
+                record_outcome(conn, one, now_ms=now_ms)
+                continue
+            e = one.execution
+            plain.append(Finish(e.id, status, one.exit_code, one.output))
+            log.info("execution %s: %s (exit %s)", e.id, status, one.exit_code)
+        changed = finish_executions(conn, plain, now_ms=now_ms)
+    if 0 <= changed < len(plain):
+        log.warning(
+            "%s of %s outcomes not recorded: ended already", len(plain) - changed, len(plain)
+        )

@@ -22,6 +22,7 @@ All times are epoch milliseconds (UTC).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
@@ -41,14 +42,20 @@ __all__ = [
     "Plan",
     "ReloadResult",
     "Unplanned",
+    "cached_next_fire_ms",
     "split_due",
 ]
 
 DEFAULT_MISFIRE_GRACE_MS = 60_000
+NEXT_FIRE_CACHE = 4096  # (schedule, time) answers kept: jobs sharing a schedule share them
 MAX_FIRES_PER_JOB = 1_000  # per due() call: bounds the work of one loop step
 
 NextFireFn = Callable[[str, int], int]
 """``(cron text, after_ms) -> first fire time > after_ms`` (epoch ms); raises ValueError."""
+
+cached_next_fire_ms: NextFireFn = functools.lru_cache(maxsize=NEXT_FIRE_CACHE)(next_fire_ms)
+""":func:`schemas.cron.next_fire_ms` with its answers kept (it is pure): a hundred jobs on
+one schedule ask croniter once per fire time, not a hundred times."""
 
 
 class JobLike(Protocol):
@@ -87,12 +94,14 @@ class Plan:
 
 @dataclass(frozen=True)
 class Fire:
-    """One due fire time of a job, to claim through the fence at ``owner_epoch``."""
+    """One due fire time of a job, to claim through the fence at ``owner_epoch``;
+    ``next_fire_ms`` is the schedule's time after it (epoch ms)."""
 
     job_id: str
     owner_epoch: int
     fire_ms: int
     command: tuple[str, ...]
+    next_fire_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ class JobSchedule:
     def __init__(
         self,
         *,
-        next_fire: NextFireFn = next_fire_ms,
+        next_fire: NextFireFn = cached_next_fire_ms,
         misfire_grace_ms: int = DEFAULT_MISFIRE_GRACE_MS,
     ) -> None:
         if misfire_grace_ms < 0:
@@ -161,7 +170,11 @@ class JobSchedule:
     def next_after(self, fire: Fire) -> int | None:
         """The fire time that follows ``fire`` in its job's schedule, None if not planned."""
         plan = self._plans.get(fire.job_id)
-        return None if plan is None else self._next_fire(plan.schedule, fire.fire_ms)
+        if plan is None:
+            return None
+        if fire.next_fire_ms is not None:
+            return fire.next_fire_ms
+        return self._next_fire(plan.schedule, fire.fire_ms)
 
     def next_due_ms(self) -> int | None:
         """The earliest planned fire time (epoch ms), or None when nothing is planned."""
@@ -216,8 +229,9 @@ class JobSchedule:
         fires.sort(key=lambda f: (f.fire_ms, f.job_id))
         return Due(tuple(fires), tuple(misfires))
 
-    def fired(self, job_id: str, fire_ms: int) -> Plan | None:
-        """``fire_ms`` of ``job_id`` was claimed: plan the next cron time after it.
+    def fired(self, job_id: str, fire_ms: int, next_fire_ms: int | None = None) -> Plan | None:
+        """``fire_ms`` of ``job_id`` was claimed: plan the next cron time after it
+        (``next_fire_ms`` when the caller knows it already).
 
         Returns the new plan, or None when the job is not planned any more.
         """
@@ -225,7 +239,8 @@ class JobSchedule:
         if plan is None:
             return None
         if fire_ms >= plan.next_fire_ms:
-            plan = replace(plan, next_fire_ms=self._next_fire(plan.schedule, fire_ms))
+            next_ms = next_fire_ms or self._next_fire(plan.schedule, fire_ms)
+            plan = replace(plan, next_fire_ms=next_ms)
             self._plans[job_id] = plan
         return plan
 
@@ -255,8 +270,9 @@ class JobSchedule:
         fires: list[Fire] = []
         fire_ms = plan.next_fire_ms
         while fire_ms <= now_ms and len(fires) < MAX_FIRES_PER_JOB:
-            fires.append(Fire(plan.job_id, plan.owner_epoch, fire_ms, plan.command))
-            fire_ms = self._next_fire(plan.schedule, fire_ms)
+            next_ms = self._next_fire(plan.schedule, fire_ms)
+            fires.append(Fire(plan.job_id, plan.owner_epoch, fire_ms, plan.command, next_ms))
+            fire_ms = next_ms
         return fires
 
 

@@ -104,8 +104,10 @@ from workers.store.report import (
 )
 from workers.store.running import (
     Backlog,
+    Finish,
     StartedExecution,
     count_backlog,
+    finish_executions,
     running_here,
     start_executions,
 )
@@ -124,6 +126,7 @@ __all__ = [
     "CommandRow",
     "Db",
     "ExecutionRow",
+    "Finish",
     "FireClaim",
     "JobRow",
     "MemberRow",
@@ -157,6 +160,7 @@ __all__ = [
     "default_sqlite_url",
     "finish_command",
     "finish_execution",
+    "finish_executions",
     "fire_job",
     "fire_times_by_job",
     "get_command",

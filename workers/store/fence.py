@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Update, or_
+from sqlalchemy import ColumnElement, Update, case, or_
+from sqlalchemy.sql.dml import UpdateBase
 
 from schemas.tables import scheduled_jobs
 from workers.store._db import Db, writing
 from workers.store.executions import NewExecution, insert_execution, insert_executions
 
-__all__ = ["FireClaim", "claim_fire", "claim_fires", "fire_job", "set_next_fire_ms"]
+__all__ = ["CLAIM_CHUNK", "FireClaim", "claim_fire", "claim_fires", "fire_job", "set_next_fire_ms"]
 
 log = logging.getLogger(__name__)
 
 _t = scheduled_jobs
+
+CLAIM_CHUNK = 500  # jobs per fenced UPDATE of claim_fires (bound parameters stay few)
 
 
 def claim_fire(
@@ -52,13 +56,19 @@ def claim_fire(
 def _fence(job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int) -> Update:
     """The fence: the job's UPDATE, only while ``member_uuid`` owns it at ``owner_epoch``,
     it is enabled, and no fire time >= ``fire_ms`` was claimed yet."""
-    return _t.update().where(
-        _t.c.id == job_id,
+    return _t.update().where(_t.c.id == job_id, *_fenced(member_uuid, owner_epoch, fire_ms))
+
+
+def _fenced(
+    member_uuid: str, owner_epoch: int | ColumnElement[int], fire_ms: int | ColumnElement[int]
+) -> list[ColumnElement[bool]]:
+    """The fence's conditions on a job row (values, or per-row expressions of them)."""
+    return [
         _t.c.owner_uuid == member_uuid,
         _t.c.owner_epoch == owner_epoch,
         _t.c.enabled.is_(True),
         or_(_t.c.last_fire_ms.is_(None), _t.c.last_fire_ms < fire_ms),
-    )
+    ]
 
 
 def _log_refused(job_id: str, fire_ms: int, member_uuid: str, epoch: int, now_ms: int) -> None:
@@ -86,21 +96,23 @@ class FireClaim:
 def claim_fires(
     db: Db, fires: Sequence[FireClaim], *, member_uuid: str, now_ms: int
 ) -> dict[FireClaim, str]:
-    """Claim ``fires`` (in order) through the fence and insert an execution for each one
-    claimed, all in one transaction: one fenced UPDATE per fire (which also records the
-    next planned time), then one INSERT of every execution. Returns the execution id of
+    """Claim ``fires`` through the fence and insert an execution for each one claimed, all
+    in one transaction: ONE fenced UPDATE for the batch (each job's epoch, fire time and
+    next planned time picked by its id; several fires of one job go in successive
+    statements, in time order; at most :data:`CLAIM_CHUNK` jobs per statement) returning
+    the jobs it claimed, then one INSERT of every execution. Returns the execution id of
     each fire claimed; a fire missing from it was refused (the job was lost, or that time
-    was claimed already). Several fires of one job are claimed in time order."""
+    was claimed already)."""
     claimed: dict[FireClaim, str] = {}
     with writing(db) as conn:
-        for fire in fires:
-            stmt = _fence(fire.job_id, member_uuid, fire.owner_epoch, fire.fire_ms).values(
-                last_fire_ms=fire.fire_ms, next_fire_ms=fire.next_fire_ms
-            )
-            if conn.execute(stmt).rowcount == 1:
-                claimed[fire] = str(uuid.uuid4())
-            else:
-                _log_refused(fire.job_id, fire.fire_ms, member_uuid, fire.owner_epoch, now_ms)
+        for batch in _rounds(fires):
+            stmt = _claim_statement(batch, member_uuid)
+            won = set(conn.execute(stmt).scalars())
+            for fire in batch:
+                if fire.job_id in won:
+                    claimed[fire] = str(uuid.uuid4())
+                else:
+                    _log_refused(fire.job_id, fire.fire_ms, member_uuid, fire.owner_epoch, now_ms)
         new = [
             NewExecution(
                 id=eid,
@@ -114,6 +126,37 @@ def claim_fires(
         ]
         insert_executions(conn, new, now_ms=now_ms)
     return claimed
+
+
+def _rounds(fires: Sequence[FireClaim]) -> list[list[FireClaim]]:
+    """``fires`` in batches of distinct jobs (at most CLAIM_CHUNK), a job's earlier fires
+    in earlier batches."""
+    by_turn: dict[int, list[FireClaim]] = {}
+    turns: Counter[str] = Counter()
+    for fire in sorted(fires, key=lambda f: f.fire_ms):
+        by_turn.setdefault(turns[fire.job_id], []).append(fire)
+        turns[fire.job_id] += 1
+    return [
+        same[i : i + CLAIM_CHUNK]
+        for _, same in sorted(by_turn.items())
+        for i in range(0, len(same), CLAIM_CHUNK)
+    ]
+
+
+def _claim_statement(batch: Sequence[FireClaim], member_uuid: str) -> UpdateBase:
+    """One fenced UPDATE for ``batch`` (distinct jobs), returning the ids it claimed."""
+
+    def by_id(values: dict[str, int | None]) -> ColumnElement[int]:
+        return case(values, value=_t.c.id)
+
+    fire = by_id({f.job_id: f.fire_ms for f in batch})
+    epoch = by_id({f.job_id: f.owner_epoch for f in batch})
+    return (
+        _t.update()
+        .where(_t.c.id.in_([f.job_id for f in batch]), *_fenced(member_uuid, epoch, fire))
+        .values(last_fire_ms=fire, next_fire_ms=by_id({f.job_id: f.next_fire_ms for f in batch}))
+        .returning(_t.c.id)
+    )
 
 
 def fire_job(

@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 
 from schemas.tables import executions, scheduled_jobs
 from workers.store._db import Db, reading, writing
 
-__all__ = ["Backlog", "StartedExecution", "count_backlog", "running_here", "start_executions"]
+__all__ = [
+    "Backlog",
+    "Finish",
+    "StartedExecution",
+    "count_backlog",
+    "finish_executions",
+    "running_here",
+    "start_executions",
+]
 
 _e, _j = executions, scheduled_jobs
 
@@ -74,6 +82,49 @@ def start_executions(
         rows = conn.execute(query.where(_e.c.id.in_(list(started)))).mappings()
         by_id = {r["id"]: StartedExecution(**{**r, "command": tuple(r["command"])}) for r in rows}
     return [by_id[i] for i in execution_ids if i in by_id]
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A final status for an execution, with its exit code and the tail of its output."""
+
+    id: str
+    status: str
+    exit_code: int | None
+    output_tail: str | None
+
+
+def finish_executions(db: Db, finishes: Sequence[Finish], *, now_ms: int) -> int:
+    """Record ``finishes`` (ended at ``now_ms``) with ONE conditional UPDATE run for all of
+    them (executemany): each only while its execution is still ``scheduled`` or
+    ``running``. Returns how many changed (a driver may report -1: unknown). The caller
+    validates the statuses; a retry, which needs to know that its execution changed, goes
+    through :func:`workers.store.finish_execution` instead."""
+    if not finishes:
+        return 0
+    stmt = (
+        _e.update()
+        .where(_e.c.id == bindparam("f_id"))
+        .where(or_(_e.c.status == "scheduled", _e.c.status == "running"))  # no IN: executemany
+        .values(
+            status=bindparam("f_status"),
+            ended_ms=now_ms,
+            exit_code=bindparam("f_exit_code"),
+            output_tail=bindparam("f_output_tail"),
+        )
+    )
+    rows = [
+        {
+            "f_id": f.id,
+            "f_status": f.status,
+            "f_exit_code": f.exit_code,
+            "f_output_tail": f.output_tail,
+        }
+        for f in finishes
+    ]
+    with writing(db) as conn:
+        changed: int = conn.execute(stmt, rows).rowcount
+    return changed
 
 
 def running_here(db: Db, member_uuid: str, execution_ids: Collection[str]) -> set[str]:
