@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import liveness, overshoot, replay, scale, takeover
+from bench import executions, liveness, overshoot, replay, scale, takeover
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     overshoot.add_parser(sub)
     replay.add_parser(sub)
     scale.add_parser(sub)
+    executions.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
