@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
 from sqlalchemy import func, select
 
 from bench import executions_candidates
+from bench.scale import redis_version
 from schemas.tables import executions
 from workers.bus.embedded import EmbeddedRedis
 from workers.store import Store, create_job, create_store_engine, upgrade
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             print(
                 f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
-                f"Redis {_version(redis_url)} ({args.redis_url or 'embedded'}); "
+                f"Redis {redis_version(redis_url)} ({args.redis_url or 'embedded'}); "
                 f"store {'SQLite (fresh per rate)' if args.database_url is None else 'given URL'}"
             )
             print(f"floor: `true` spawned by {args.threads} threads: {floor(args.threads):,.0f} /s")
@@ -242,11 +242,3 @@ def _migrated(db_url: str) -> str:
     upgrade(engine)
     engine.dispose()
     return db_url
-
-
-def _version(url: str) -> str:
-    client = redis.Redis.from_url(url)
-    try:
-        return str(client.info("server")["redis_version"])
-    finally:
-        client.close()

@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         home = Path(tmp)
         url = args.redis_url or EmbeddedRedis(home).ensure()
         where = args.redis_url or "embedded (unix socket)"
-        print(f"machine: {os.cpu_count()} cores; Redis {_version(url)} at {where}")
+        print(f"machine: {os.cpu_count()} cores; Redis {redis_version(url)} at {where}")
         try:
             for n in [int(w) for w in args.workers.split(",")]:
                 prefix = f"qwc-scale-{uuid.uuid4().hex[:8]}"  # its own keys: nothing is flushed
@@ -331,7 +331,7 @@ def _env(
     return env
 
 
-def _version(url: str) -> str:
+def redis_version(url: str) -> str:
     client = redis.Redis.from_url(url)
     try:
         return str(client.info("server")["redis_version"])

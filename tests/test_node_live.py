@@ -212,6 +212,17 @@ def grandchild_command(tmp_path: Path, name: str) -> list[str]:
     return ["sh", "-c", f"sleep 30 & echo $! > {tmp_path / (name + '.pid')}; wait"]
 
 
+def long_first_with_grandchild(tmp_path: Path, name: str) -> list[str]:
+    """``sh`` that, the first time, starts a grandchild sleeping 30 s (its pid in
+    ``name``.pid) and waits for it; later runs (the retries) exit 0 at once."""
+    marker, pid_file = tmp_path / f"{name}.ran", tmp_path / f"{name}.pid"
+    return [
+        "sh",
+        "-c",
+        f"test -e {marker} || {{ touch {marker}; sleep 30 & echo $! > {pid_file}; wait; }}",
+    ]
+
+
 def parent_of(pid: int) -> int:
     """The parent pid of ``pid`` (from /proc)."""
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

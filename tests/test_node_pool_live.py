@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import Cluster, new_uuid, wait_for
-from tests.test_node_live import grandchild_pid, pid_gone
+from tests.test_node_live import grandchild_pid, long_first_with_grandchild, pid_gone
 from tests.test_recovery_live import Db, node, wait_state
 from workers.store import create_job, create_store_engine, list_executions, list_recoveries
 
@@ -103,13 +103,9 @@ def test_sigterm_past_the_drain_hands_the_job_back_incomplete_and_retried_elsewh
     cluster.extra_env[DRAIN_ENV] = "1"
     member, proc = node(cluster, "drained")
     wait_state(cluster, [other, member], "active")
-    marker, pid_file = tmp_path / "first.ran", tmp_path / "g.pid"
-    first_then_quick = [
-        "sh",
-        "-c",
-        f"test -e {marker} || {{ touch {marker}; sleep 30 & echo $! > {pid_file}; wait; }}",
-    ]
-    first = db.run_on(db.job("long", first_then_quick, retry_count=1), member)
+    first = db.run_on(
+        db.job("long", long_first_with_grandchild(tmp_path, "g"), retry_count=1), member
+    )
     wait_for(lambda: db.execution(first).status == "running", timeout_s=20, what="running")
     grandchild = grandchild_pid(tmp_path, "g")
     sent = time.monotonic()

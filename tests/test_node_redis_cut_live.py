@@ -17,7 +17,7 @@ import pytest
 
 from tests.cluster import Cluster, new_uuid, wait_for
 from tests.tcp_proxy import RedisProxy
-from tests.test_node_live import grandchild_pid, pid_gone
+from tests.test_node_live import grandchild_pid, long_first_with_grandchild, pid_gone
 from tests.test_recovery_live import RECOVERY_ENV, Db, node, wait_state
 from workers.store import Store, create_job, create_store_engine, list_executions
 
@@ -93,13 +93,9 @@ def test_a_cut_off_member_s_recovered_execution_dies_with_its_process_group(
     victim, victim_proc = node(cluster, "victim")
     del cluster.extra_env["QWC_REDIS_URL"]
     wait_state(cluster, [live, victim], "active")
-    marker, pid_file = tmp_path / "first.ran", tmp_path / "g.pid"
-    first_then_quick = [
-        "sh",
-        "-c",
-        f"test -e {marker} || {{ touch {marker}; sleep 30 & echo $! > {pid_file}; wait; }}",
-    ]
-    first = db.run_on(db.job("long", first_then_quick, retry_count=1), victim)
+    first = db.run_on(
+        db.job("long", long_first_with_grandchild(tmp_path, "g"), retry_count=1), victim
+    )
     wait_for(lambda: db.execution(first).status == "running", timeout_s=20, what="running")
     grandchild = grandchild_pid(tmp_path, "g")
     proxy.blackhole()
