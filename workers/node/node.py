@@ -62,7 +62,7 @@ __all__ = ["run_member", "watchdog_argv"]
 
 log = logging.getLogger(__name__)
 
-DRAIN_COMMIT_RETRY_S = 60.0  # a drain's incomplete + retries commit is retried this long
+DRAIN_COMMIT_RETRY_S = 5.0  # a drain's hand-back is retried this long (the store down)
 _THREAD_JOIN_S = 2.0
 
 
@@ -225,7 +225,8 @@ class _Node:
         every_s = self.settings.remote_exec_process_interval_s
 
         def step() -> None:
-            self.commands.process()
+            if any(p.action == "execute" for p in self.commands.process()):
+                self.dispatcher.wake()  # a remote execution is queued at once
             self.halt.wait(every_s)
 
         run_forever(step, stop=self.halt, what=f"member {self.uuid}: commands", logger=log)
