@@ -4,10 +4,12 @@ For each rate N (``--rates``, default 50,100,200,400) a real ``qwc node`` owns N
 the schedule ``* * * * * *`` and the command ``true``; after ``--warmup`` seconds the fires
 of ``--seconds`` whole seconds are measured from the store: executions claimed and started
 per second, start lateness (started - fire time) p50/p99/max of the executions fired in the
-window (one not started by the end counts as the longest), the backlog at the end (fired in
-the window, not started), and the node's CPU share (user + system time over wall time,
-1.00 = one core; its commands' CPU apart). The floor, measured in the same run: ``true``
-spawned as fast as possible by a pool of ``--threads`` threads in one Python process.
+window (one not started by the end counts as the longest) and where it went (the times of
+the loop's claiming pass and of the dispatcher's queueing pass after the fire time), the
+backlog at the end (fired in the window, not started), and the node's CPU share (user +
+system time over wall time, 1.00 = one core; its commands' CPU apart). The floor, measured
+in the same run: ``true`` spawned as fast as possible by a pool of ``--threads`` threads in
+one Python process.
 
 ``--candidates M`` (default 300; 0: skip) also prints, for M queued executions of
 ``true``, how fast each way of consuming a member's RQ queue considered for issue 13 runs
@@ -77,6 +79,8 @@ class Window:
     fired: int
     started: int
     lateness_ms: list[int]  # sorted, of the executions started
+    claimed_ms: list[int]  # sorted: the claiming pass's time - fire time
+    queued_ms: list[int]  # sorted: the queueing pass's time - fire time
     backlog: int
     node_cpu: float
     commands_cpu: float
@@ -117,17 +121,29 @@ def _jobs(store: Store, member: str, rate: int) -> None:
         )
 
 
-def _measure(store: Store, member: str, t0_ms: int, t1_ms: int) -> tuple[int, int, list[int]]:
-    """(fired in the window, started in the window, sorted lateness of those fired)."""
+def _measure(
+    store: Store, member: str, t0_ms: int, t1_ms: int
+) -> tuple[int, int, list[int], list[int], list[int]]:
+    """(fired in the window, started in the window, sorted lateness of those fired, and
+    of their claiming and queueing passes)."""
     e = executions
     mine = (e.c.member_uuid == member, e.c.fire_ms >= t0_ms, e.c.fire_ms < t1_ms)
     started_in = (e.c.member_uuid == member, e.c.started_ms >= t0_ms, e.c.started_ms < t1_ms)
     with store.engine.connect() as conn:
         fired = int(conn.execute(select(func.count()).where(*mine)).scalar_one())
         started = int(conn.execute(select(func.count()).where(*started_in)).scalar_one())
-        late = conn.execute(select(e.c.started_ms - e.c.fire_ms).where(*mine)).scalars()
-        lateness = sorted(int(ms) for ms in late if ms is not None)
-    return fired, started, lateness
+        stages = conn.execute(
+            select(
+                e.c.started_ms - e.c.fire_ms,
+                e.c.created_ms - e.c.fire_ms,
+                e.c.queued_ms - e.c.fire_ms,
+            ).where(*mine)
+        ).all()
+
+    def sorted_ms(column: int) -> list[int]:
+        return sorted(int(row[column]) for row in stages if row[column] is not None)
+
+    return fired, started, sorted_ms(0), sorted_ms(1), sorted_ms(2)
 
 
 def _backlog(store: Store, member: str, t1_ms: int) -> int:
@@ -174,7 +190,7 @@ def run_rate(
     finally:
         node.send_signal(signal.SIGKILL)
         node.wait()
-    fired, started, lateness = _measure(store, member, t0_ms, t1_ms)
+    fired, started, lateness, claimed, queued = _measure(store, member, t0_ms, t1_ms)
     store.close()
     return Window(
         rate=rate,
@@ -182,6 +198,8 @@ def run_rate(
         fired=fired,
         started=started,
         lateness_ms=lateness + [sys.maxsize] * (fired - len(lateness)),
+        claimed_ms=claimed,
+        queued_ms=queued,
         backlog=backlog,
         node_cpu=(cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall,
         commands_cpu=(
@@ -208,6 +226,11 @@ def report(w: Window) -> None:
         f"   start lateness       : p50 {_q(w.lateness_ms, 0.5)} / p99 {p99} / max "
         f"{_q(w.lateness_ms, 1.0)} ms  (target p99 < {TARGET_P99_MS}: "
         f"{'ok' if ok else 'not met'})"
+    )
+    print(
+        f"   path p50/p99 (ms)    : claim pass +{_q(w.claimed_ms, 0.5)}/+{_q(w.claimed_ms, 0.99)},"
+        f" queue pass +{_q(w.queued_ms, 0.5)}/+{_q(w.queued_ms, 0.99)},"
+        f" started +{_q(w.lateness_ms, 0.5)}/+{_q(w.lateness_ms, 0.99)}"
     )
     print(f"   backlog at the end   : {w.backlog} fired, not started")
     cpu = f"{w.node_cpu:.2f} of one core (its commands: {w.commands_cpu:.2f})"

@@ -5,8 +5,9 @@ member's loop fires through SQL alone). Each pass:
 
 1. every execution assigned to the member that is ``scheduled``, due (``fire_ms``
    passed) and not queued yet (``queued_ms`` NULL) is queued — one RQ job per execution,
-   job id = execution id, in one pipeline per :data:`DISPATCH_CHUNK` executions (RQ's
-   ``Queue.prepare_data`` + ``Queue.enqueue_many``) — then marked queued in one statement
+   job id = execution id, in one pipeline per chunk (RQ's ``Queue.prepare_data`` +
+   ``Queue.enqueue_many``: the first chunk as big as the pool, so its slots start at once,
+   then :data:`DISPATCH_CHUNK` at a time) — then marked queued in one statement
    per chunk, and the consumer is woken. Its own fires are queued at once (the loop wakes
    it); executions that other processes assign to it (retries, recoveries, takeovers,
    remote executions) are found by polling every heartbeat interval, or every
@@ -80,7 +81,8 @@ _TASK = f"{__name__}.{not_for_rq_workers.__name__}"
 
 class Dispatcher:
     """Queues the member's due executions (module docstring). ``held()`` names executions
-    the pool or the consumer hold (never lost); ``on_queued()`` wakes the consumer."""
+    the pool or the consumer hold (never lost); ``on_queued()`` wakes the consumer;
+    ``first_chunk``: how many a pass queues first (the pool's slots)."""
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class Dispatcher:
         held: Callable[[], Collection[str]] = frozenset,
         on_queued: Callable[[], object] = lambda: None,
         poll_ms: int = DISPATCH_POLL_MS,
+        first_chunk: int = DISPATCH_CHUNK,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -102,6 +105,7 @@ class Dispatcher:
         self._held = held
         self._on_queued = on_queued
         self._poll_ms = poll_ms
+        self._first_chunk = max(1, first_chunk)
         self._wake = threading.Event()
         self._next_dispatch_ms = 0
         self._next_requeue_check_ms = 0
@@ -136,8 +140,11 @@ class Dispatcher:
         """Queue this member's due, unqueued ``scheduled`` executions; returns their ids."""
         uuid = self.member_uuid
         due, next_ms = split_due(list_unqueued(self.store, uuid), now_ms)
-        for start in range(0, len(due), DISPATCH_CHUNK):
-            self._enqueue(due[start : start + DISPATCH_CHUNK], now_ms)
+        start = 0
+        while start < len(due):
+            size = self._first_chunk if start == 0 else DISPATCH_CHUNK
+            self._enqueue(due[start : start + size], now_ms)
+            start += size
         poll_ms = now_ms + self._poll_ms
         self._next_dispatch_ms = poll_ms if next_ms is None else min(poll_ms, next_ms)
         return [e.id for e in due]

@@ -171,6 +171,7 @@ class _Node:
             held=lambda: self.pool.running_ids() | self.consumer.in_flight,
             on_queued=self.consumer.wake,
             poll_ms=min(DISPATCH_POLL_MS, max(1, round(settings.heartbeat_interval_s * 1000))),
+            first_chunk=settings.executions_thread_count,
         )
         self.commands = CommandProcessor(
             self.client,

@@ -4,15 +4,19 @@ SQLite is tuned for several processes sharing one file: WAL journal, foreign key
 a busy timeout, and SQLAlchemy (not the sqlite3 driver) emits ``BEGIN`` — so SELECTs run
 inside the transaction too, and write transactions (``Store.begin()``) start with
 ``BEGIN IMMEDIATE``: they take the write lock up front and wait for it (busy timeout)
-instead of failing half-way with "database is locked" when two writers race.
+instead of failing half-way with "database is locked" when two writers race. The threads
+of one process take turns on a lock of their ``Store`` first: SQLite's busy handler has a
+waiting writer sleep 1, 2, 5, 10 ms… between tries, where the lock hands over at once (a
+member's threads write many small transactions; its pool ran 10-20 % faster so).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +107,9 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._write_turn: AbstractContextManager[object] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @property
     def url(self) -> str:
@@ -116,8 +123,9 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        with self.engine.connect() as conn:
+        """A connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite, after the
+        other threads' write transactions on this ``Store``)."""
+        with self._write_turn, self.engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
             with conn.begin():
                 yield conn
