@@ -124,6 +124,8 @@ DESIGN_DEFAULTS = {
     "manager_token": None,
     "manager_read_token": None,
     "manager_read_open": False,
+    "executions_thread_count": 10,  # Quartz's and Rundeck's thread pool
+    "executions_drain_timeout_s": 30,
 }
 
 
