@@ -21,8 +21,9 @@ from schemas.keys import GROUP_LIVENESS, Keys
 from schemas.messages import Heartbeat, MembershipChange, Message
 from schemas.settings import Settings
 from workers.bus.connect import BLOCK_MS_MAX, server_run_id
-from workers.bus.retry import run_forever
+from workers.bus.retry import Prepared, run_forever
 from workers.bus.streams import (
+    Entry,
     ack,
     autoclaim,
     dead_letter,
@@ -75,7 +76,7 @@ class LivenessWorker:
         self._wait_ms = 0
         self._next_housekeeping_ms = 0
         self._next_copy_ms = 0
-        self._ready = False
+        self._prepared = Prepared(self.prepare)
         self._info_denied = False  # INFO refused: the server-change check is off
 
     def run(self) -> None:
@@ -86,7 +87,8 @@ class LivenessWorker:
 
     def prepare(self) -> None:
         """Check which Redis server this is, create the consumer groups and handle what this
-        consumer held before a crash. Runs again after every lost connection."""
+        consumer held before a crash. Runs again after every transient error (a lost
+        connection, a Redis restarted empty: ``NOGROUP``)."""
         self._check_server()
         ensure_group(self.redis, self.keys.heartbeats, GROUP_LIVENESS)
         ensure_group(self.redis, self.keys.membership, GROUP_MEMBERS_STORE)
@@ -95,7 +97,6 @@ class LivenessWorker:
         )
         if pending:  # newer heartbeats may follow unread: judge only up to these
             self._handle_heartbeats(pending, self._horizon(self._clock(), pending, full=True))
-        self._ready = True
 
     def step(self) -> None:
         """One pass: read heartbeats (blocking at most until the next deadline), observe them,
@@ -103,12 +104,8 @@ class LivenessWorker:
 
         Every pass first checks which Redis server it reads (``INFO server`` run_id): redis-py
         reconnects silently, so a failover may show in nothing else before a silent member's
-        deadline. A lost connection makes the next pass prepare again (consumer groups)."""
-        try:
-            self._step()
-        except (redis.ConnectionError, redis.TimeoutError):
-            self._ready = False
-            raise
+        deadline. A transient error makes the next pass prepare again (consumer groups)."""
+        self._prepared.run(self._step)
 
     def _check_server(self) -> bool:
         """Restart the grace rule when the view is now read on another Redis server; returns
@@ -139,8 +136,6 @@ class LivenessWorker:
         return started_ms is not None
 
     def _step(self) -> None:
-        if not self._ready:
-            self.prepare()
         entries = read_by_deadline(
             lambda block_ms: read_group(
                 self.redis,
@@ -208,7 +203,7 @@ class LivenessWorker:
         self._next_housekeeping_ms = clock.now_ms + HOUSEKEEPING_EVERY_MS
 
     def _handle_heartbeats(
-        self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], clock: view.Clock
+        self, entries: Sequence[Entry], clock: view.Clock
     ) -> tuple[bool, list[MemberObservation]]:
         """Record heartbeats, ack them (one round trip), then apply due transitions.
 
@@ -239,7 +234,7 @@ class LivenessWorker:
 
     def _valid(
         self,
-        entries: Sequence[tuple[bytes, dict[bytes, bytes]]],
+        entries: Sequence[Entry],
         kind: type[M],
         stream: str,
         pipe: Any,

@@ -38,7 +38,7 @@ import redis
 from schemas.errors import NotFoundError
 from schemas.keys import GROUP_COMMANDS, Keys
 from schemas.messages import RemoteCommand
-from workers.bus.retry import is_transient
+from workers.bus.retry import Prepared, is_transient
 from workers.bus.streams import (
     Entry,
     ack,
@@ -114,13 +114,19 @@ class CommandProcessor:
         self._keys = keys
         self._clock_ms = clock_ms
         self._stop_job = stop_job
-        self._group_ready = False
+        self._prepared = Prepared(self._prepare)
 
     def process(self) -> list[Processed]:
-        """One pass: read, process what is pending here, ack. Returns what it processed."""
-        if not self._group_ready:
-            ensure_group(self.client, self.stream, GROUP_COMMANDS, "0")
-            self._group_ready = True
+        """One pass: read, process what is pending here, ack. Returns what it processed.
+
+        The consumer group is created before the first pass and again before the pass after
+        a transient error (a Redis restarted empty answers ``NOGROUP``)."""
+        return self._prepared.run(self._pass)
+
+    def _prepare(self) -> None:
+        ensure_group(self.client, self.stream, GROUP_COMMANDS, "0")
+
+    def _pass(self) -> list[Processed]:
         entries = self._read()
         now_ms = server_time_ms(self.client)
         rows = list_commands(
