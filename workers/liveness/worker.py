@@ -34,7 +34,7 @@ from workers.bus.streams import (
     read_group,
     read_pending,
 )
-from workers.liveness import view
+from workers.liveness import trust, view
 from workers.liveness.rules import MemberObservation, Thresholds, decide, next_deadline_ms
 from workers.store import Store, known_member_uuids, record_member_state
 
@@ -207,9 +207,12 @@ class LivenessWorker:
     ) -> tuple[bool, list[MemberObservation]]:
         """Record heartbeats, ack them (one round trip), then apply due transitions.
 
+        Heartbeats stamped in the future are dead-lettered first
+        (:func:`workers.liveness.trust.not_future`).
         A crash between the two only delays a transition to the member's next heartbeat.
         Returns whether this call applied a state change, and the members it observed.
         """
+        entries = trust.not_future(self.redis, self.keys, entries, clock.now_ms)
         pipe = self.redis.pipeline(transaction=False)
         beats = self._valid(entries, Heartbeat, self.keys.heartbeats, pipe)
         uuids = view.queue_observe(
