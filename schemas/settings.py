@@ -29,6 +29,7 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 | `cm.heartbeat.delay` (>= 0) | heartbeat_delay_s | 10 |
 | `cm.heartbeat.considerInactive` (> interval) | heartbeat_consider_inactive_s | 150 |
 | `cm.heartbeat.considerDead` (> considerInactive) | heartbeat_consider_dead_s | 300 |
+| `cm.heartbeat.secret` (>= 16 characters; never shown) | heartbeat_secret | — |
 | `cm.remoteExec.process.interval` (> 0) | remote_exec_process_interval_s | 10 |
 | `cm.autotakeover.enabled` (true/false) | autotakeover_enabled | false |
 | `cm.autotakeover.policy` (any/static/remoteexecution) | autotakeover_policy | any |
@@ -60,6 +61,11 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
 ``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true.
+
+``heartbeat_secret``: when set, members sign their heartbeats (HMAC-SHA256) and liveness
+workers dead-letter unsigned or wrongly signed ones (:mod:`schemas.signing`). Every member
+and liveness worker needs the same value: set it in the environment
+(``QWC_CLUSTERMODE_HEARTBEAT_SECRET``), not in a file every process reads.
 
 ``cluster_mode_enabled``: the product's files hold ``qwcontrol.clusterMode.enabled``; this
 service is cluster mode, so ``false`` makes ``qwc node`` and ``qwc worker …`` refuse to
@@ -102,6 +108,7 @@ from schemas.settings_types import (
     DatabaseUrl,
     Flag,
     Fraction,
+    HeartbeatSecret,
     HomeDir,
     Key,
     NonNegativeSeconds,
@@ -139,6 +146,7 @@ class Settings(BaseSettings):
     heartbeat_consider_dead_s: Annotated[PositiveSeconds, Key(_CM + "heartbeat.considerDead")] = (
         300.0
     )
+    heartbeat_secret: Annotated[HeartbeatSecret, Key(_CM + "heartbeat.secret")] = None
     remote_exec_process_interval_s: Annotated[
         PositiveSeconds, Key(_CM + "remoteExec.process.interval")
     ] = 10.0

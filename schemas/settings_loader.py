@@ -28,7 +28,7 @@ from schemas.settings_types import Allowed, Key, ValueDetail
 
 _CM_LOWER = "qwcontrol.clustermode."
 _CM_ENV = "QWC_CLUSTERMODE_"
-_SECRET_FIELDS = frozenset({"manager_token", "manager_read_token"})
+_SECRET_FIELDS = frozenset({"manager_token", "manager_read_token", "heartbeat_secret"})
 _URL_FIELDS = frozenset({"redis_url", "rq_redis_url", "database_url"})  # passwords masked
 
 

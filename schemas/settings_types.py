@@ -15,6 +15,7 @@ __all__ = [
     "DatabaseUrl",
     "Flag",
     "Fraction",
+    "HeartbeatSecret",
     "HomeDir",
     "Key",
     "MemberUuid",
@@ -260,6 +261,22 @@ RedisPrefix = Annotated[
 ]
 HomeDir = Annotated[Path, BeforeValidator(_directory), Allowed("a directory path")]
 Token = Annotated[SecretStr | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+HEARTBEAT_SECRET_MIN_CHARS = 16
+
+
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    chars = 0 if value is None else len(value.get_secret_value())
+    if value is not None and chars < HEARTBEAT_SECRET_MIN_CHARS:
+        raise ValueDetail(f"{chars} characters are too few to be guessed hard")
+    return value
+
+
+HeartbeatSecret = Annotated[
+    SecretStr | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_long_enough),
+    Allowed(f"at least {HEARTBEAT_SECRET_MIN_CHARS} characters, set in the environment"),
+]
 TakeoverPolicyValue = Annotated[TakeoverPolicy, BeforeValidator(_lower), _one_of(TakeoverPolicy)]
 RecoverPolicyValue = Annotated[RecoverPolicy, BeforeValidator(_lower), _one_of(RecoverPolicy)]
 RemoteExecutionPolicyValue = Annotated[

@@ -124,6 +124,7 @@ DESIGN_DEFAULTS = {
     "manager_token": None,
     "manager_read_token": None,
     "manager_read_open": False,
+    "heartbeat_secret": None,
 }
 
 

@@ -77,6 +77,8 @@ class LivenessWorker:
         self._next_housekeeping_ms = 0
         self._next_copy_ms = 0
         self._prepared = Prepared(self.prepare)
+        secret = settings.heartbeat_secret
+        self.secret = None if secret is None else secret.get_secret_value().encode()
         self._info_denied = False  # INFO refused: the server-change check is off
 
     def run(self) -> None:
@@ -207,20 +209,27 @@ class LivenessWorker:
     ) -> tuple[bool, list[MemberObservation]]:
         """Record heartbeats, ack them (one round trip), then apply due transitions.
 
-        Heartbeats stamped in the future are dead-lettered first
-        (:func:`workers.liveness.trust.not_future`).
+        Only heartbeats the checks of :mod:`workers.liveness.trust` believe are recorded
+        (stamped in the future; with ``heartbeat.secret``: unsigned, wrongly signed,
+        replayed); the others are dead-lettered with the reason, and acked too.
         A crash between the two only delays a transition to the member's next heartbeat.
         Returns whether this call applied a state change, and the members it observed.
         """
+        ids = [e[0] for e in entries]
         entries = trust.not_future(self.redis, self.keys, entries, clock.now_ms)
         pipe = self.redis.pipeline(transaction=False)
+        refused: list[trust.Refused] = []
+        if self.secret is not None:
+            entries, refused = trust.signed(entries, self.secret)
         beats = self._valid(entries, Heartbeat, self.keys.heartbeats, pipe)
+        if self.secret is not None:
+            beats, replayed = trust.not_replayed(self.redis, self.keys, beats)
+            refused += replayed
+        self._refuse(pipe, refused, clock.now_ms)
         uuids = view.queue_observe(
             pipe, self.keys, [(entry_ms(i), hb, raw) for i, hb, raw in beats]
         )
-        ack(
-            self.redis, self.keys.heartbeats, GROUP_LIVENESS, [e[0] for e in entries], pipeline=pipe
-        )
+        ack(self.redis, self.keys.heartbeats, GROUP_LIVENESS, ids, pipeline=pipe)
         replies = pipe.execute()
         if not uuids:
             return False, []
@@ -234,6 +243,23 @@ class LivenessWorker:
             reason="heartbeat",
         )
         return bool(applied), observed
+
+    def _refuse(self, pipe: Any, refused: Sequence[trust.Refused], now_ms: int) -> None:
+        """Dead-letter heartbeats not to believe and delete them from the stream, through
+        ``pipe``: they decode as heartbeats, and ``qwc record`` must not take them for real."""
+        for x in refused:
+            dead_letter(
+                self.redis,
+                self.keys,
+                origin_stream=self.keys.heartbeats,
+                entry_id=x.entry_id,
+                raw=x.raw,
+                reason=x.reason,
+                pipeline=pipe,
+                now_ms=now_ms,
+            )
+        if refused:
+            pipe.xdel(self.keys.heartbeats, *[x.entry_id for x in refused])
 
     def _valid(
         self,
