@@ -17,6 +17,7 @@ from schemas.keys import GROUP_LIVENESS, MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
 from schemas.settings import Settings
 from tests.cluster import membership_changes, new_uuid, wait_for
+from tests.test_liveness_worker import settings as liveness_settings
 from workers.bus.future import CHUNK, FUTURE_TOLERANCE_MS, dead_letter_future
 from workers.bus.streams import ensure_group, entry_ms, read_group, server_time_ms
 from workers.liveness import view
@@ -28,14 +29,7 @@ HOUR_MS = 3_600_000
 
 
 def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        redis_url=redis_url,
-        home_dir=tmp_path,
-        heartbeat_interval_s=0.1,
-        heartbeat_delay_s=0,
-        heartbeat_consider_inactive_s=0.3,
-        heartbeat_consider_dead_s=0.6,
-    )
+    return liveness_settings(redis_url, tmp_path, 0.3, 0.6)
 
 
 def forged(uuid: str, name: str = "phantom") -> dict[bytes, bytes]:

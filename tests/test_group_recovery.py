@@ -18,6 +18,7 @@ from schemas.keys import GROUP_COMMANDS, GROUP_LIVENESS, Keys
 from schemas.settings import Settings
 from tests.cluster import new_uuid, wait_for
 from tests.test_commands_processor import add_job, record
+from tests.test_liveness_worker import settings as liveness_settings
 from tests.test_recovery_worker import View
 from workers.bus.retry import Prepared, is_group_missing, is_transient, run_forever
 from workers.bus.streams import server_time_ms
@@ -34,20 +35,12 @@ LOG = logging.getLogger("tests.group_recovery")
 
 
 def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        redis_url=redis_url,
-        home_dir=tmp_path,
-        heartbeat_interval_s=0.1,
-        heartbeat_delay_s=0,
-        heartbeat_consider_inactive_s=0.5,
-        heartbeat_consider_dead_s=1.0,
-        autotakeover_enabled=True,
-        autotakeover_delay_s=0.2,
-        autotakeover_sleep_s=5,
-        recover_enabled=True,
-        recover_delay_s=0.2,
-        recover_sleep_s=5,
-    )
+    fast = liveness_settings(redis_url, tmp_path, 0.5, 1.0)
+    proposals = {"enabled": True, "delay_s": 0.2, "sleep_s": 5}
+    values = fast.model_dump()
+    for kind in ("autotakeover", "recover"):
+        values.update({f"{kind}_{k}": v for k, v in proposals.items()})
+    return Settings(**values)
 
 
 def run_until(step: Callable[[], object], done: Callable[[], bool], timeout_s: float = 15) -> None:

@@ -22,7 +22,7 @@ from schemas.keys import (
     Keys,
 )
 from tests.cluster import Cluster, wait_for
-from tests.redis_topologies import free_ports, redis_server_binary
+from tests.redis_topologies import answers, free_ports, redis_server_binary
 from tests.test_recovery_live import RECOVERY_ENV
 from tests.test_takeover_live import TAKEOVER_ENV, add_jobs, owners, takeovers
 from workers.liveness.view import read_snapshot
@@ -56,16 +56,7 @@ class RestartableRedis:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self._answers, timeout_s=10, what="private redis up")
-
-    def _answers(self) -> bool:
-        client = redis.Redis.from_url(self.url, socket_timeout=2)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        wait_for(lambda: answers(self.port), timeout_s=10, what="private redis up")
 
     def restart_with_data(self) -> None:
         client = redis.Redis.from_url(self.url)

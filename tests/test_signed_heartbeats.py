@@ -21,6 +21,7 @@ from schemas.messages import Heartbeat
 from schemas.settings import Settings
 from schemas.signing import sign, signature_problem
 from tests.cluster import membership_changes, new_uuid
+from tests.test_liveness_worker import settings as liveness_settings
 from workers.bus.streams import decode_entries, entry_ms
 from workers.cli.main import cli
 from workers.liveness import trust, view
@@ -36,16 +37,9 @@ SECRET = "a-secret-of-32-characters-000000"
 ENV = "QWC_CLUSTERMODE_HEARTBEAT_SECRET"
 
 
-def settings(redis_url: str, tmp_path: Path, secret: str | None = SECRET) -> Settings:
-    return Settings(
-        redis_url=redis_url,
-        home_dir=tmp_path,
-        heartbeat_interval_s=0.1,
-        heartbeat_delay_s=0,
-        heartbeat_consider_inactive_s=0.3,
-        heartbeat_consider_dead_s=0.6,
-        heartbeat_secret=secret,
-    )
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    fast = liveness_settings(redis_url, tmp_path, 0.3, 0.6)
+    return Settings(**{**fast.model_dump(), "heartbeat_secret": SECRET})
 
 
 def producer(
