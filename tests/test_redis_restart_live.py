@@ -1,8 +1,8 @@
-"""Every worker survives Redis restarts: a liveness, two takeover and a recovery worker and
-three members run on a private ``redis-server`` (a free loopback port, the test's own) that
-is restarted with its data, then empty (groups, streams and view gone). No process exits;
-the consumer groups come back by themselves; a member SIGKILLed afterwards is taken over
-exactly once."""
+"""Every worker survives Redis restarts: a liveness, two takeover and a recovery worker, the
+manager and three members run on a private ``redis-server`` (a free loopback port, the
+test's own) that is restarted with its data, then empty (groups, streams and view gone).
+No process exits; the consumer groups come back by themselves; the manager answers from
+the new server; a member SIGKILLed afterwards is taken over exactly once."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from schemas.keys import (
     GROUP_TAKEOVER,
     Keys,
 )
+from tests import test_manager_process as manager
 from tests.cluster import Cluster, wait_for
 from tests.redis_topologies import answers, free_ports, redis_server_binary
+from tests.test_manager_api import closed_port
 from tests.test_recovery_live import RECOVERY_ENV
 from tests.test_takeover_live import TAKEOVER_ENV, add_jobs, owners, takeovers
 from workers.liveness.view import read_snapshot
@@ -141,6 +143,9 @@ def test_workers_survive_redis_restarts_and_a_later_death_is_taken_over_once(
     workers = [c.start("worker", "liveness")]
     workers += [c.start("worker", "takeover") for _ in range(2)]
     workers.append(c.start("worker", "recovery"))
+    c.extra_env["QWC_MANAGER_TOKEN"] = manager.TOKEN
+    port = closed_port()
+    workers.append(c.start("manager", "--port", str(port)))
     nodes = [c.node(f"node-{i}") for i in range(3)]
     uuids = [u for u, _ in nodes]
     r = c.client()
@@ -163,7 +168,12 @@ def test_workers_survive_redis_restarts_and_a_later_death_is_taken_over_once(
         except AssertionError:
             raise AssertionError(f"groups missing: {_groups_missing(r, uuids)}") from None
         wait_for(all_active, timeout_s=20, what="members active after an empty restart")
-    assert [p.poll() for p in workers + [p for _, p in nodes]] == [None] * 7
+    assert [p.poll() for p in workers + [p for _, p in nodes]] == [None] * 8
+    listed = wait_for(
+        lambda: manager.answers(f"http://127.0.0.1:{port}/api/cluster/members"),
+        what="the manager answering",
+    )
+    assert listed.status_code == 200 and {m["uuid"] for m in listed.json()} >= set(uuids)
 
     victim, victim_proc = nodes[0]
     jobs = add_jobs(c, victim, 4)
@@ -179,4 +189,4 @@ def test_workers_survive_redis_restarts_and_a_later_death_is_taken_over_once(
         )
     finally:
         store.close()
-    assert [p.poll() for p in workers] == [None] * 4
+    assert [p.poll() for p in workers] == [None] * 5
