@@ -19,8 +19,8 @@ from tests.manager_fixtures import (
     add_job,
     manager_settings,
 )
-from workers.cli.jobs_spec import execution_json, job_json
 from workers.cli.main import cli
+from workers.jobs import execution_json, job_json
 from workers.liveness.listing import collect_member_rows
 from workers.manager.app import create_app
 from workers.recovery.history import recovery_json

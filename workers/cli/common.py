@@ -9,14 +9,20 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, StoreError
 from schemas.settings import Settings, load_settings, origins
+
+if TYPE_CHECKING:
+    from workers.store import Store
 
 __all__ = [
     "LOG_FORMATS",
@@ -27,6 +33,7 @@ __all__ = [
     "default_consumer_name",
     "echo_json",
     "fail",
+    "opened_store",
     "pass_cli",
     "require_cluster_mode",
     "stop_on_signals",
@@ -70,6 +77,22 @@ def require_cluster_mode(settings: Settings) -> None:
         "does not start. Set it to true, or remove it (the default is true).",
         code=2,
     )
+
+
+@contextmanager
+def opened_store(cli: CliContext) -> Iterator[Store]:
+    """The configured store, closed on exit; exits 1 when it cannot be opened."""
+    from workers.store import open_store  # SQLAlchemy: only for the commands that need it
+
+    try:
+        store = open_store(cli.settings())
+    except (StoreError, OSError) as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def fail(message: str, code: int = 1) -> None:
