@@ -56,6 +56,8 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 | `qwcontrol.manager.token` (never shown) | manager_token | — |
 | `qwcontrol.manager.readToken` (never shown) | manager_read_token | — |
 | `qwcontrol.manager.readOpen` (true/false) | manager_read_open | false |
+| `qwcontrol.executions.output.maxBytes` (1024 to 16777216) | executions_output_max_bytes | 65536 |
+| `qwcontrol.executions.retention.days` (>= 0; 0: forever) | executions_retention_days | 30 |
 
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
@@ -69,10 +71,14 @@ UUIDs are stored lower-case. ``mass_failure_fraction``: the guard holds takeover
 MORE than this fraction of the members, and at least 2, would turn dead within one
 ``considerDead`` window.
 
+Executions: each keeps up to ``output.maxBytes`` of its output (its head and its tail when
+it printed more); ``retention.days`` after it ended it is deleted (by the recovery worker).
+
 Rules: ``static`` policies need a non-empty ``allowed`` list of UUIDs, ``preset`` needs
 ``remoteExecution.config.allowed``. Unknown keys under ``qwcontrol.clusterMode.``, and
 known keys spelled in another case, are errors ("did you mean"); other keys are ignored
-(the product's file holds many other settings).
+(the product's file holds many other settings). Keys under ``qwcontrol.executions.`` are
+all ours too: an unknown one is an error as well.
 """
 
 from __future__ import annotations
@@ -107,6 +113,7 @@ from schemas.settings_types import (
     NonNegativeSeconds,
     OptionalText,
     OptionalUuid,
+    OutputBytes,
     PositiveSeconds,
     RecoverPolicy,
     RecoverPolicyValue,
@@ -114,6 +121,7 @@ from schemas.settings_types import (
     RedisUrl,
     RemoteExecutionPolicy,
     RemoteExecutionPolicyValue,
+    RetentionDays,
     RqRedisUrl,
     TagList,
     TakeoverPolicy,
@@ -183,6 +191,14 @@ class Settings(BaseSettings):
     manager_token: Annotated[Token, Key("qwcontrol.manager.token")] = None
     manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
     manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
+    # -- executions: output and retention ---------------------------------------------
+    executions_output_max_bytes: Annotated[
+        OutputBytes, Key("qwcontrol.executions.output.maxBytes")
+    ] = 64 * 1024
+    executions_retention_days: Annotated[
+        RetentionDays, Key("qwcontrol.executions.retention.days")
+    ] = 30.0
+    # ---------------------------------------------------------------------------------
 
     # field -> (origin, value it was loaded with); filled by load_settings only
     _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)

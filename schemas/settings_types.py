@@ -21,6 +21,7 @@ __all__ = [
     "NonNegativeSeconds",
     "OptionalText",
     "OptionalUuid",
+    "OutputBytes",
     "PositiveSeconds",
     "RecoverPolicy",
     "RecoverPolicyValue",
@@ -28,6 +29,7 @@ __all__ = [
     "RedisUrl",
     "RemoteExecutionPolicy",
     "RemoteExecutionPolicyValue",
+    "RetentionDays",
     "RqRedisUrl",
     "TagList",
     "TakeoverPolicy",
@@ -260,6 +262,24 @@ RedisPrefix = Annotated[
 ]
 HomeDir = Annotated[Path, BeforeValidator(_directory), Allowed("a directory path")]
 Token = Annotated[SecretStr | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+# -- executions: output and retention --------------------------------------------------
+OUTPUT_MIN_BYTES = 1024
+OUTPUT_MAX_BYTES = 16 * 1024 * 1024
+OutputBytes = Annotated[
+    int,
+    BeforeValidator(_strip),
+    Ge(OUTPUT_MIN_BYTES),
+    Le(OUTPUT_MAX_BYTES),
+    Allowed(f"a whole number of bytes from {OUTPUT_MIN_BYTES} to {OUTPUT_MAX_BYTES}"),
+]
+RetentionDays = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Ge(0),
+    AllowInfNan(False),
+    Allowed("a finite number of days >= 0 (0: keep executions forever)"),
+]
+# ---------------------------------------------------------------------------------------
 TakeoverPolicyValue = Annotated[TakeoverPolicy, BeforeValidator(_lower), _one_of(TakeoverPolicy)]
 RecoverPolicyValue = Annotated[RecoverPolicy, BeforeValidator(_lower), _one_of(RecoverPolicy)]
 RemoteExecutionPolicyValue = Annotated[

@@ -68,7 +68,7 @@ def test_seed_file_prints_every_key_with_value_and_origin() -> None:
     assert line_of(result.stdout, CM + "autotakeover.delay")[1:] == ["60", f"{SEED}:26"]
     assert line_of(result.stdout, CM + "recoverExecutions.policy")[1:] == ["any", f"{SEED}:36"]
     assert line_of(result.stdout, "qwcontrol.redis.prefix")[1:] == ["qwc", "default"]
-    assert len([line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]) == 32
+    assert len([line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]) == 34
     assert result.stderr == ""
 
 
