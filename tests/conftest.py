@@ -1,6 +1,7 @@
 """Shared fixtures: real Redis (the embedded server, and QWC_TEST_REDIS_URL when set), real SQL
 (SQLite, and QWC_TEST_DATABASE_URL when set), ``cluster`` for runs of real ``qwc``
-processes, and the manager's app on those servers (``api``, ``make_api``, ``cluster_view``)."""
+processes, ``run`` for ``qwc`` in-process on the test's database, the manager's app on those
+servers (``api``, ``make_api``, ``cluster_view``), and ``browser`` (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Generator
 
 import pytest
 
+from tests.fixtures_browser import browser  # noqa: F401
+from tests.fixtures_cli import run  # noqa: F401
 from tests.fixtures_cluster import cluster  # noqa: F401
 from tests.fixtures_redis import embedded_redis_url, r, redis_url  # noqa: F401
 from tests.fixtures_sql import db_url, store  # noqa: F401

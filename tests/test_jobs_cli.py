@@ -12,26 +12,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.fixtures_cli import CLEARED
 from workers.cli.main import cli
 from workers.store import Store, create_job, get_job, insert_execution, list_jobs, start_execution
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"
-CLEARED = ("QWC_CONFIG", "QWC_DATABASE_URL", "QWC_DATASOURCE_URL", "QWC_HOME", "QWC_REDIS_URL")
-
-
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, store: Store) -> Any:
-    """``run(*args, **env)``: invoke ``qwc`` on the test's (migrated) database."""
-    monkeypatch.chdir(tmp_path)  # no ./qwcontrol-config.properties
-    for name in (*CLEARED, "QWC_SERVER_UUID"):
-        monkeypatch.delenv(name, raising=False)
-    base = {"QWC_DATABASE_URL": db_url, "QWC_HOME": str(tmp_path / "home")}
-
-    def invoke(*args: str, **env: str) -> Result:
-        return CliRunner().invoke(cli, list(args), env={**base, **env})
-
-    return invoke
 
 
 def _json(result: Result) -> Any:
