@@ -22,7 +22,8 @@ Conventions:
                      (first execution of the chain), trigger, fire_ms (not before: a retry's
                      fire_ms is when its delay ends), queued_ms (when its member put it on
                      its RQ queue; NULL: not yet), owner_epoch; reason (why it was skipped,
-                     aborted, replaced, timed out); output (bounded: head and tail)
+                     aborted, replaced, timed out); output (bounded: head and tail;
+                     output_tail is what releases before 0003 wrote)
     takeovers        audit of takeover proposals, proposal_id unique
     recoveries       audit of recovery proposals, proposal_id unique
     commands         remote execute / abort commands: the record behind each message on a
@@ -49,6 +50,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
@@ -140,11 +142,13 @@ scheduled_jobs = Table(
     Column("modified_ms", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     # 0003. executor_spec: {} for "command" (its argv is ``command``), {"script"} for
-    # "shell", {"method", "url", …} for "http", {"callable", "kwargs"} for "python".
-    Column("executor", String(16), nullable=False),
-    Column("executor_spec", JSON, nullable=False),
+    # "shell", {"method", "url", …} for "http", {"callable", "kwargs"} for "python". The
+    # database defaults are what rows written by the previous release get (a command job,
+    # overlapping runs allowed: its behaviour); the code gives new jobs "forbid".
+    Column("executor", String(16), nullable=False, server_default="command"),
+    Column("executor_spec", JSON, nullable=False, server_default=text("'{}'")),
     Column("timeout_s", Float, nullable=True),
-    Column("concurrency", String(16), nullable=False),
+    Column("concurrency", String(16), nullable=False, server_default="allow"),
     UniqueConstraint("project", "group_name", "name"),
     CheckConstraint("owner_epoch >= 1", name="owner_epoch"),
     CheckConstraint("retry_count >= 0", name="retry_count"),
@@ -170,10 +174,12 @@ executions = Table(
     Column("started_ms", BigInteger, nullable=True),
     Column("ended_ms", BigInteger, nullable=True),
     Column("exit_code", Integer, nullable=True),
-    Column("output", Text, nullable=True),  # 0003: was output_tail (head + tail now)
+    # Written by releases before 0003 (the last 4 KiB); read only as a fallback of output.
+    Column("output_tail", Text, nullable=True),
     Column("rq_job_id", String(128), nullable=True),
     Column("queued_ms", BigInteger, nullable=True),  # 0002
     Column("reason", Text, nullable=True),  # 0003
+    Column("output", Text, nullable=True),  # 0003: head and tail, up to output.maxBytes
     # member_uuid leads, so this index also serves lookups by member alone.
     Index(None, "member_uuid", "status"),
     # 0003: a fire finds the job's running executions without reading all of its history

@@ -23,6 +23,7 @@ from workers.store import (
     create_store_engine,
     current_revision,
     default_sqlite_url,
+    get_execution,
     get_job,
     head_revision,
     list_executions,
@@ -234,14 +235,33 @@ def test_upgrade_from_0002_keeps_jobs_and_executions_as_they_were(engine: Engine
         conn.exec_driver_sql("UPDATE executions SET status = 'timedout' WHERE id = 'e1'")
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.exec_driver_sql("UPDATE executions SET status = 'lost' WHERE id = 'e1'")
-    # a new job takes the code's defaults: the database holds none for these columns
-    with pytest.raises(IntegrityError), engine.begin() as conn:
+
+
+def test_the_previous_release_keeps_working_on_0003(engine: Engine) -> None:
+    """During a rolling upgrade, members and CLIs of the previous release write the 0002
+    columns only: their jobs are command jobs allowing overlap, and an output they write
+    (output_tail) is the execution's output for the new code."""
+    upgrade(engine, "0002")
+    _insert_0002_rows(engine)
+    upgrade(engine)
+    with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO scheduled_jobs (id, project, group_name, name, command, schedule, "
             "enabled, owner_uuid, owner_epoch, retry_count, retry_delay_s, modified_by, "
-            "modified_ms, created_ms) VALUES ('k', 'p', '', 'm', '[]', NULL, true, 'o', 1, 0, "
-            "0, 'o', 1, 1)"
+            "modified_ms, created_ms) VALUES ('k', 'p', '', 'm', '[\"true\"]', NULL, true, "
+            "'o', 1, 0, 0, 'o', 1, 1)"
         )
+        conn.exec_driver_sql(
+            "UPDATE executions SET status = 'succeeded', ended_ms = 9, exit_code = 0, "
+            "output_tail = 'written by the old runner' WHERE id = 'e2'"
+        )
+    old_job = get_job(engine, "k")
+    assert (old_job.executor, old_job.executor_spec, old_job.concurrency) == (
+        "command",
+        {},
+        "allow",
+    )
+    assert get_execution(engine, "e2").output == "written by the old runner"
 
 
 def test_downgrade_to_0002_and_up_again(engine: Engine) -> None:
@@ -251,7 +271,9 @@ def test_downgrade_to_0002_and_up_again(engine: Engine) -> None:
     _insert_0002_rows(engine)
     upgrade(engine)
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE executions SET status = 'timedout' WHERE id = 'e1'")
+        conn.exec_driver_sql(
+            "UPDATE executions SET status = 'timedout', output = 'whole output' WHERE id = 'e1'"
+        )
     with Store(engine).begin(foreign_keys=False) as conn:  # as upgrade() migrates
         config = alembic_config()
         config.attributes["connection"] = conn
@@ -260,7 +282,7 @@ def test_downgrade_to_0002_and_up_again(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, status, output_tail FROM executions ORDER BY id")
         assert [tuple(r) for r in rows] == [
-            ("e1", "failed", "the end of it"),
+            ("e1", "failed", "whole output"),
             ("e2", "running", None),
         ]
     upgrade(engine)

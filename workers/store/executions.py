@@ -78,8 +78,13 @@ class ExecutionRow:
 
     @classmethod
     def from_mapping(cls, row: RowMapping) -> ExecutionRow:
-        """Build from a row of ``executions`` (all columns)."""
-        return cls(**row)
+        """Build from a row of ``executions`` (all columns). A row a member of the previous
+        release finished has its output in ``output_tail`` only: that is its output."""
+        values = dict(row)
+        legacy = values.pop("output_tail", None)
+        if values["output"] is None:
+            values["output"] = legacy
+        return cls(**values)
 
 
 def insert_execution(

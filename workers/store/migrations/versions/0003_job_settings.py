@@ -12,13 +12,19 @@ Create Date: 2026-12-01
   release still runs them during a rolling upgrade; the other kinds have ``command = []``.
 * ``timeout_s``: NULL (existing rows) = no timeout.
 * ``concurrency`` (``allow|forbid|replace``): existing rows get ``allow``, today's behaviour;
-  new jobs get their value from the code (``forbid`` by default): no server default is left.
+  new jobs get their value from the code (``forbid`` by default).
+
+The new columns have database defaults (``command``, ``{}``, ``allow``) so that a process of
+the previous release, which inserts jobs without them, keeps working during a rolling
+upgrade ("migrations only add", docs/operations.md).
 
 ``executions``:
 
 * statuses ``timedout`` and ``skipped`` (the CHECK constraint is replaced);
 * ``reason``: why it was skipped, aborted, replaced or timed out (NULL for existing rows);
-* ``output_tail`` renamed ``output``: it now keeps the head and the tail of the output;
+* ``output``: the head and the tail of the output; existing rows get their ``output_tail``.
+  ``output_tail`` stays for the previous release's members (they write it); the code reads
+  it only for a row without ``output``; a later migration drops it;
 * the index on ``job_id`` becomes ``(job_id, status)`` (a fire looks for the job's running
   executions), and ``ended_ms`` is indexed (retention deletes the oldest ended ones).
 
@@ -43,7 +49,6 @@ OLD_STATUSES = "'scheduled', 'running', 'succeeded', 'failed', 'aborted', 'incom
 NEW_STATUSES = OLD_STATUSES + ", 'timedout', 'skipped'"
 EXECUTOR_KINDS = "'command', 'shell', 'http', 'python'"
 CONCURRENCY_POLICIES = "'allow', 'forbid', 'replace'"
-DEFAULTED = ("executor", "executor_spec", "concurrency")  # server defaults fill old rows only
 
 
 def upgrade() -> None:
@@ -72,34 +77,34 @@ def _jobs_upgrade() -> None:
         batch.create_check_constraint(
             op.f("ck_scheduled_jobs_timeout_s"), "timeout_s IS NULL OR timeout_s > 0"
         )
-    with op.batch_alter_table("scheduled_jobs") as batch:
-        for column in DEFAULTED:
-            batch.alter_column(column, server_default=None)
 
 
 def _executions_upgrade() -> None:
     op.drop_index(op.f("ix_executions_job_id"), table_name="executions")
     with op.batch_alter_table("executions") as batch:
-        batch.alter_column("output_tail", new_column_name="output", existing_type=sa.Text())
         batch.add_column(sa.Column("reason", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("output", sa.Text(), nullable=True))
         batch.drop_constraint(op.f("ck_executions_status"), type_="check")
         batch.create_check_constraint(op.f("ck_executions_status"), f'"status" IN ({NEW_STATUSES})')
+    op.execute("UPDATE executions SET output = output_tail WHERE output_tail IS NOT NULL")
     op.create_index(op.f("ix_executions_job_id_status"), "executions", ["job_id", "status"])
     op.create_index(op.f("ix_executions_ended_ms"), "executions", ["ended_ms"])
 
 
 def downgrade() -> None:
     """Back to 0002. Executions ``timedout`` become ``failed`` and ``skipped`` ones are
-    deleted (0002 has neither status); the reasons and the job settings are dropped."""
+    deleted (0002 has neither status); outputs go back to ``output_tail`` (whole, not cut
+    to 4 KiB); the reasons and the job settings are dropped."""
     op.drop_index(op.f("ix_executions_ended_ms"), table_name="executions")
     op.drop_index(op.f("ix_executions_job_id_status"), table_name="executions")
     op.execute("DELETE FROM executions WHERE status = 'skipped'")
     op.execute("UPDATE executions SET status = 'failed' WHERE status = 'timedout'")
+    op.execute("UPDATE executions SET output_tail = output WHERE output IS NOT NULL")
     with op.batch_alter_table("executions") as batch:
         batch.drop_constraint(op.f("ck_executions_status"), type_="check")
         batch.create_check_constraint(op.f("ck_executions_status"), f'"status" IN ({OLD_STATUSES})')
         batch.drop_column("reason")
-        batch.alter_column("output", new_column_name="output_tail", existing_type=sa.Text())
+        batch.drop_column("output")
     op.create_index(op.f("ix_executions_job_id"), "executions", ["job_id"])
     with op.batch_alter_table("scheduled_jobs") as batch:
         for name in ("executor", "concurrency", "timeout_s"):
