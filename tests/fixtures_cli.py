@@ -4,6 +4,7 @@ QWC_* settings."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from click.testing import CliRunner, Result
 from workers.cli.main import cli
 from workers.store import Store
 
-__all__ = ["CLEARED", "run"]
+__all__ = ["CLEARED", "json_of", "run"]
 
 CLEARED = ("QWC_CONFIG", "QWC_DATABASE_URL", "QWC_DATASOURCE_URL", "QWC_HOME", "QWC_REDIS_URL")
 
@@ -30,3 +31,9 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, store: Sto
         return CliRunner().invoke(cli, list(args), env={**base, **env})
 
     return invoke
+
+
+def json_of(result: Result) -> Any:
+    """The JSON a command that must succeed printed on stdout."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)

@@ -3,13 +3,13 @@ in-process (click's runner) against real databases."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from tests.fixtures_cli import json_of
 from tests.test_jobs_cli import A
 from workers.cli.main import cli
 from workers.store import (
@@ -25,13 +25,8 @@ from workers.store import (
 URL = "https://hooks.example.test/run"
 
 
-def _json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def test_add_a_shell_job_with_a_timeout_and_a_policy(run: Any, store: Store) -> None:
-    job = _json(
+    job = json_of(
         run("jobs", "add", "cleanup", "--shell", "rm -f /tmp/x.* && echo done",
             "--timeout", "2.5", "--concurrency", "REPLACE", "--as", A, "--json")
     )  # fmt: skip
@@ -46,7 +41,7 @@ def test_add_a_shell_job_with_a_timeout_and_a_policy(run: Any, store: Store) -> 
 
 
 def test_add_an_http_job(run: Any, store: Store) -> None:
-    job = _json(
+    job = json_of(
         run("jobs", "add", "ping", "--http", "post", URL, "--http-expect-status", "202",
             "--http-timeout", "4", "--as", A, "--json")
     )  # fmt: skip
@@ -60,7 +55,7 @@ def test_add_an_http_job(run: Any, store: Store) -> None:
 
 
 def test_add_a_python_job(run: Any, store: Store) -> None:
-    job = _json(
+    job = json_of(
         run("jobs", "add", "report", "--python", "reports.daily:build",
             "--kwargs", '{"day": "mon", "n": 3}', "--as", A, "--json")
     )  # fmt: skip
@@ -112,7 +107,7 @@ IMPORT = f"""
 
 def test_import_jobs_of_every_executor(run: Any, tmp_path: Path, store: Store) -> None:
     (tmp_path / "jobs.yaml").write_text(IMPORT)
-    created = _json(run("jobs", "import", "jobs.yaml", "--json", QWC_SERVER_UUID=A))
+    created = json_of(run("jobs", "import", "jobs.yaml", "--json", QWC_SERVER_UUID=A))
     by_name = {j["name"]: j for j in created}
     assert by_name["sh"]["executor"]["script"] == "date; uptime"
     assert (by_name["sh"]["timeout_s"], by_name["sh"]["concurrency"]) == (30.0, "allow")
@@ -182,10 +177,10 @@ def test_executions_show_prints_one_execution_with_its_output(run: Any, store: S
         "[... 10 bytes of output dropped ...]",
         "last line",
     ]
-    as_json = _json(run("executions", "show", execution_id, "--json"))
+    as_json = json_of(run("executions", "show", execution_id, "--json"))
     assert as_json["output"].startswith("first line\n") and as_json["status"] == "timedout"
     assert (as_json["reason"], as_json["exit_code"]) == ("timed out after 1 s", -15)
-    listed = _json(run("executions", "--json"))
+    listed = json_of(run("executions", "--json"))
     assert [e["id"] for e in listed] == [execution_id] and "output" not in listed[0]
     assert listed[0]["reason"] == "timed out after 1 s"
 

@@ -9,12 +9,12 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -33,6 +33,7 @@ __all__ = [
     "default_consumer_name",
     "echo_json",
     "fail",
+    "listing_options",
     "opened_store",
     "pass_cli",
     "require_cluster_mode",
@@ -77,6 +78,42 @@ def require_cluster_mode(settings: Settings) -> None:
         "does not start. Set it to true, or remove it (the default is true).",
         code=2,
     )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def listing_options(what: str, statuses: Sequence[str]) -> Callable[[_F], _F]:
+    """The options every history listing takes: ``--status`` (repeatable, one of
+    ``statuses``; parameter ``statuses``), ``--limit`` (default 100, newest first) and
+    ``--json`` (parameter ``as_json``). ``what`` names the rows in the help."""
+
+    def decorate(command: _F) -> _F:
+        for option in reversed(
+            (
+                click.option(
+                    "--status",
+                    "statuses",
+                    multiple=True,
+                    type=click.Choice(statuses),
+                    help=f"Only {what} in this status (repeatable).",
+                ),
+                click.option(
+                    "--limit",
+                    type=click.IntRange(min=1),
+                    default=100,
+                    show_default=True,
+                    help="At most this many, newest first.",
+                ),
+                click.option(
+                    "--json", "as_json", is_flag=True, help="Print a JSON list of objects."
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 @contextmanager

@@ -11,7 +11,14 @@ from rich.table import Table
 
 from schemas.errors import NotFoundError
 from schemas.tables import EXECUTION_STATUSES
-from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_cli
+from workers.cli.common import (
+    CliContext,
+    echo_json,
+    fail,
+    listing_options,
+    opened_store,
+    pass_cli,
+)
 from workers.jobs import execution_detail_json, execution_json
 from workers.liveness.listing import iso_utc
 from workers.store import ExecutionRow, get_execution, get_job, list_executions
@@ -22,21 +29,7 @@ __all__ = ["COMMANDS", "executions", "show_lines"]
 @click.group(invoke_without_command=True)
 @click.option("--job", "job_id", default=None, metavar="ID", help="Only executions of this job.")
 @click.option("--member", default=None, metavar="UUID", help="Only executions on this member.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(EXECUTION_STATUSES),
-    help="Only executions in this status (repeatable).",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="At most this many, newest first.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
+@listing_options("executions", EXECUTION_STATUSES)
 @click.pass_context
 def executions(
     ctx: click.Context,
