@@ -7,6 +7,8 @@
     ├── DecodeError (ValueError)        a message could not be decoded; keeps the raw bytes
     ├── EmbeddedRedisError (RuntimeError)  the embedded Redis server could not be started/found
     ├── RecordingError (ValueError)     a recording (`qwc record`) is corrupt, truncated or too new
+    ├── SpecError (ValueError)          a job spec is invalid: names entry and field
+    │                                   (defined in workers.jobs.spec)
     └── StoreError (RuntimeError)       the SQL store refused an operation
         └── NotFoundError (LookupError) a job, member or execution does not exist
 

@@ -4,10 +4,11 @@ every refusal naming its field (pure: no store)."""
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from schemas.tables import CONCURRENCY_POLICIES
 from workers.jobs import (
     CommandExecutor,
     HttpExecutor,
@@ -20,6 +21,7 @@ from workers.jobs import (
     parse_spec,
 )
 from workers.jobs.executor import masked_executor
+from workers.jobs.spec import Concurrency
 
 URL = "http://127.0.0.1:8080/hook"
 
@@ -48,6 +50,10 @@ def test_each_executor_kind(fields: dict[str, Any], executor: Any) -> None:
     kind, command, stored = executor_columns(spec.executor)
     assert executor_of(kind, command, stored) == executor  # the store's columns round-trip
     assert (kind == "command") == bool(command) and (kind == "command") == (stored == {})
+
+
+def test_the_spec_knows_every_policy_the_table_allows() -> None:
+    assert get_args(Concurrency) == CONCURRENCY_POLICIES
 
 
 def test_timeout_and_concurrency() -> None:

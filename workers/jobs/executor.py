@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 __all__ = [
     "DEFAULT_HTTP_TIMEOUT_S",
@@ -34,6 +34,7 @@ __all__ = [
     "Executor",
     "HttpExecutor",
     "PythonExecutor",
+    "Script",
     "ShellExecutor",
     "describe",
     "executor_columns",
@@ -60,18 +61,20 @@ class CommandExecutor(_Kind):
     argv: tuple[str, ...] = Field(min_length=1)
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the script is empty")
+    return value
+
+
+Script = Annotated[str, AfterValidator(_not_blank)]
+
+
 class ShellExecutor(_Kind):
     """``script`` run by ``/bin/sh -c``."""
 
     kind: Literal["shell"] = "shell"
-    script: str = Field(min_length=1)
-
-    @field_validator("script")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the script is empty")
-        return value
+    script: Script
 
 
 class HttpExecutor(_Kind):

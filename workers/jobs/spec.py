@@ -29,12 +29,13 @@ from pydantic import (
 
 from schemas.cron import validate_cron
 from schemas.errors import QwcError
-from schemas.tables import CONCURRENCY_POLICIES, NAME_LEN
+from schemas.tables import NAME_LEN
 from workers.jobs.executor import (
     CommandExecutor,
     Executor,
     HttpExecutor,
     PythonExecutor,
+    Script,
     ShellExecutor,
 )
 from workers.store import DEFAULT_CONCURRENCY
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_PROJECT",
     "EXECUTOR_FIELDS",
     "IMPORT_SUFFIXES",
+    "Concurrency",
     "JobSpec",
     "SpecError",
     "load_specs",
@@ -52,8 +54,7 @@ __all__ = [
 DEFAULT_PROJECT = "default"
 IMPORT_SUFFIXES = (".yaml", ".yml", ".json")
 EXECUTOR_FIELDS = ("command", "shell", "http", "python")
-Concurrency = Literal["allow", "forbid", "replace"]
-assert CONCURRENCY_POLICIES == ("allow", "forbid", "replace")  # the Literal above
+Concurrency = Literal["allow", "forbid", "replace"]  # schemas.tables.CONCURRENCY_POLICIES
 
 
 class SpecError(QwcError, ValueError):
@@ -74,7 +75,7 @@ class JobSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=NAME_LEN)
     command: tuple[str, ...] | None = None
-    shell: str | None = None
+    shell: Script | None = None
     http: HttpExecutor | None = None
     python: PythonExecutor | None = None
     timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
@@ -95,13 +96,6 @@ class JobSpec(BaseModel):
         if isinstance(argv, list | tuple) and not argv:
             raise ValueError("the command is empty")
         return argv
-
-    @field_validator("shell")
-    @classmethod
-    def _script(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("the script is empty")
-        return value
 
     @field_validator("python", mode="before")
     @classmethod
