@@ -3,12 +3,14 @@ every refusal naming its field (pure: no store)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any, get_args
 
 import pytest
 
 from schemas.tables import CONCURRENCY_POLICIES
+from tests.test_node_executors import job
 from workers.jobs import (
     CommandExecutor,
     HttpExecutor,
@@ -17,7 +19,9 @@ from workers.jobs import (
     SpecError,
     describe,
     executor_columns,
+    executor_json,
     executor_of,
+    job_runs,
     parse_spec,
 )
 from workers.jobs.executor import masked_executor
@@ -102,6 +106,19 @@ def test_python_kwargs_must_be_plain_json() -> None:
     kwargs = {"d": datetime.date(2024, 1, 2)}
     with pytest.raises(SpecError, match=r"field 'python\.kwargs': keyword arguments must be"):
         parse_spec({"name": "j", "python": {"callable": "m:f", "kwargs": kwargs}})
+
+
+def test_a_row_without_a_valid_executor_is_listed_as_invalid() -> None:
+    """Listings never fail on one bad row (a command job with an empty argv, a spec edited
+    by hand): they say what is wrong with it."""
+    bad = dataclasses.replace(job(command="true"), command=())
+    assert executor_json(bad) == {
+        "kind": "command",
+        "invalid": "argv: Tuple should have at least 1 item after validation, not 0",
+    }
+    assert job_runs(bad).startswith("invalid command: argv: Tuple should have at least 1")
+    hand_edited = dataclasses.replace(job(shell="x"), executor_spec={"script": "x", "extra": 1})
+    assert executor_json(hand_edited)["invalid"] == "shell.extra: Extra inputs are not permitted"
 
 
 def test_listings_mask_credentials_and_describe_what_runs() -> None:

@@ -28,10 +28,9 @@ from workers.jobs import (
     DEFAULT_PROJECT,
     JobSpec,
     SpecError,
-    describe,
     executor_columns,
-    executor_of,
     job_json,
+    job_runs,
     load_specs,
     parse_spec,
 )
@@ -281,9 +280,10 @@ def list_command(cli: CliContext, owner: str | None, project: str | None, as_jso
         retry = f"{job.retry_count} after {job.retry_delay_s:g}s" if job.retry_count else "-"
         schedule = job.schedule or "(on demand)"
         enabled = "yes" if job.enabled else "no"
-        runs = describe(executor_of(job.executor, job.command, job.executor_spec))
-        runs += f" ({job.concurrency}" + (
-            f", timeout {job.timeout_s:g} s)" if job.timeout_s is not None else ")"
+        runs = (
+            job_runs(job)
+            + f" ({job.concurrency}"
+            + (f", timeout {job.timeout_s:g} s)" if job.timeout_s is not None else ")")
         )
         table.add_row(
             job.id, _path(job), runs, schedule, job.owner_uuid, str(job.owner_epoch), enabled,

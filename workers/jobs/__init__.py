@@ -18,7 +18,13 @@ from workers.jobs.executor import (
     executor_columns,
     executor_of,
 )
-from workers.jobs.shapes import execution_detail_json, execution_json, job_json
+from workers.jobs.shapes import (
+    execution_detail_json,
+    execution_json,
+    executor_json,
+    job_json,
+    job_runs,
+)
 from workers.jobs.spec import DEFAULT_PROJECT, JobSpec, SpecError, load_specs, parse_spec
 
 __all__ = [
@@ -34,8 +40,10 @@ __all__ = [
     "execution_detail_json",
     "execution_json",
     "executor_columns",
+    "executor_json",
     "executor_of",
     "job_json",
+    "job_runs",
     "load_specs",
     "parse_spec",
 ]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.jobs.executor import executor_of, masked_executor
+from pydantic import ValidationError
+
+from workers.jobs.executor import describe, executor_of, masked_executor
 from workers.liveness.listing import iso_utc
 from workers.store import ExecutionRow, JobRow
 
-__all__ = ["execution_detail_json", "execution_json", "job_json"]
+__all__ = ["execution_detail_json", "execution_json", "executor_json", "job_json", "job_runs"]
 
 
 def job_json(job: JobRow) -> dict[str, Any]:
@@ -26,7 +28,7 @@ def job_json(job: JobRow) -> dict[str, Any]:
         "project": job.project,
         "group": job.group_name,
         "command": list(job.command),
-        "executor": masked_executor(executor_of(job.executor, job.command, job.executor_spec)),
+        "executor": executor_json(job),
         "timeout_s": job.timeout_s,
         "concurrency": job.concurrency,
         "schedule": job.schedule,
@@ -43,6 +45,30 @@ def job_json(job: JobRow) -> dict[str, Any]:
         "modified_ms": job.modified_ms,
         "created_ms": job.created_ms,
     }
+
+
+def executor_json(job: JobRow) -> dict[str, Any]:
+    """The job's executor as listings show it (credentials masked). A row that holds no
+    valid executor (written by hand, or a command job with an empty argv) shows its
+    ``kind`` and why it is ``invalid`` instead of failing the whole listing."""
+    try:
+        return masked_executor(executor_of(job.executor, job.command, job.executor_spec))
+    except ValidationError as exc:
+        return {"kind": job.executor, "invalid": _first_error(exc)}
+
+
+def job_runs(job: JobRow) -> str:
+    """What the job runs, in one line for a table (``invalid: …`` for a bad row)."""
+    try:
+        return describe(executor_of(job.executor, job.command, job.executor_spec))
+    except ValidationError as exc:
+        return f"invalid {job.executor}: {_first_error(exc)}"
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
 def execution_json(run: ExecutionRow) -> dict[str, Any]:
