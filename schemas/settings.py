@@ -60,11 +60,15 @@ allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are a
 | `qwcontrol.manager.readToken` (never shown) | manager_read_token | — |
 | `qwcontrol.manager.readOpen` (true/false) | manager_read_open | false |
 | `qwcontrol.manager.maxBodyBytes` (1024..1 GiB) | manager_max_body_bytes | 1048576 |
+| `qwcontrol.scheduler.timeZone` (an IANA zone name) | scheduler_time_zone | UTC |
 
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
 ``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true. A request
 body over ``manager.maxBodyBytes`` is refused (413) before it is read.
+
+``scheduler_time_zone``: the zone in which the cron schedule of a job without a zone of its
+own is read (``schemas.cron``; ``docs/schedules.md``).
 
 ``cluster_mode_enabled``: the product's files hold ``qwcontrol.clusterMode.enabled``; this
 service is cluster mode, so ``false`` makes ``qwc node`` and ``qwc worker …`` refuse to
@@ -124,6 +128,7 @@ from schemas.settings_types import (
     TagList,
     TakeoverPolicy,
     TakeoverPolicyValue,
+    TimeZoneName,
     Token,
     UuidList,
 )
@@ -190,6 +195,8 @@ class Settings(BaseSettings):
     manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
     manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
     manager_max_body_bytes: Annotated[BodyBytes, Key("qwcontrol.manager.maxBodyBytes")] = 1048576
+    # -- the schedules of jobs (schemas.cron) --
+    scheduler_time_zone: Annotated[TimeZoneName, Key("qwcontrol.scheduler.timeZone")] = "UTC"
 
     # field -> (origin, value it was loaded with); filled by load_settings only
     _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)

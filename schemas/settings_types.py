@@ -36,6 +36,7 @@ __all__ = [
     "TagList",
     "TakeoverPolicy",
     "TakeoverPolicyValue",
+    "TimeZoneName",
     "Token",
     "UuidList",
     "ValueDetail",
@@ -50,8 +51,10 @@ from typing import Annotated, Any
 from annotated_types import Ge, Gt, Le
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, SecretStr
 
+from schemas.errors import ScheduleError
 from schemas.messages import MEMBER_NAME_MAX_CHARS
 from schemas.redis_urls import Topology, parse_redis_url
+from schemas.timezones import validate_time_zone
 
 # Every duration lies in a range (seconds). Intervals, sleeps and thresholds start at 10 ms:
 # below that the loops spin, and millisecond arithmetic rounds to 0 (Redis refuses the
@@ -189,6 +192,13 @@ def _database_url(value: str | None) -> str | None:
     return value
 
 
+def _time_zone(value: str) -> str:
+    try:
+        return validate_time_zone(value)
+    except ScheduleError as exc:
+        raise ValueDetail(str(exc)) from None
+
+
 def _prefix(value: str) -> str:
     if not _PREFIX.fullmatch(value):
         raise ValueError("letters, digits, '-', '_' and '.' only")
@@ -302,6 +312,11 @@ RedisPrefix = Annotated[
     Allowed("a non-empty prefix of letters, digits, '-', '_' and '.'"),
 ]
 HomeDir = Annotated[Path, BeforeValidator(_directory), Allowed("a directory path")]
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_time_zone),
+    Allowed("an IANA time zone name such as UTC, Europe/Paris or America/New_York"),
+]
 Token = Annotated[SecretStr | None, BeforeValidator(_empty_to_none), Allowed("any text")]
 TakeoverPolicyValue = Annotated[TakeoverPolicy, BeforeValidator(_lower), _one_of(TakeoverPolicy)]
 RecoverPolicyValue = Annotated[RecoverPolicy, BeforeValidator(_lower), _one_of(RecoverPolicy)]

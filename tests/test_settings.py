@@ -118,6 +118,7 @@ DESIGN_DEFAULTS = {
     "manager_read_token": None,
     "manager_read_open": False,
     "manager_max_body_bytes": 1048576,
+    "scheduler_time_zone": "UTC",
 }
 
 
