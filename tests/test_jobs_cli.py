@@ -69,7 +69,7 @@ def test_add_defaults_the_owner_to_the_server_uuid_and_runs_on_demand(run: Any) 
     ("args", "message"),
     [
         (["--schedule", "61 * * * *", "--as", A], "minute field '61' is not acceptable"),
-        (["--schedule", "* * * * * * *", "--as", A], "has 7 field(s)"),
+        (["--schedule", "* * * * * * *", "--as", A], "Quartz needs '?' in day-of-month"),
         (["--schedule", "0 0 30 2 *", "--as", A], "never fires"),
         (["--as", "not-a-uuid"], "'not-a-uuid' is not a member UUID"),
         ([], "no owner: pass --as UUID"),
