@@ -20,20 +20,6 @@ B = "bbbbbbbb-0000-4000-8000-000000000002"
 CLEARED = ("QWC_CONFIG", "QWC_DATABASE_URL", "QWC_DATASOURCE_URL", "QWC_HOME", "QWC_REDIS_URL")
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, store: Store) -> Any:
-    """``run(*args, **env)``: invoke ``qwc`` on the test's (migrated) database."""
-    monkeypatch.chdir(tmp_path)  # no ./qwcontrol-config.properties
-    for name in (*CLEARED, "QWC_SERVER_UUID"):
-        monkeypatch.delenv(name, raising=False)
-    base = {"QWC_DATABASE_URL": db_url, "QWC_HOME": str(tmp_path / "home")}
-
-    def invoke(*args: str, **env: str) -> Result:
-        return CliRunner().invoke(cli, list(args), env={**base, **env})
-
-    return invoke
-
-
 def _json(result: Result) -> Any:
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)

@@ -22,6 +22,7 @@ from rich.table import Table
 from schemas.errors import StoreError
 from schemas.tables import EXECUTION_STATUSES
 from workers.cli.common import CliContext, echo_json, fail, pass_cli
+from workers.cli.jobs_next_cmd import next_command
 from workers.cli.jobs_spec import (
     DEFAULT_PROJECT,
     JobSpec,
@@ -95,6 +96,9 @@ def jobs() -> None:
     The owner is the last member that modified the job; a takeover moves jobs of a dead
     member to live ones (and increments their owner epoch, which fences the old owner out).
     """
+
+
+jobs.add_command(next_command)  # `qwc jobs next` (workers.cli.jobs_next_cmd)
 
 
 @jobs.command("add")
