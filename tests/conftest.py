@@ -1,11 +1,14 @@
 """Shared fixtures: real Redis (the embedded server, and QWC_TEST_REDIS_URL when set), real SQL
 (SQLite, and QWC_TEST_DATABASE_URL when set), ``cluster`` for runs of real ``qwc``
-processes, ``run`` for ``qwc`` in-process on the test's database, the manager's app on those
-servers (``api``, ``make_api``, ``cluster_view``), and ``browser`` (headless Chromium)."""
+processes, the manager's app on those servers (``api``, ``make_api``, ``cluster_view``),
+``isolated_settings`` (no QWC_* variable, a working directory of its own), ``run`` for
+in-process ``qwc`` commands on the test's database, and ``browser`` (headless Chromium)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +28,13 @@ def pytest_runtest_makereport(
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No QWC_* variable of the caller, and a working directory without a config file
+    (``tmp_path``): what the settings tests load is what they wrote."""
+    for name in list(os.environ):
+        if name.startswith("QWC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

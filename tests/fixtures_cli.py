@@ -1,6 +1,5 @@
-"""CLI fixture: ``run(*args, **env)`` invokes ``qwc`` in-process (click's runner) on the
-test's migrated database (``db_url``), from an empty working directory, without the caller's
-QWC_* settings."""
+"""``run``: invoke ``qwc`` in-process (click's CliRunner) on the test's migrated database,
+with a clean environment and working directory (``isolated_settings``)."""
 
 from __future__ import annotations
 
@@ -14,17 +13,12 @@ from click.testing import CliRunner, Result
 from workers.cli.main import cli
 from workers.store import Store
 
-__all__ = ["CLEARED", "json_of", "run"]
-
-CLEARED = ("QWC_CONFIG", "QWC_DATABASE_URL", "QWC_DATASOURCE_URL", "QWC_HOME", "QWC_REDIS_URL")
-
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, store: Store) -> Any:
-    """``run(*args, **env)``: invoke ``qwc`` on the test's (migrated) database."""
-    monkeypatch.chdir(tmp_path)  # no ./qwcontrol-config.properties
-    for name in (*CLEARED, "QWC_SERVER_UUID"):
-        monkeypatch.delenv(name, raising=False)
+def run(db_url: str, store: Store, isolated_settings: None, tmp_path: Path) -> Any:
+    """``run(*args, **env)``: invoke ``qwc`` on the test's (migrated) database.
+
+    ``isolated_settings`` comes after ``db_url``: it removes QWC_TEST_DATABASE_URL too."""
     base = {"QWC_DATABASE_URL": db_url, "QWC_HOME": str(tmp_path / "home")}
 
     def invoke(*args: str, **env: str) -> Result:

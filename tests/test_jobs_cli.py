@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.fixtures_cli import CLEARED, json_of
+from tests.fixtures_cli import json_of
 from workers.cli.main import cli
 from workers.store import Store, create_job, get_job, insert_execution, list_jobs, start_execution
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"
+CLEARED = ("QWC_CONFIG", "QWC_DATABASE_URL", "QWC_DATASOURCE_URL", "QWC_HOME", "QWC_REDIS_URL")
 
 
 def test_add_creates_a_job_owned_by_as(run: Any, store: Store) -> None:
@@ -50,7 +51,7 @@ def test_add_defaults_the_owner_to_the_server_uuid_and_runs_on_demand(run: Any) 
     ("args", "message"),
     [
         (["--schedule", "61 * * * *", "--as", A], "minute field '61' is not acceptable"),
-        (["--schedule", "* * * * * * *", "--as", A], "has 7 field(s)"),
+        (["--schedule", "* * * * * * *", "--as", A], "Quartz needs '?' in day-of-month"),
         (["--schedule", "0 0 30 2 *", "--as", A], "never fires"),
         (["--as", "not-a-uuid"], "'not-a-uuid' is not a member UUID"),
         ([], "no owner: pass --as UUID"),

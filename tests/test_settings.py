@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -30,13 +29,7 @@ UUID_A = "6b3a1c2d-1e4f-4a5b-8c9d-0e1f2a3b4c5d"
 UUID_B = "0e5f6c3a-8d1b-4c2e-9f70-1a2b3c4d5e6f"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No QWC_* variable of the caller, and a working directory without a config file."""
-    for name in list(os.environ):
-        if name.startswith("QWC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def write(tmp_path: Path, text: str, name: str = "qwc.properties") -> Path:
@@ -124,6 +117,8 @@ DESIGN_DEFAULTS = {
     "manager_token": None,
     "manager_read_token": None,
     "manager_read_open": False,
+    "manager_max_body_bytes": 1048576,
+    "scheduler_time_zone": "UTC",
     "executions_output_max_bytes": 65536,
     "executions_retention_days": 30,
 }
@@ -286,7 +281,8 @@ def test_execution_output_and_retention_from_file_and_environment(tmp_path: Path
         ("output.maxBytes=100", "output.maxBytes", "a whole number of bytes from 1024 to 16777216"),
         ("output.maxBytes=64k", "output.maxBytes", "a whole number of bytes"),
         ("output.maxBytes=99999999", "output.maxBytes", "to 16777216"),
-        ("retention.days=-1", "retention.days", "a finite number of days >= 0"),
+        ("retention.days=-1", "retention.days", "a number of days from 0 to 36500"),
+        ("retention.days=1e9", "retention.days", "a number of days from 0 to 36500"),
         ("retention.days=forever", "retention.days", "(0: keep executions forever)"),
     ],
 )

@@ -24,6 +24,7 @@ from rich.table import Table
 from schemas.errors import StoreError
 from schemas.tables import CONCURRENCY_POLICIES
 from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_cli
+from workers.cli.jobs_next_cmd import next_command
 from workers.jobs import (
     DEFAULT_PROJECT,
     JobSpec,
@@ -126,6 +127,9 @@ def jobs() -> None:
     The owner is the last member that modified the job; a takeover moves jobs of a dead
     member to live ones (and increments their owner epoch, which fences the old owner out).
     """
+
+
+jobs.add_command(next_command)  # `qwc jobs next` (workers.cli.jobs_next_cmd)
 
 
 @jobs.command("add")
