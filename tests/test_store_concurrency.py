@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from schemas.errors import NotFoundError
+from tests.fixtures_sql import run_threads
 from workers.store import (
     ActiveExecution,
     Admission,
@@ -242,15 +243,7 @@ def test_a_fire_and_a_remote_run_racing_never_both_run_under_forbid(
             for e in list_executions(store, job_id=job_id, statuses=("scheduled",)):
                 finish_execution(store, e.id, status="succeeded", now_ms=(n + 1) * 1_000 + 500)
 
-    threads = [threading.Thread(target=fires), threading.Thread(target=remote_runs)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    finally:
-        for engine in engines:
-            engine.dispose()
+    run_threads([fires, remote_runs], engines)
     assert len(outcomes[0]) == len(outcomes[1]) == rounds, outcomes
     for fired, remote in zip(*outcomes, strict=True):
         assert sorted((fired, remote)) == ["scheduled", "skipped"], outcomes
