@@ -23,6 +23,7 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:takeover:held         hash     proposal id -> why the mass-failure guard holds it
     {qwc}:takeover:released     string   server ms of the last `qwc takeover release`
     {qwc}:remote-exec:round-robin   string   INCR: whose turn it is (RoundRobin remote execution)
+    {qwc}:retention:pass        string   SET NX PX: one execution-retention pass per period
 
 Stream entries carry one field, ``m``, holding the msgpack-encoded message; a heartbeat
 signed with ``qwcontrol.clusterMode.heartbeat.secret`` also carries ``s``, the hex
@@ -132,6 +133,10 @@ class Keys:
     @property
     def remote_exec_round_robin(self) -> str:
         return self._k("remote-exec:round-robin")
+
+    @property
+    def retention_pass(self) -> str:
+        return self._k("retention:pass")
 
     def all_streams(self) -> tuple[str, ...]:
         """The fixed streams (not the per-member command streams)."""
