@@ -1,13 +1,16 @@
 """Executions of one member: N jobs firing every second (``true``), beside the floor.
 
 For each rate N (``--rates``, default 50,100,200,400) a real ``qwc node`` owns N jobs with
-the schedule ``* * * * * *`` and the command ``true``; after ``--warmup`` seconds the fires
-of ``--seconds`` whole seconds are measured from the store: executions claimed and started
-per second, start lateness (started - fire time) p50/p99/max of the executions fired in the
-window (one not started by the end counts as the longest) and where it went (the times of
-the loop's claiming pass and of the dispatcher's queueing pass after the fire time), the
-backlog at the end (fired in the window, not started), and the node's CPU share (user +
-system time over wall time, 1.00 = one core; its commands' CPU apart). The floor, measured
+the schedule ``* * * * * *``, the command ``true`` and the default concurrency policy
+``forbid`` (each fire pays the policy's check; a fire that finds the job's previous
+execution not ended yet is ``skipped``, counted apart and left out of the lateness); after
+``--warmup`` seconds the fires of ``--seconds`` whole seconds are measured from the store:
+executions claimed and started per second, start lateness (started - fire time)
+p50/p99/max of the executions fired in the window (one not started by the end counts as the
+longest) and where it went (the times of the loop's claiming pass and of the dispatcher's
+queueing pass after the fire time), the backlog at the end (fired in the window, not
+started), and the node's CPU share (user + system time over wall time, 1.00 = one core; its
+commands' CPU apart). The floor, measured
 in the same run: ``true`` spawned as fast as possible by a pool of ``--threads`` threads in
 one Python process.
 
@@ -77,6 +80,7 @@ class Window:
     rate: int
     seconds: float
     fired: int
+    skipped: int  # by the concurrency policy: never to start
     started: int
     lateness_ms: list[int]  # sorted, of the executions started
     claimed_ms: list[int]  # sorted: the claiming pass's time - fire time
@@ -123,27 +127,29 @@ def _jobs(store: Store, member: str, rate: int) -> None:
 
 def _measure(
     store: Store, member: str, t0_ms: int, t1_ms: int
-) -> tuple[int, int, list[int], list[int], list[int]]:
-    """(fired in the window, started in the window, sorted lateness of those fired, and
-    of their claiming and queueing passes)."""
+) -> tuple[int, int, int, list[int], list[int], list[int]]:
+    """(fired in the window, skipped of those, started in the window, sorted lateness of
+    those fired and not skipped, and of their claiming and queueing passes)."""
     e = executions
     mine = (e.c.member_uuid == member, e.c.fire_ms >= t0_ms, e.c.fire_ms < t1_ms)
     started_in = (e.c.member_uuid == member, e.c.started_ms >= t0_ms, e.c.started_ms < t1_ms)
     with store.engine.connect() as conn:
         fired = int(conn.execute(select(func.count()).where(*mine)).scalar_one())
+        skipped_q = select(func.count()).where(*mine, e.c.status == "skipped")
+        skipped = int(conn.execute(skipped_q).scalar_one())
         started = int(conn.execute(select(func.count()).where(*started_in)).scalar_one())
         stages = conn.execute(
             select(
                 e.c.started_ms - e.c.fire_ms,
                 e.c.created_ms - e.c.fire_ms,
                 e.c.queued_ms - e.c.fire_ms,
-            ).where(*mine)
+            ).where(*mine, e.c.status != "skipped")
         ).all()
 
     def sorted_ms(column: int) -> list[int]:
         return sorted(int(row[column]) for row in stages if row[column] is not None)
 
-    return fired, started, sorted_ms(0), sorted_ms(1), sorted_ms(2)
+    return fired, skipped, started, sorted_ms(0), sorted_ms(1), sorted_ms(2)
 
 
 def _backlog(store: Store, member: str, t1_ms: int) -> int:
@@ -190,14 +196,15 @@ def run_rate(
     finally:
         node.send_signal(signal.SIGKILL)
         node.wait()
-    fired, started, lateness, claimed, queued = _measure(store, member, t0_ms, t1_ms)
+    fired, skipped, started, lateness, claimed, queued = _measure(store, member, t0_ms, t1_ms)
     store.close()
     return Window(
         rate=rate,
         seconds=args.seconds,
         fired=fired,
+        skipped=skipped,
         started=started,
-        lateness_ms=lateness + [sys.maxsize] * (fired - len(lateness)),
+        lateness_ms=lateness + [sys.maxsize] * (fired - skipped - len(lateness)),
         claimed_ms=claimed,
         queued_ms=queued,
         backlog=backlog,
@@ -222,6 +229,7 @@ def report(w: Window) -> None:
     print(f"-- {w.rate} jobs every second, {w.seconds:.0f} s measured")
     print(f"   fires claimed        : {w.fired / w.seconds:8.1f} /s")
     print(f"   executions started   : {w.started / w.seconds:8.1f} /s")
+    print(f"   skipped (forbid)     : {w.skipped} (the job's previous run not ended yet)")
     print(
         f"   start lateness       : p50 {_q(w.lateness_ms, 0.5)} / p99 {p99} / max "
         f"{_q(w.lateness_ms, 1.0)} ms  (target p99 < {TARGET_P99_MS}: "

@@ -33,7 +33,6 @@ from workers.node.consumer import Consumer
 from workers.node.dispatcher import Dispatcher, queue_name
 from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
-from workers.node.runner import invocation_for
 from workers.store import (
     NewExecution,
     Store,
@@ -108,7 +107,6 @@ def _pool(store: Store, client: redis.Redis, member: str, count: int, threads: i
             pool,
             member_uuid=member,
             stop=stop,
-            invocation=invocation_for,
             clock_ms=clock,
             poll_s=0.05,
         )

@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MEMBER_NAME_MAX_CHARS",
     "MESSAGE_TYPES",
     "CommandAction",
     "Heartbeat",
@@ -40,6 +41,7 @@ def canonical_uuid(value: str) -> str:
 
 
 MemberUuid = Annotated[str, AfterValidator(canonical_uuid)]
+MEMBER_NAME_MAX_CHARS = 200  # a heartbeat's name; qwcontrol.server.name is held to it
 NonNegativeMs = Annotated[int, Field(ge=0)]
 
 
@@ -73,7 +75,7 @@ class Heartbeat(Message):
     TYPE: ClassVar[str] = "heartbeat"
     v: Literal[1] = 1
     uuid: MemberUuid
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=MEMBER_NAME_MAX_CHARS)
     seq: NonNegativeMs
     started_at_ms: NonNegativeMs
     sent_at_ms: NonNegativeMs

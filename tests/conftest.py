@@ -1,17 +1,27 @@
 """Shared fixtures: real Redis (the embedded server, and QWC_TEST_REDIS_URL when set), real SQL
 (SQLite, and QWC_TEST_DATABASE_URL when set), ``cluster`` for runs of real ``qwc``
-processes, and the manager's app on those servers (``api``, ``make_api``, ``cluster_view``)."""
+processes, the manager's app on those servers (``api``, ``make_api``, ``cluster_view``),
+``isolated_settings`` (no QWC_* variable, a working directory of its own), ``run`` for
+in-process ``qwc`` commands on the test's database, ``parts`` (a member's parts in-process,
+stepped by the test), ``http_server`` (a local HTTP server) and ``browser`` (headless
+Chromium)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
+from tests.fixtures_browser import browser  # noqa: F401
+from tests.fixtures_cli import run  # noqa: F401
 from tests.fixtures_cluster import cluster  # noqa: F401
 from tests.fixtures_redis import embedded_redis_url, r, redis_url  # noqa: F401
 from tests.fixtures_sql import db_url, store  # noqa: F401
+from tests.http_server import http_server  # noqa: F401
 from tests.manager_fixtures import api, cluster_view, make_api  # noqa: F401
+from tests.node_parts import parts  # noqa: F401
 
 
 @pytest.hookimpl(wrapper=True)
@@ -22,3 +32,13 @@ def pytest_runtest_makereport(
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No QWC_* variable of the caller, and a working directory without a config file
+    (``tmp_path``): what the settings tests load is what they wrote."""
+    for name in list(os.environ):
+        if name.startswith("QWC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -29,6 +29,7 @@ from workers.liveness import view
 from workers.liveness.rules import Transition
 from workers.node.commands import CommandProcessor
 from workers.store import (
+    Admitted,
     Store,
     create_job,
     finish_execution,
@@ -40,6 +41,7 @@ from workers.store import (
     list_executions,
     reroute_command,
     start_execution,
+    update_job,
 )
 
 KEYS = Keys()
@@ -178,6 +180,56 @@ def test_execute_schedules_the_execution_once_even_when_redelivered(
     assert processor(r, store, m).process() == []  # or after a restart
     assert [x.id for x in list_executions(store, job_id=job)] == [c.execution_id]
     assert r.xlen(KEYS.dead_letters) == 0 and unacked(r, m) == 0
+
+
+def test_a_remote_run_follows_the_jobs_concurrency_policy(
+    r: redis.Redis, store: Store, v: View, s: Settings
+) -> None:
+    """forbid: a run of a job still running elsewhere is recorded skipped, with the reason,
+    and the command is done (nothing to retry)."""
+    m, other = new_uuid(), new_uuid()
+    v.beat(m)
+    job = add_job(store, m)  # a new job: forbid
+    running = insert_execution(
+        store, job_id=job, member_uuid=other, trigger="schedule", fire_ms=1, now_ms=now_ms()
+    )
+    start_execution(store, running, now_ms=now_ms())
+    issued = request_execute(r, store, s, job_ref=job, on_uuid=m, issued_by="me")
+    (done,) = processor(r, store, m).process()
+    assert issued.command.execution_id is not None
+    skipped = get_execution(store, issued.command.execution_id)
+    reason = f"concurrency forbid: execution {running} is still running on member {other}"
+    assert (skipped.status, skipped.trigger, skipped.reason) == ("skipped", "remote", reason)
+    assert done.status == "done" and done.detail.endswith(f"skipped on {m}: {reason}")
+    assert get_command(store, issued.command.id).detail == done.detail
+    assert get_execution(store, running).status == "running"
+
+
+def test_a_remote_run_that_replaces_hands_the_replaced_ones_to_the_member_once_committed(
+    r: redis.Redis, store: Store, v: View, s: Settings
+) -> None:
+    """replace: the running one is aborted with the reason in the command's transaction, and
+    the member is told (its pool ends it at once)."""
+    m = new_uuid()
+    v.beat(m)
+    job = add_job(store, m)
+    update_job(store, job, modified_by=m, now_ms=now_ms(), concurrency="replace")
+    running = insert_execution(
+        store, job_id=job, member_uuid=m, trigger="schedule", fire_ms=1, now_ms=now_ms()
+    )
+    start_execution(store, running, now_ms=now_ms())
+    told: list[tuple[Admitted, str]] = []
+
+    def on_replaced(admitted: Admitted) -> None:
+        told.append((admitted, get_execution(store, running).status))
+
+    issued = request_execute(r, store, s, job_ref=job, on_uuid=m, issued_by="me")
+    (done,) = processor(r, store, m, on_replaced=on_replaced).process()
+    new = issued.command.execution_id
+    assert done.status == "done" and get_execution(store, str(new)).status == "scheduled"
+    ((admitted, seen),) = told
+    assert (admitted.execution_id, admitted.aborted, seen) == (new, (running,), "aborted")
+    assert get_execution(store, running).reason == f"replaced by {new}"
 
 
 def test_an_expired_command_is_recorded_expired_and_does_nothing(

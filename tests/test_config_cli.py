@@ -23,13 +23,7 @@ CM = "qwcontrol.clusterMode."
 QWC = Path(sys.executable).parent / "qwc"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No QWC_* variable of the caller, and a working directory without a config file."""
-    for name in list(os.environ):
-        if name.startswith("QWC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import redis
@@ -21,132 +18,21 @@ from producers.heartbeat import HeartbeatProducer
 from schemas.codec import decode_as
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
-from workers.node.consumer import Consumer
-from workers.node.dispatcher import REQUEUE_AFTER_MS, REQUEUE_CHECK_MS, Dispatcher, queue_name
-from workers.node.member import Member, MemberConfig
-from workers.node.pool import ExecutionPool
-from workers.node.recorder import Recorder
-from workers.node.runner import invocation_for
+from tests.node_parts import ME, OTHER, T0, Parts, job, manual
+from workers.node.dispatcher import REQUEUE_AFTER_MS, REQUEUE_CHECK_MS
 from workers.store import (
     Store,
-    create_job,
     get_execution,
     get_job,
-    insert_execution,
     list_executions,
     move_scheduled_executions,
     reassign_jobs,
     start_execution,
 )
 
-ME = "aaaaaaaa-0000-4000-8000-000000000001"
-OTHER = "bbbbbbbb-0000-4000-8000-000000000002"
-T0 = 1_767_225_600_250  # 2026-01-01 00:00:00.250 UTC
-
-
-class Clock:
-    def __init__(self, now_ms: int) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-
-@dataclass
-class Parts:
-    member: Member
-    dispatcher: Dispatcher
-    consumer: Consumer
-    pool: ExecutionPool
-    recorder: Recorder
-    clock: Clock
-    queue: Queue
-    producer: HeartbeatProducer
-
-    def step(self) -> None:
-        """One loop pass and one dispatcher pass at the clock's time."""
-        self.member.step()
-        self.dispatcher.step(self.clock.now_ms)
-
-    def run_queued(self) -> int:
-        """Let the consumer take what it can; wait until the pool and recorder are done."""
-        taken = self.consumer.step()
-        assert self.pool.wait_idle(10)
-        self.recorder.close()
-        self.recorder = Recorder(self.member.store, clock_ms=self.clock)
-        self.pool._record = self.recorder.put
-        return taken
-
-
-@pytest.fixture
-def parts(store: Store, r: redis.Redis) -> Iterator[Parts]:
-    clock = Clock(T0)
-    stop = threading.Event()
-    producer = HeartbeatProducer(r, uuid=ME, name="me", interval_s=1.0)
-    queue = Queue(queue_name(ME), connection=r)
-    recorder = Recorder(store, clock_ms=clock)
-    pool = ExecutionPool(2, record=recorder.put, grace_s=0.5)
-    consumer = Consumer(
-        r,
-        queue.key,
-        store,
-        pool,
-        member_uuid=ME,
-        stop=stop,
-        invocation=invocation_for,
-        clock_ms=clock,
-    )
-    dispatcher = Dispatcher(
-        store,
-        queue,
-        member_uuid=ME,
-        stop=stop,
-        clock_ms=clock,
-        held=lambda: pool.running_ids() | consumer.in_flight,
-    )
-    member = Member(
-        MemberConfig(ME, 1.0),  # reload every 1000 ms
-        store=store,
-        producer=producer,
-        stop=stop,
-        clock_ms=clock,
-        sleep_s=lambda _s: None,  # the test moves the clock itself
-        on_fired=dispatcher.wake,
-    )
-    p = Parts(member, dispatcher, consumer, pool, recorder, clock, queue, producer)
-    try:
-        yield p
-    finally:
-        for eid in pool.running_ids():
-            pool.end(eid, None, "teardown")
-        pool.close()
-        p.recorder.close()
-
-
-def _job(
-    store: Store, command: list[str], schedule: str | None = "* * * * * *", **kw: object
-) -> str:
-    return create_job(
-        store,
-        project="ops",
-        group_name="",
-        name=str(kw.pop("name", "tick")),
-        command=command,
-        schedule=schedule,
-        modified_by=ME,
-        now_ms=T0 - 10_000,
-        **kw,  # type: ignore[arg-type]
-    ).id
-
-
-def _manual(store: Store, job_id: str, member: str = ME, fire_ms: int = T0) -> str:
-    return insert_execution(
-        store, job_id=job_id, member_uuid=member, trigger="manual", fire_ms=fire_ms, now_ms=T0
-    )
-
 
 def test_a_due_time_is_fired_queued_started_and_recorded(store: Store, parts: Parts) -> None:
-    job_id = _job(store, [sys.executable, "-c", "print('hi'); raise SystemExit(3)"])
+    job_id = job(store, [sys.executable, "-c", "print('hi'); raise SystemExit(3)"])
     parts.step()
     assert list_executions(store, job_id=job_id) == []
     parts.clock.now_ms = T0 + 750  # 00:00:01.000
@@ -165,13 +51,13 @@ def test_a_due_time_is_fired_queued_started_and_recorded(store: Store, parts: Pa
     assert parts.run_queued() == 1
     assert parts.queue.job_ids == [] and not parts.queue.connection.exists(rq_job.key)
     done = get_execution(store, execution.id)
-    assert (done.status, done.exit_code, done.output_tail) == ("failed", 3, "hi\n")
+    assert (done.status, done.exit_code, done.output) == ("failed", 3, "hi\n")
     assert done.rq_job_id == execution.id and done.started_ms == T0 + 750
 
 
 def test_the_loop_never_touches_redis(store: Store, parts: Parts) -> None:
     """Firing goes through SQL alone: with its Redis unreachable the loop still fires."""
-    job_id = _job(store, ["true"])
+    job_id = job(store, ["true"])
     unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0")
     parts.member.producer = HeartbeatProducer(unreachable, uuid=ME, name="me", interval_s=1.0)
     parts.member.step()
@@ -186,7 +72,7 @@ def test_the_loop_never_touches_redis(store: Store, parts: Parts) -> None:
 def test_the_fence_refuses_a_lost_job_logged_once(
     store: Store, parts: Parts, caplog: pytest.LogCaptureFixture
 ) -> None:
-    job_id = _job(store, ["true"])
+    job_id = job(store, ["true"])
     parts.step()
     reassign_jobs(store, from_owner=ME, to_owner=OTHER)
     caplog.set_level(logging.INFO, logger="workers.node.member")
@@ -203,7 +89,7 @@ def test_the_fence_refuses_a_lost_job_logged_once(
 def test_a_job_taken_back_is_scheduled_again_after_the_last_claimed_time(
     store: Store, parts: Parts
 ) -> None:
-    job_id = _job(store, ["true"])
+    job_id = job(store, ["true"])
     parts.step()
     reassign_jobs(store, from_owner=ME, to_owner=OTHER)
     parts.clock.now_ms = T0 + 1000  # reload: lost (before its due 00:00:01 was fired)
@@ -221,7 +107,7 @@ def test_a_job_taken_back_is_scheduled_again_after_the_last_claimed_time(
 
 
 def test_several_due_jobs_are_claimed_in_one_pass(store: Store, parts: Parts) -> None:
-    jobs = [_job(store, ["true"], name=f"j{i}") for i in range(5)]
+    jobs = [job(store, ["true"], name=f"j{i}") for i in range(5)]
     parts.step()
     parts.clock.now_ms = T0 + 750
     fired = parts.member.fire(parts.member.schedule.due(T0 + 750).fires, T0 + 750)
@@ -230,7 +116,7 @@ def test_several_due_jobs_are_claimed_in_one_pass(store: Store, parts: Parts) ->
 
 
 def test_an_execution_not_queued_is_queued_on_the_next_pass(store: Store, parts: Parts) -> None:
-    job_id = _job(store, ["true"])
+    job_id = job(store, ["true"])
     parts.member.step()
     good_queue = parts.queue
     unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0")
@@ -254,8 +140,8 @@ def test_a_queued_execution_whose_rq_job_was_lost_is_queued_again(
     """A Redis failover may drop the enqueue the store already records as queued: the member
     finds the execution still scheduled, not on its queue, not held by its pool, and
     queues it again; one still waiting on the queue is left alone."""
-    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
-    lost, waiting = (_manual(store, job_id) for _ in range(2))
+    job_id = job(store, ["true"], schedule="0 0 1 1 *")
+    lost, waiting = (manual(store, job_id) for _ in range(2))
     parts.step()
     assert sorted(parts.queue.job_ids) == sorted([lost, waiting])
     parts.queue.connection.lrem(parts.queue.key, 0, lost)  # the write the failover dropped
@@ -272,8 +158,8 @@ def test_a_queued_execution_whose_rq_job_was_lost_is_queued_again(
 
 
 def test_an_execution_the_pool_runs_is_never_taken_for_lost(store: Store, parts: Parts) -> None:
-    job_id = _job(store, [sys.executable, "-c", "import time; time.sleep(60)"], "0 0 1 1 *")
-    running = _manual(store, job_id)
+    job_id = job(store, [sys.executable, "-c", "import time; time.sleep(60)"], "0 0 1 1 *")
+    running = manual(store, job_id)
     parts.step()
     assert parts.consumer.step() == 1
     assert get_execution(store, running).status == "running"
@@ -285,9 +171,9 @@ def test_an_execution_the_pool_runs_is_never_taken_for_lost(store: Store, parts:
 def test_executions_assigned_by_others_are_queued_when_due_and_once(
     store: Store, parts: Parts
 ) -> None:
-    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
-    later = _manual(store, job_id, fire_ms=T0 + 500)
-    elsewhere = _manual(store, job_id, member=OTHER)
+    job_id = job(store, ["true"], schedule="0 0 1 1 *")
+    later = manual(store, job_id, fire_ms=T0 + 500)
+    elsewhere = manual(store, job_id, member=OTHER)
     assert parts.dispatcher.step(T0) == 500  # wakes at its fire time, not a poll later
     assert parts.queue.job_ids == []
     parts.dispatcher.step(T0 + 500)
@@ -301,8 +187,8 @@ def test_executions_assigned_by_others_are_queued_when_due_and_once(
 def test_the_consumer_takes_only_what_free_slots_can_run_and_the_rest_waits_in_order(
     store: Store, parts: Parts
 ) -> None:
-    job_id = _job(store, [sys.executable, "-c", "import time; time.sleep(60)"], "0 0 1 1 *")
-    ids = [_manual(store, job_id, fire_ms=T0 + i) for i in range(5)]
+    job_id = job(store, [sys.executable, "-c", "import time; time.sleep(60)"], "0 0 1 1 *")
+    ids = [manual(store, job_id, fire_ms=T0 + i) for i in range(5)]
     parts.dispatcher.step(T0 + 10)
     assert parts.queue.job_ids == ids
     assert parts.consumer.step() == 2  # two slots
@@ -312,14 +198,14 @@ def test_the_consumer_takes_only_what_free_slots_can_run_and_the_rest_waits_in_o
 
 
 def test_a_failed_execution_is_retried_until_its_count(store: Store, parts: Parts) -> None:
-    job_id = _job(
+    job_id = job(
         store,
         [sys.executable, "-c", "raise SystemExit(1)"],
         schedule=None,
         retry_count=1,
         retry_delay_s=2.5,
     )
-    first = _manual(store, job_id)
+    first = manual(store, job_id)
     parts.dispatcher.step(T0)
     parts.run_queued()
     (retry,) = list_executions(store, retry_of=first)
@@ -339,8 +225,8 @@ def test_a_failed_execution_is_retried_until_its_count(store: Store, parts: Part
 
 
 def test_an_execution_moved_to_another_member_is_not_run_here(store: Store, parts: Parts) -> None:
-    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
-    execution_id = _manual(store, job_id)
+    job_id = job(store, ["true"], schedule="0 0 1 1 *")
+    execution_id = manual(store, job_id)
     parts.dispatcher.step(T0)
     move_scheduled_executions(store, from_member=ME, to_member=OTHER)
     assert parts.run_queued() == 1  # popped, refused by the start fence
@@ -349,7 +235,7 @@ def test_an_execution_moved_to_another_member_is_not_run_here(store: Store, part
 
 
 def test_a_stopped_member_fires_nothing(store: Store, parts: Parts) -> None:
-    job_id = _job(store, ["true"])
+    job_id = job(store, ["true"])
     parts.member.step()
     parts.member.stop.set()
     parts.clock.now_ms = T0 + 750
@@ -360,9 +246,9 @@ def test_a_stopped_member_fires_nothing(store: Store, parts: Parts) -> None:
 def test_running_executions_are_sent_with_the_heartbeats(
     store: Store, r: redis.Redis, parts: Parts
 ) -> None:
-    job_id = _job(store, ["true"], schedule="0 0 1 1 *")
-    running = _manual(store, job_id)
-    _manual(store, job_id)
+    job_id = job(store, ["true"], schedule="0 0 1 1 *")
+    running = manual(store, job_id)
+    manual(store, job_id)
     assert start_execution(store, running, now_ms=T0)
     parts.member.step()
     parts.producer.beat()

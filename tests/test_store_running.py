@@ -59,10 +59,11 @@ def test_claim_fires_claims_in_one_transaction_and_refuses_what_the_fence_refuse
     ]
     claimed = claim_fires(store, fires, member_uuid=ME, now_ms=2005)
     assert set(claimed) == {fires[0], fires[2]}
+    first, second = claimed[fires[0]].execution_id, claimed[fires[2]].execution_id
     rows = sorted(list_executions(store, job_id=mine), key=lambda e: e.fire_ms)
     assert [(e.id, e.fire_ms, e.owner_epoch, e.trigger, e.status) for e in rows] == [
-        (claimed[fires[0]], 1000, 1, "schedule", "scheduled"),
-        (claimed[fires[2]], 2000, 1, "schedule", "scheduled"),
+        (first, 1000, 1, "schedule", "scheduled"),
+        (second, 2000, 1, "schedule", "skipped"),  # forbid: the first has not run yet
     ]
     job = get_job(store, mine)
     assert (job.last_fire_ms, job.next_fire_ms) == (2000, 3000)
@@ -143,13 +144,13 @@ def test_finish_executions_records_many_and_never_over_an_ended_one(store: Store
     mark_incomplete(store, member_uuid=ME, now_ms=3, execution_ids=[ids[2]])
     finishes = [
         Finish(ids[0], "succeeded", 0, "ok\n"),
-        Finish(ids[1], "failed", 2, ""),
+        Finish(ids[1], "timedout", 2, "", "timed out after 1 s"),
         Finish(ids[2], "failed", -15, ""),  # recovered meanwhile: left as it is
     ]
     assert finish_executions(store, finishes, now_ms=9) in (2, -1)
     rows = [get_execution(store, i) for i in ids]
-    assert [(e.status, e.exit_code, e.output_tail, e.ended_ms) for e in rows] == [
-        ("succeeded", 0, "ok\n", 9),
-        ("failed", 2, "", 9),
-        ("incomplete", None, None, 3),
+    assert [(e.status, e.exit_code, e.output, e.reason, e.ended_ms) for e in rows] == [
+        ("succeeded", 0, "ok\n", None, 9),
+        ("timedout", 2, "", "timed out after 1 s", 9),
+        ("incomplete", None, None, None, 3),
     ]

@@ -35,7 +35,8 @@ def check(cli: CliContext, as_json: bool) -> None:
 
     \b
     The file is `qwc --config FILE`, else $QWC_CONFIG, else ./qwcontrol-config.properties
-    if it exists. Precedence: environment > file > default. Every key qwcontrol.X.Y is
+    if it exists (/dev/null: no file); a regular file of at most 1 MiB of UTF-8 text.
+    Precedence: environment > file > default. Every key qwcontrol.X.Y is
     overridden by the variable QWC_ + X_Y upper-cased (qwcontrol.clusterMode.heartbeat.interval
     -> QWC_CLUSTERMODE_HEARTBEAT_INTERVAL); QWC_DATABASE_URL and QWC_HOME are accepted too.
 

@@ -27,7 +27,11 @@ def _split_tags(value: str | None) -> tuple[str, ...] | None:
 
 @click.command()
 @click.option("--uuid", "uuid_", default=None, help="Member UUID (default: qwcontrol.server.uuid).")
-@click.option("--name", default=None, help="Member name (default: qwcontrol.server.name).")
+@click.option(
+    "--name",
+    default=None,
+    help="Member name, at most 200 printable characters (default: qwcontrol.server.name).",
+)
 @click.option("--tags", default=None, help="Comma-separated tags (default: qwcontrol.server.tags).")
 @click.option("--passive", is_flag=True, help="Never receive taken-over jobs or retries.")
 @pass_cli
@@ -44,10 +48,13 @@ def node(
     Executions go on its RQ queue qwc-<uuid> and run on its pool of
     qwcontrol.executions.threadCount slots (default 10): a long job holds one slot, the
     others keep their times; when every slot is busy, executions wait in order on the queue
-    (qwc members shows them waiting). Each command runs in a process group of its own, with
-    QWC_JOB_ID, QWC_EXECUTION_ID, QWC_FIRE_TIME (epoch ms), QWC_ATTEMPT and QWC_MEMBER_UUID
-    in its environment; abort, a recovery elsewhere, the node's death and shutdown end the
-    whole group. At start it marks its leftover running executions incomplete.
+    (qwc members shows them waiting). A fire follows its job's concurrency policy (forbid:
+    skipped while one runs; replace: the running one ends). Each command, shell script or
+    Python callable runs in a process group of its own, with QWC_JOB_ID, QWC_EXECUTION_ID,
+    QWC_FIRE_TIME (ISO 8601 UTC), QWC_FIRE_TIME_MS, QWC_ATTEMPT and QWC_MEMBER_UUID in its
+    environment (none of the node's own QWC_* settings); the job's timeout, abort, a
+    replace, a recovery elsewhere, the node's death and shutdown end the whole group. At
+    start it marks its leftover running executions incomplete.
 
     On SIGTERM or Ctrl-C it drains: it stops firing and taking executions, lets running ones
     finish for up to qwcontrol.executions.drainTimeout seconds (default 30), then marks the

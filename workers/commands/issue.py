@@ -330,10 +330,11 @@ def _apply_directly(
     """The member processes no commands: abort in the store. Should the member only be cut
     off from Redis (not gone), its watchdog ends the command's process group at its next
     store check (every heartbeat interval)."""
-    before = abort_execution(store, execution_id, now_ms=now_ms)
+    how = "dead" if state is MemberState.DEAD else "unknown to the liveness view"
+    reason = f"aborted in the store by an operator (member {member} {how})"
+    before = abort_execution(store, execution_id, now_ms=now_ms, reason=reason)
     if before is None:
         return _ended(execution_id, member, get_execution(store, execution_id).status)
-    how = "dead" if state is MemberState.DEAD else "unknown to the liveness view"
     detail = f"member {member} is {how}: aborted in the store"
     log.info("execution %s: %s", execution_id, detail)
     return AbortResult("applied", execution_id, member, "aborted", None, detail)

@@ -16,8 +16,12 @@ Each pass:
 
 A command past ``expires_at_ms`` (Redis server clock) is recorded ``expired`` and nothing
 else happens. ``execute``: in one transaction, the command ``done`` (only while still
-pending here) and a ``scheduled`` execution of the job on this member with the command's
-execution id, trigger ``remote``, due now; the node's next dispatch pass enqueues it.
+pending here) and an execution of the job on this member with the command's execution id,
+trigger ``remote``, due now, admitted by the job's concurrency policy like a fire
+(``workers.store.admit_execution``): ``scheduled`` (with ``replace``, the job's running
+executions aborted, and those in this member's pool ended at once), or ``skipped`` with
+the reason when ``forbid`` finds one running; the node's dispatcher enqueues a scheduled
+one at once.
 ``abort``: the execution is recorded ``aborted`` first (a not yet started one then never
 starts), then, when it was running here, the pool ends its command's whole process group
 (SIGTERM, SIGKILL after a grace; the pool writes no outcome over the abort, so there is no
@@ -38,7 +42,7 @@ import redis
 from schemas.errors import NotFoundError
 from schemas.keys import GROUP_COMMANDS, Keys
 from schemas.messages import RemoteCommand
-from workers.bus.retry import is_transient
+from workers.bus.retry import Prepared, is_transient
 from workers.bus.streams import (
     Entry,
     ack,
@@ -51,14 +55,15 @@ from workers.bus.streams import (
 )
 from workers.liveness.listing import iso_utc
 from workers.store import (
+    Admitted,
     CommandRow,
     Store,
     abort_execution,
+    admit_execution,
     finish_command,
     get_command,
     get_execution,
     get_job,
-    insert_execution,
     list_commands,
 )
 
@@ -84,6 +89,10 @@ class Processed:
     detail: str
 
 
+class _NotPending(Exception):
+    """The command was processed meanwhile (by another pass): undo what this one did."""
+
+
 class CommandProcessor:
     """Processes the remote commands of member ``member_uuid`` (see the module docstring).
 
@@ -91,7 +100,8 @@ class CommandProcessor:
     everywhere on the member; expiry and ``processed_ms`` use the Redis server's clock,
     the one commands are issued with. ``end_execution(execution_id, reason)`` ends a
     running execution's process group in the member's pool, recording nothing; False when
-    the pool does not run it (default: nothing runs here).
+    the pool does not run it (default: nothing runs here). ``on_replaced`` gets a remote
+    execution that replaced running ones (policy ``replace``), once it is committed.
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class CommandProcessor:
         member_uuid: str,
         clock_ms: Callable[[], int] = _wall_clock_ms,
         end_execution: Callable[[str, str], bool] = lambda _id, _reason: False,
+        on_replaced: Callable[[Admitted], object] = lambda _admitted: None,
     ) -> None:
         self.client = client
         self.store = store
@@ -111,13 +122,20 @@ class CommandProcessor:
         self._keys = keys
         self._clock_ms = clock_ms
         self._end_execution = end_execution
-        self._group_ready = False
+        self._on_replaced = on_replaced
+        self._prepared = Prepared(self._prepare)
 
     def process(self) -> list[Processed]:
-        """One pass: read, process what is pending here, ack. Returns what it processed."""
-        if not self._group_ready:
-            ensure_group(self.client, self.stream, GROUP_COMMANDS, "0")
-            self._group_ready = True
+        """One pass: read, process what is pending here, ack. Returns what it processed.
+
+        The consumer group is created before the first pass and again before the pass after
+        a transient error (a Redis restarted empty answers ``NOGROUP``)."""
+        return self._prepared.run(self._pass)
+
+    def _prepare(self) -> None:
+        ensure_group(self.client, self.stream, GROUP_COMMANDS, "0")
+
+    def _pass(self) -> list[Processed]:
         entries = self._read()
         now_ms = server_time_ms(self.client)
         rows = list_commands(
@@ -213,28 +231,34 @@ class CommandProcessor:
             job = get_job(self.store, row.job_id)
         except NotFoundError:
             return self._finish(row, "failed", now_ms, f"job {row.job_id} does not exist")
-        detail = f"execution {row.execution_id} of job {job.id} scheduled on {self.member_uuid}"
-        with self.store.begin() as conn:
-            if not finish_command(
-                conn,
-                row.id,
-                status="done",
-                now_ms=now_ms,
-                by=self.member_uuid,
-                detail=detail,
-                target_uuid=self.member_uuid,
-            ):
-                return None
-            local_ms = self._clock_ms()
-            insert_execution(
-                conn,
-                job_id=job.id,
-                member_uuid=self.member_uuid,
-                trigger="remote",
-                fire_ms=local_ms,
-                now_ms=local_ms,
-                execution_id=row.execution_id,
-            )
+        try:
+            with self.store.begin() as conn:
+                local_ms = self._clock_ms()
+                admitted = admit_execution(
+                    conn,
+                    job_id=job.id,
+                    member_uuid=self.member_uuid,
+                    trigger="remote",
+                    fire_ms=local_ms,
+                    now_ms=local_ms,
+                    execution_id=row.execution_id,
+                )
+                detail = f"execution {row.execution_id} of job {job.id} {admitted.status} on "
+                detail += self.member_uuid + (f": {admitted.reason}" if admitted.reason else "")
+                if not finish_command(
+                    conn,
+                    row.id,
+                    status="done",
+                    now_ms=now_ms,
+                    by=self.member_uuid,
+                    detail=detail,
+                    target_uuid=self.member_uuid,
+                ):
+                    raise _NotPending  # rolls the execution back
+        except _NotPending:
+            return None
+        if admitted.aborted:
+            self._on_replaced(admitted)
         return Processed(row.id, row.action, "done", detail)
 
     def _abort(self, row: CommandRow, now_ms: int) -> Processed | None:
@@ -242,7 +266,12 @@ class CommandProcessor:
         if execution_id is None:
             return self._finish(row, "failed", now_ms, "abort command without an execution")
         try:
-            before = abort_execution(self.store, execution_id, now_ms=self._clock_ms())
+            before = abort_execution(
+                self.store,
+                execution_id,
+                now_ms=self._clock_ms(),
+                reason=f"aborted by command {row.id} of {row.issued_by}",
+            )
         except NotFoundError:
             return self._finish(row, "failed", now_ms, f"execution {execution_id} does not exist")
         if before is None:

@@ -23,9 +23,8 @@ import redis
 from rq.job import Job
 
 from workers.bus.retry import run_forever
-from workers.node.pool import ExecutionPool, Run
-from workers.node.runner import Invocation
-from workers.store import StartedExecution, Store, start_executions
+from workers.node.pool import ExecutionPool
+from workers.store import Store, start_executions
 
 __all__ = ["POLL_S", "Consumer", "pop_job_ids"]
 
@@ -56,8 +55,7 @@ def pop_job_ids(client: redis.Redis, queue_key: str, count: int) -> list[str]:
 
 
 class Consumer:
-    """Feeds ``pool`` from the RQ queue ``queue_key`` (module docstring). ``invocation``
-    builds how a started execution runs."""
+    """Feeds ``pool`` from the RQ queue ``queue_key`` (module docstring)."""
 
     def __init__(
         self,
@@ -68,7 +66,6 @@ class Consumer:
         *,
         member_uuid: str,
         stop: threading.Event,
-        invocation: Callable[[StartedExecution], Invocation],
         clock_ms: Callable[[], int],
         poll_s: float = POLL_S,
     ) -> None:
@@ -78,7 +75,6 @@ class Consumer:
         self.pool = pool
         self.member_uuid = member_uuid
         self.stop = stop
-        self._invocation = invocation
         self._clock_ms = clock_ms
         self._poll_s = poll_s
         self._wake = threading.Event()
@@ -121,7 +117,7 @@ class Consumer:
                 self.store, ids, member_uuid=self.member_uuid, now_ms=self._clock_ms()
             )
             for execution in started:
-                self.pool.submit(Run(execution, self._invocation(execution)))
+                self.pool.submit(execution)
         finally:
             with self._lock:
                 self._in_flight = frozenset()

@@ -11,6 +11,11 @@ Ending a group (:func:`end_groups`): ``SIGTERM`` to every process of the group, 
 a group still alive after ``grace_s`` (:data:`END_GRACE_S`, 2 s), ``SIGKILL``. A group is
 alive while any of its processes is (a zombie included, until its parent reaps it).
 
+:func:`read_output` reads a command's output until its pipe closes. A process the command
+started in the background inherits the pipe and would hold it open (and the execution's
+slot) long after the command exited: once the command itself has exited, its group's
+leftovers are ended, so nothing outlives its execution and the slot is free.
+
 A group id is the pid of its first process; after that process and every other member of
 its group are gone, the id may in theory be reused by a new group. The pool forgets a group
 as soon as its command has exited and its group was ended, which keeps that window to
@@ -21,17 +26,20 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-__all__ = ["END_GRACE_S", "end_groups", "group_alive", "signal_group", "spawn"]
+__all__ = ["END_GRACE_S", "end_groups", "group_alive", "read_output", "signal_group", "spawn"]
 
 log = logging.getLogger(__name__)
 
 END_GRACE_S = 2.0  # SIGTERM, then SIGKILL this long after for a group still alive
 _POLL_S = 0.02
+_CHUNK_BYTES = 65536
+_EXIT_CHECK_MS = 100  # how often the exit is checked where pidfd_open is missing
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
@@ -87,3 +95,52 @@ def end_groups(
     if killed:
         log.warning("process groups %s: still alive %.1f s after SIGTERM; killed", killed, grace_s)
     return killed
+
+
+def read_output(
+    proc: subprocess.Popen[bytes],
+    feed: Callable[[bytes], object],
+    *,
+    grace_s: float = END_GRACE_S,
+) -> None:
+    """Hand ``proc``'s output (its stdout pipe, from :func:`spawn`) to ``feed`` as it comes,
+    until the pipe closes. Once ``proc`` itself has exited, the processes left in its group
+    are ended (:func:`end_groups`) so that they stop holding the pipe; a pipe still open
+    ``grace_s`` after that (held outside the group) is given up. Does not wait for
+    ``proc``."""
+    assert proc.stdout is not None
+    out = proc.stdout.fileno()
+    poller = select.poll()
+    poller.register(out, select.POLLIN)
+    exit_fd = _exit_fd(proc.pid)
+    if exit_fd is not None:
+        poller.register(exit_fd, select.POLLIN)
+    try:
+        exited = False
+        while True:
+            wait_ms = grace_s * 1000 if exited else None if exit_fd is not None else _EXIT_CHECK_MS
+            ready = {fd for fd, _ in poller.poll(wait_ms)}
+            if out in ready:
+                chunk = os.read(out, _CHUNK_BYTES)
+                if not chunk:
+                    return
+                feed(chunk)
+            elif exited:
+                log.warning("command %s: output still open after its group ended; left", proc.pid)
+                return
+            elif proc.poll() is not None:
+                exited = True
+                if exit_fd is not None:
+                    poller.unregister(exit_fd)
+                end_groups([proc.pid], grace_s=grace_s)  # what it left holding the pipe
+    finally:
+        if exit_fd is not None:
+            os.close(exit_fd)
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A descriptor readable once ``pid`` exits (Linux pidfd), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None

@@ -7,9 +7,13 @@ see :mod:`workers.node.node`), never a fire. Each pass:
 1. every heartbeat interval it reloads the jobs it owns and the ids of its running
    executions (sent with the heartbeats);
 2. it claims every due fire time in ONE transaction (:func:`workers.store.claim_fires`:
-   one fenced UPDATE per fire, which also records the job's next planned time, then one
-   INSERT of the executions). A refused claim means the job was lost: it is unscheduled
-   and logged once; a later reload schedules it again if the member owns it;
+   one fenced UPDATE for the batch, which also records each job's next planned time, then
+   each job's concurrency policy applied to its new execution: one SELECT of the jobs'
+   active executions, one INSERT). A refused claim means the job was lost: it is
+   unscheduled and logged once; a later reload schedules it again if the member owns it.
+   A fire that ``forbid`` refused is recorded ``skipped`` (its time is claimed all the
+   same); one that replaced running executions (``replace``) is handed to
+   ``on_replaced``: the node ends those running in its own pool at once;
 3. it wakes the dispatcher (``on_fired``), which queues the new executions.
 
 Log lines start with ``member <uuid>:``.
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from producers.heartbeat import HeartbeatProducer
 from workers.bus.retry import run_forever
 from workers.node.scheduler import Fire, JobSchedule, ReloadResult
-from workers.store import FireClaim, Store, claim_fires, list_executions, list_jobs
+from workers.store import Admitted, FireClaim, Store, claim_fires, list_executions, list_jobs
 
 __all__ = ["Member", "MemberConfig", "wall_clock_ms"]
 
@@ -52,7 +56,8 @@ class Member:
 
     ``clock_ms`` (epoch ms) and ``sleep_s`` (how to wait that many seconds) are injectable:
     a test moves the clock and does not sleep. ``on_fired`` is called after a pass that
-    claimed fires (the node wakes its dispatcher).
+    claimed fires to run (the node wakes its dispatcher); ``on_replaced`` with each fire
+    that replaced running executions (policy ``replace``: the node ends those it runs).
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class Member:
         clock_ms: Callable[[], int] = wall_clock_ms,
         sleep_s: Callable[[float], object] | None = None,
         on_fired: Callable[[], object] = lambda: None,
+        on_replaced: Callable[[Admitted], object] = lambda _admitted: None,
     ) -> None:
         self.config = config
         self.store = store
@@ -75,6 +81,7 @@ class Member:
         self._clock_ms = clock_ms
         self._sleep_s = sleep_s or stop.wait  # stop.wait: a stop ends the wait at once
         self._on_fired = on_fired
+        self._on_replaced = on_replaced
         self._interval_ms = max(1, round(config.interval_s * 1000))
         self._next_reload_ms = 0
 
@@ -135,10 +142,12 @@ class Member:
             "member %s: lost job %s (epoch %s)", self.config.member_uuid, job_id, owner_epoch
         )
 
-    def fire(self, fires: Sequence[Fire], now_ms: int) -> dict[Fire, str]:
-        """Claim ``fires`` (oldest first) through the fence in one transaction; returns the
-        execution id of each fire claimed. A job whose fire was refused is unscheduled
-        (logged once as lost) and its later fires in ``fires`` are not claimed."""
+    def fire(self, fires: Sequence[Fire], now_ms: int) -> dict[Fire, Admitted]:
+        """Claim ``fires`` (oldest first) through the fence in one transaction, each job's
+        concurrency policy applied; returns how each fire claimed was admitted (its
+        execution ``scheduled``, or ``skipped`` with the reason). A job whose fire was
+        refused is unscheduled (logged once as lost) and its later fires in ``fires`` are
+        not claimed."""
         uuid = self.config.member_uuid
         claims = {
             FireClaim(f.job_id, f.owner_epoch, f.fire_ms, self.schedule.next_after(f)): f
@@ -146,21 +155,28 @@ class Member:
             if self.schedule.is_planned(f)
         }
         claimed = claim_fires(self.store, list(claims), member_uuid=uuid, now_ms=now_ms)
-        fired: dict[Fire, str] = {}
+        fired: dict[Fire, Admitted] = {}
         for claim, fire in claims.items():
-            execution_id = claimed.get(claim)
-            if execution_id is None:
+            admitted = claimed.get(claim)
+            if admitted is None:
                 if self.schedule.lost(fire.job_id) is not None:
                     self._log_lost(fire.job_id, fire.owner_epoch)
                 continue
             if self.schedule.is_planned(fire):
                 self.schedule.fired(fire.job_id, fire.fire_ms, fire.next_fire_ms)
-                fired[fire] = execution_id
-        for fire, execution_id in fired.items():
+                fired[fire] = admitted
+        for fire, admitted in fired.items():
             log.debug(
-                "member %s: fired job %s at %s: %s", uuid, fire.job_id, fire.fire_ms, execution_id
+                "member %s: fired job %s at %s: %s %s",
+                uuid,
+                fire.job_id,
+                fire.fire_ms,
+                admitted.execution_id,
+                admitted.status,
             )
-        if fired:
+            if admitted.aborted:
+                self._on_replaced(admitted)
+        if any(a.status == "scheduled" for a in fired.values()):
             self._on_fired()
         return fired
 

@@ -51,10 +51,9 @@ from workers.node.dispatcher import DISPATCH_POLL_MS, Dispatcher, queue_name
 from workers.node.member import Member, MemberConfig, wall_clock_ms
 from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
-from workers.node.runner import invocation_for
 from workers.node.watchdog import Watchdog, WatchdogConfig
 from workers.proposal_worker import candidates_from_view
-from workers.recovery.startup import recover_own, startup_cleanup
+from workers.recovery.startup import DRAIN_REASON, recover_own, startup_cleanup
 from workers.store import Store, open_store, store_url
 from workers.takeover.decide import Candidate
 
@@ -133,6 +132,7 @@ class _Node:
         self.rq_client = (
             self.client if rq_url == redis_url else connect(rq_url, client_name=f"node-{name}-rq")
         )
+        secret = settings.heartbeat_secret
         self.producer = HeartbeatProducer(
             self.client,
             uuid=member_uuid,
@@ -142,6 +142,7 @@ class _Node:
             keys=self.keys,
             tags=settings.server_tags,
             passive=passive,
+            secret=secret.get_secret_value() if secret else None,
         )
         self.halt = threading.Event()  # set on stop: no more dispatching, popping, commands
         queue = Queue(queue_name(member_uuid), connection=self.rq_client)
@@ -151,6 +152,7 @@ class _Node:
             record=self.recorder.put,
             groups=watchdog,
             on_free=lambda: self.consumer.wake(),
+            output_max_bytes=settings.executions_output_max_bytes,
         )
         self.consumer = Consumer(
             self.rq_client,
@@ -159,7 +161,6 @@ class _Node:
             self.pool,
             member_uuid=member_uuid,
             stop=self.halt,
-            invocation=invocation_for,
             clock_ms=wall_clock_ms,
         )
         self.dispatcher = Dispatcher(
@@ -180,6 +181,7 @@ class _Node:
             member_uuid=member_uuid,
             clock_ms=wall_clock_ms,
             end_execution=lambda eid, reason: self.pool.end(eid, None, reason),
+            on_replaced=self.pool.end_replaced,
         )
         self.member = Member(
             MemberConfig(member_uuid, settings.heartbeat_interval_s),
@@ -187,6 +189,7 @@ class _Node:
             producer=self.producer,
             stop=stop,
             on_fired=self.dispatcher.wake,
+            on_replaced=self.pool.end_replaced,
         )
 
     def run(self) -> None:
@@ -259,6 +262,7 @@ class _Node:
                     members=self._destinations(),
                     policy="drain",
                     now_ms=wall_clock_ms(),
+                    reason=DRAIN_REASON,
                     execution_ids=left,
                 ),
                 stop=threading.Event(),

@@ -1,37 +1,27 @@
-"""How one execution runs and how its outcome is recorded (the pool's two ends).
+"""How an execution's outcome is recorded (the pool's far end).
 
-* :class:`Invocation` is what the pool runs: an argv (no shell), the variables added to
-  the node's environment, and an optional deadline. :func:`invocation_for` builds it for a
-  started execution: the job's command, and the execution's identity in the environment:
+What an execution runs, and the environment it runs in, is :mod:`workers.node.executors`
+(:func:`~workers.node.executors.prepare`); the pool (:mod:`workers.node.pool`) runs it and
+hands an :class:`Ended` to the recorder.
 
-  ===================  ==============================================================
-  QWC_JOB_ID           the job's id
-  QWC_EXECUTION_ID     the execution's id
-  QWC_FIRE_TIME        its fire time, epoch milliseconds (UTC), as ``fire_ms`` in
-                       ``qwc executions --json``; for a retry, the time it was due
-  QWC_ATTEMPT          1 for the first run, 2 for the first retry, ...
-  QWC_MEMBER_UUID      the member running it
-  ===================  ==============================================================
-
-* :class:`OutputTail` keeps the last ``max_bytes`` of a command's output (stdout and
-  stderr together) in bounded memory, whatever the command writes.
-
-* :func:`record_outcome` (one) and :func:`record_outcomes` (many, one transaction) write
-  how an execution ended: ``succeeded`` (exit code 0) or
-  ``failed`` — a failed run of a job with retries left gets its retry in the same
-  transaction (attempt + 1, on this member, not before the job's retry delay) — or the
-  status its ender asked for (:class:`EndRequest`), or nothing at all when the ender
-  recorded it already (an abort, a recovery elsewhere, a drain). Every write is
-  conditional on the execution still running: nothing is written over another's outcome.
+:func:`record_outcome` (one) and :func:`record_outcomes` (many, one transaction) write how
+an execution ended: ``succeeded`` (exit code 0, or the HTTP status expected), ``failed``
+(another exit code or HTTP status, a command that could not start, a job whose executor
+cannot be prepared) or ``timedout`` (the job's timeout ended it), each with its output
+and, when there is one, the reason in words. A ``failed`` or ``timedout`` run of a job
+with retries left (:data:`RETRIED_STATUSES`) gets its retry in the same transaction
+(attempt + 1, on this member, not before the job's retry delay). When the execution was
+ended by someone who recorded the outcome already (an abort, a ``replace``, a recovery
+elsewhere, a drain), nothing is written. Every write is conditional on the execution
+still running: nothing is written over another's outcome.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from workers.recovery.decide import next_retry
 from workers.store import (
@@ -45,14 +35,9 @@ from workers.store import (
 )
 
 __all__ = [
-    "OUTPUT_TAIL_BYTES",
     "RETRIED_STATUSES",
     "EndRequest",
     "Ended",
-    "Invocation",
-    "OutputTail",
-    "execution_env",
-    "invocation_for",
     "record_outcome",
     "record_outcomes",
     "retry_for",
@@ -60,58 +45,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OUTPUT_TAIL_BYTES = 4096
-RETRIED_STATUSES = frozenset({"failed"})  # statuses a job's retries apply to
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """What the pool runs for an execution: ``argv`` (no shell), ``env`` added to the
-    node's environment, and ``deadline_ms`` (epoch ms; None: none) at which the pool ends
-    it with status ``timedout``."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
-    deadline_ms: int | None = None
-
-
-def execution_env(execution: StartedExecution) -> dict[str, str]:
-    """The execution's identity as environment variables (module docstring)."""
-    return {
-        "QWC_JOB_ID": execution.job_id,
-        "QWC_EXECUTION_ID": execution.id,
-        "QWC_FIRE_TIME": str(execution.fire_ms),
-        "QWC_ATTEMPT": str(execution.attempt),
-        "QWC_MEMBER_UUID": execution.member_uuid,
-    }
-
-
-def invocation_for(execution: StartedExecution) -> Invocation:
-    """The job's command, with the execution's identity in its environment."""
-    return Invocation(execution.command, execution_env(execution))
-
-
-class OutputTail:
-    """The last ``max_bytes`` of what was fed, in memory bounded by about ``max_bytes`` plus
-    one chunk. Not thread-safe (one reader per command)."""
-
-    def __init__(self, max_bytes: int = OUTPUT_TAIL_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._kept = 0
-
-    def feed(self, chunk: bytes) -> None:
-        """Add the next bytes of the output."""
-        self._chunks.append(chunk)
-        self._kept += len(chunk)
-        while len(self._chunks) > 1 and self._kept - len(self._chunks[0]) >= self.max_bytes:
-            self._kept -= len(self._chunks.popleft())
-
-    def text(self) -> str:
-        """The tail as text (UTF-8; undecodable bytes replaced)."""
-        if self.max_bytes <= 0:
-            return ""
-        return b"".join(self._chunks)[-self.max_bytes :].decode("utf-8", errors="replace")
+RETRIED_STATUSES = frozenset({"failed", "timedout"})  # statuses a job's retries apply to
 
 
 @dataclass(frozen=True)
@@ -125,25 +59,21 @@ class EndRequest:
 
 @dataclass(frozen=True)
 class Ended:
-    """How a command ended. ``exit_code``: None when it could not be started (``output``
-    then says why), negative when a signal ended it (``-signal``). ``ended_by``: set when
-    the pool ended it (:meth:`workers.node.pool.ExecutionPool.end`)."""
+    """How an execution ended. ``status``: what to record (None: its ender recorded it
+    already; ``reason`` then says who). ``exit_code``: None when no process ran or none
+    exited (an HTTP call, a command that could not start), negative when a signal ended it
+    (``-signal``). ``output``: what it printed, bounded by the pool."""
 
     execution: StartedExecution
-    exit_code: int | None
-    output: str
-    ended_by: EndRequest | None = None
-
-    @property
-    def status(self) -> str | None:
-        """The status to record: the ender's, else ``succeeded`` (exit 0) or ``failed``."""
-        if self.ended_by is not None:
-            return self.ended_by.status
-        return "succeeded" if self.exit_code == 0 else "failed"
+    status: str | None
+    output: str = ""
+    exit_code: int | None = None
+    reason: str | None = None
 
 
 def retry_for(ended: Ended, *, now_ms: int) -> NewExecution | None:
-    """The retry ``ended`` gets (a failed run of a job with retries left), or None."""
+    """The retry ``ended`` gets (a failed or timed-out run of a job with retries left), or
+    None."""
     e = ended.execution
     if ended.status not in RETRIED_STATUSES:
         return None
@@ -166,7 +96,7 @@ def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
     propagate."""
     status, e = ended.status, ended.execution
     if status is None:
-        log.info("execution %s: ended: %s", e.id, ended.ended_by and ended.ended_by.reason)
+        log.info("execution %s: ended: %s", e.id, ended.reason)
         return False
     retry = retry_for(ended, now_ms=now_ms)
     changed = finish_execution(
@@ -175,13 +105,14 @@ def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
         status=status,
         now_ms=now_ms,
         exit_code=ended.exit_code,
-        output_tail=ended.output,
+        output=ended.output,
+        reason=ended.reason,
         retry=retry,
     )
     if not changed:
         log.warning("execution %s: had ended already; %s not recorded", e.id, status)
         return False
-    log.info("execution %s: %s (exit %s)", e.id, status, ended.exit_code)
+    _log_recorded(ended)
     if retry is not None:
         log.info(
             "execution %s: retry %s (attempt %s) at %s ms",
@@ -204,11 +135,15 @@ def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> Non
             if status is None or retry_for(one, now_ms=now_ms) is not None:
                 record_outcome(conn, one, now_ms=now_ms)
                 continue
-            e = one.execution
-            plain.append(Finish(e.id, status, one.exit_code, one.output))
-            log.info("execution %s: %s (exit %s)", e.id, status, one.exit_code)
+            plain.append(Finish(one.execution.id, status, one.exit_code, one.output, one.reason))
+            _log_recorded(one)
         changed = finish_executions(conn, plain, now_ms=now_ms)
     if 0 <= changed < len(plain):
         log.warning(
             "%s of %s outcomes not recorded: ended already", len(plain) - changed, len(plain)
         )
+
+
+def _log_recorded(ended: Ended) -> None:
+    why = f": {ended.reason}" if ended.reason else ""
+    log.info("execution %s: %s (exit %s)%s", ended.execution.id, ended.status, ended.exit_code, why)

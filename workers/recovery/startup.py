@@ -36,9 +36,12 @@ from workers.store import (
 )
 from workers.takeover.decide import Candidate
 
-__all__ = ["recover_own", "startup_cleanup"]
+__all__ = ["DRAIN_REASON", "STARTUP_REASON", "recover_own", "startup_cleanup"]
 
 log = logging.getLogger(__name__)
+
+STARTUP_REASON = "left running when its member stopped; marked at the member's start"
+DRAIN_REASON = "still running when its member's drain timed out"
 
 
 def recover_own(
@@ -48,12 +51,14 @@ def recover_own(
     members: Sequence[Candidate],
     policy: str,
     now_ms: int,
+    reason: str,
     execution_ids: Collection[str] | None = None,
 ) -> RecoveryResult:
     """Mark ``member_uuid``'s running executions (all, or those of ``execution_ids``)
-    ``incomplete`` and retry those with retries left on ``members`` (active, non-passive
-    ones other than ``member_uuid``; none of them: on ``member_uuid`` itself). Recorded in
-    ``recoveries`` with ``policy``. Times are epoch ms."""
+    ``incomplete`` because of ``reason`` (words, kept on each execution) and retry those
+    with retries left on ``members`` (active, non-passive ones other than ``member_uuid``;
+    none of them: on ``member_uuid`` itself). Recorded in ``recoveries`` with ``policy``.
+    Times are epoch ms."""
     running = [
         e
         for e in running_executions(store, member_uuid)
@@ -93,6 +98,7 @@ def recover_own(
         retries=plan.retries,
         detail=f"{policy}: {len(plan.mark)} execution(s) of the member marked incomplete, "
         f"{len(plan.retries)} retried{here}",
+        reason=reason,
     )
     log.info(
         "member %s: %s: %s marked incomplete, %s retried%s",
@@ -111,8 +117,13 @@ def startup_cleanup(
     """Mark ``member_uuid``'s running executions incomplete (retrying those with retries
     left when recovery applies, see the module docstring); returns the ids marked."""
     if not eligible(member_uuid, settings)[0]:
-        return mark_incomplete(store, member_uuid=member_uuid, now_ms=now_ms)
+        return mark_incomplete(store, member_uuid=member_uuid, now_ms=now_ms, reason=STARTUP_REASON)
     here = [Candidate(member_uuid, MemberState.ACTIVE, now_ms)]
     return recover_own(
-        store, member_uuid=member_uuid, members=here, policy="startup", now_ms=now_ms
+        store,
+        member_uuid=member_uuid,
+        members=here,
+        policy="startup",
+        now_ms=now_ms,
+        reason=STARTUP_REASON,
     ).marked

@@ -6,12 +6,14 @@ them can be combined atomically: ``with store.begin() as conn: ...``). Times are
 milliseconds passed in by the caller (``now_ms``); the store never reads a clock.
 
 Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
-``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``,
-``takeover`` (``commit_takeover``: one transaction moving a member's jobs), ``recovery``
-(``commit_recovery``: one transaction marking a dead member's executions and inserting
-their retries), ``running`` (a member's pool: batched start, still running here, what
-runs and waits per member), ``commands`` (the record of remote commands), ``report`` (double and
-missed fires counted from the executions).
+``fence`` (``claim_fire``/``claim_fires``/``record_fire``), ``admission`` (new executions
+admitted by their job's concurrency policy; ``concurrency``: its pure decision),
+``executions``, ``members``, ``audit``, ``takeover`` (``commit_takeover``: one
+transaction moving a member's jobs), ``recovery`` (``commit_recovery``: one transaction
+marking a dead member's executions and inserting their retries), ``running`` (a member's
+pool: batched start, still running here, what runs and waits per member), ``commands``
+(the record of remote commands), ``report`` (double and missed fires counted from the
+executions), ``retention`` (old executions deleted in small batches).
 Tables: ``schemas.tables``.
 """
 
@@ -25,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from schemas.errors import StoreError
 from workers.store._db import Db
+from workers.store.admission import Admitted, admit_execution
 from workers.store.audit import (
     FINAL_OUTCOMES,
     RecoveryRow,
@@ -43,6 +46,7 @@ from workers.store.commands import (
     pending_command_targets,
     reroute_command,
 )
+from workers.store.concurrency import ActiveExecution, Admission, decide_admission
 from workers.store.engine import Store, create_store_engine, default_sqlite_url, masked_url
 from workers.store.executions import (
     ExecutionRow,
@@ -61,8 +65,16 @@ from workers.store.executions import (
     start_execution,
     unmark_queued,
 )
-from workers.store.fence import FireClaim, claim_fire, claim_fires, fire_job, set_next_fire_ms
+from workers.store.fence import (
+    FireClaim,
+    claim_fire,
+    claim_fires,
+    fire_job,
+    record_fire,
+    set_next_fire_ms,
+)
 from workers.store.jobs import (
+    DEFAULT_CONCURRENCY,
     JobRow,
     count_jobs_by_owner,
     create_job,
@@ -102,6 +114,11 @@ from workers.store.report import (
     missing_fire_times,
     split_missed_fires,
 )
+from workers.store.retention import (
+    RETENTION_BATCH_ROWS,
+    delete_expired_executions,
+    expired_before_ms,
+)
 from workers.store.running import (
     Backlog,
     Finish,
@@ -121,7 +138,12 @@ from workers.store.takeover import (
 
 __all__ = [
     "ALL_OWNERS",
+    "DEFAULT_CONCURRENCY",
     "FINAL_OUTCOMES",
+    "RETENTION_BATCH_ROWS",
+    "ActiveExecution",
+    "Admission",
+    "Admitted",
     "Backlog",
     "CommandRow",
     "Db",
@@ -143,6 +165,7 @@ __all__ = [
     "TakeoverRow",
     "Unfinished",
     "abort_execution",
+    "admit_execution",
     "check_migrated",
     "claim_fire",
     "claim_fires",
@@ -157,7 +180,10 @@ __all__ = [
     "create_job",
     "create_store_engine",
     "current_revision",
+    "decide_admission",
     "default_sqlite_url",
+    "delete_expired_executions",
+    "expired_before_ms",
     "finish_command",
     "finish_execution",
     "finish_executions",
@@ -188,6 +214,7 @@ __all__ = [
     "open_store",
     "pending_command_targets",
     "reassign_jobs",
+    "record_fire",
     "record_member_state",
     "record_recovery",
     "record_takeover",

@@ -5,6 +5,22 @@ it knows, that the job is enabled, and that this fire time was not claimed yet (
 one). Zero rows changed means the member lost the job (taken over or modified elsewhere)
 or another process already fired this time: it unschedules the job and moves on. Double
 fires are impossible by construction, whatever the timing.
+
+The same transaction applies the job's concurrency policy (``workers.store.concurrency``,
+through :func:`workers.store.admission.admit`): the claim returns the policy, the job's
+active executions on any member are read (not for ``allow``), and the new execution is
+inserted ``scheduled`` or ``skipped``; with ``replace`` the active ones are marked
+``aborted`` ("replaced by <new id>") in that transaction too. Fires of one job are
+serialised (only its owner fires it, and the claim's UPDATE locks the job's row until the
+commit). A remote run (``qwc run``) goes through
+:func:`workers.store.admission.admit_execution`, which takes the same row lock (``SELECT …
+FOR UPDATE``; SQLite has one writer at a time anyway), so a remote run and a fire of one
+job never both see "nothing running". A retry replaces the execution it retries in one
+transaction, so an active execution never disappears from view between the two.
+
+A member's scheduling pass claims all its due fires with :func:`claim_fires`: one fenced
+UPDATE per batch of distinct jobs, then their admission as a batch (one SELECT, one
+INSERT), all in one transaction.
 """
 
 from __future__ import annotations
@@ -15,14 +31,23 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Update, case, or_
+from sqlalchemy import ColumnElement, Connection, case, or_
 from sqlalchemy.sql.dml import UpdateBase
 
 from schemas.tables import scheduled_jobs
 from workers.store._db import Db, writing
-from workers.store.executions import NewExecution, insert_execution, insert_executions
+from workers.store.admission import Admitted, admit
+from workers.store.executions import NewExecution
 
-__all__ = ["CLAIM_CHUNK", "FireClaim", "claim_fire", "claim_fires", "fire_job", "set_next_fire_ms"]
+__all__ = [
+    "CLAIM_CHUNK",
+    "FireClaim",
+    "claim_fire",
+    "claim_fires",
+    "fire_job",
+    "record_fire",
+    "set_next_fire_ms",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +70,25 @@ def claim_fire(
     True iff exactly one row changed: the member owns the job at ``owner_epoch``, the job is
     enabled, and no fire time >= ``fire_ms`` was claimed before. ``now_ms`` is only logged.
     """
-    stmt = _fence(job_id, member_uuid, owner_epoch, fire_ms).values(last_fire_ms=fire_ms)
     with writing(conn) as tx:
-        claimed: bool = tx.execute(stmt).rowcount == 1
-    if not claimed:
+        return _claim(tx, job_id, member_uuid, owner_epoch, fire_ms, now_ms) is not None
+
+
+def _claim(
+    conn: Connection, job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int, now_ms: int
+) -> str | None:
+    """:func:`claim_fire` in ``conn``'s transaction; the job's concurrency policy when it
+    was claimed, else None."""
+    stmt = (
+        _t.update()
+        .where(_t.c.id == job_id, *_fenced(member_uuid, owner_epoch, fire_ms))
+        .values(last_fire_ms=fire_ms)
+        .returning(_t.c.concurrency)
+    )
+    policy: str | None = conn.execute(stmt).scalar_one_or_none()
+    if policy is None:
         _log_refused(job_id, fire_ms, member_uuid, owner_epoch, now_ms)
-    return claimed
-
-
-def _fence(job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int) -> Update:
-    """The fence: the job's UPDATE, only while ``member_uuid`` owns it at ``owner_epoch``,
-    it is enabled, and no fire time >= ``fire_ms`` was claimed yet."""
-    return _t.update().where(_t.c.id == job_id, *_fenced(member_uuid, owner_epoch, fire_ms))
+    return policy
 
 
 def _fenced(
@@ -82,6 +114,62 @@ def _log_refused(job_id: str, fire_ms: int, member_uuid: str, epoch: int, now_ms
     )
 
 
+def record_fire(
+    db: Db,
+    *,
+    job_id: str,
+    member_uuid: str,
+    owner_epoch: int,
+    fire_ms: int,
+    now_ms: int,
+    execution_id: str | None = None,
+) -> Admitted | None:
+    """Claim ``fire_ms`` and record its execution (trigger ``schedule``, with ``fire_ms``
+    and ``owner_epoch``) as the job's concurrency policy admits it, in one transaction.
+
+    None when the fence refused: the member lost the job or that fire time was already
+    claimed. Otherwise the fire time is claimed, whatever the policy decided. Times are
+    epoch ms.
+    """
+    with writing(db) as conn:
+        policy = _claim(conn, job_id, member_uuid, owner_epoch, fire_ms, now_ms)
+        if policy is None:
+            return None
+        new = _fired(job_id, member_uuid, owner_epoch, fire_ms, execution_id)
+        return admit(conn, [policy], [new], now_ms=now_ms)[0]
+
+
+def fire_job(
+    db: Db, *, job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int, now_ms: int
+) -> str | None:
+    """:func:`record_fire`, answering only the new execution's id (``scheduled``, or
+    ``skipped`` by the job's concurrency policy: nothing to dispatch), or None when the
+    fence refused."""
+    admitted = record_fire(
+        db,
+        job_id=job_id,
+        member_uuid=member_uuid,
+        owner_epoch=owner_epoch,
+        fire_ms=fire_ms,
+        now_ms=now_ms,
+    )
+    return None if admitted is None else admitted.execution_id
+
+
+def _fired(
+    job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int, execution_id: str | None
+) -> NewExecution:
+    """The execution of a claimed fire (trigger ``schedule``), before its admission."""
+    return NewExecution(
+        id=execution_id or str(uuid.uuid4()),
+        job_id=job_id,
+        member_uuid=member_uuid,
+        fire_ms=fire_ms,
+        trigger="schedule",
+        owner_epoch=owner_epoch,
+    )
+
+
 @dataclass(frozen=True)
 class FireClaim:
     """One fire time to claim: ``job_id`` at ``fire_ms`` (epoch ms), owned at
@@ -95,36 +183,28 @@ class FireClaim:
 
 def claim_fires(
     db: Db, fires: Sequence[FireClaim], *, member_uuid: str, now_ms: int
-) -> dict[FireClaim, str]:
-    """Claim ``fires`` through the fence and insert an execution for each one claimed, all
-    in one transaction: ONE fenced UPDATE for the batch (each job's epoch, fire time and
-    next planned time picked by its id; several fires of one job go in successive
-    statements, in time order; at most :data:`CLAIM_CHUNK` jobs per statement) returning
-    the jobs it claimed, then one INSERT of every execution. Returns the execution id of
-    each fire claimed; a fire missing from it was refused (the job was lost, or that time
-    was claimed already)."""
-    claimed: dict[FireClaim, str] = {}
+) -> dict[FireClaim, Admitted]:
+    """Claim ``fires`` through the fence and record an execution for each one claimed, as
+    its job's concurrency policy admits it, all in one transaction. Per round of distinct
+    jobs (several fires of one job go in successive rounds, in time order; at most
+    :data:`CLAIM_CHUNK` jobs per round): ONE fenced UPDATE (each job's epoch, fire time and
+    next planned time picked by its id) returning the jobs it claimed and their policies,
+    then their admission as a batch (:func:`workers.store.admission.admit`: a later fire of
+    a job sees the execution of its earlier one). Returns how each fire claimed was
+    admitted (``scheduled``, ``skipped``, the executions it replaced); a fire missing from
+    it was refused (the job was lost, or that time was claimed already)."""
+    claimed: dict[FireClaim, Admitted] = {}
     with writing(db) as conn:
         for batch in _rounds(fires):
-            stmt = _claim_statement(batch, member_uuid)
-            won = set(conn.execute(stmt).scalars())
+            rows = conn.execute(_claim_statement(batch, member_uuid))
+            won: dict[str, str] = {job_id: policy for job_id, policy in rows}
             for fire in batch:
-                if fire.job_id in won:
-                    claimed[fire] = str(uuid.uuid4())
-                else:
+                if fire.job_id not in won:
                     _log_refused(fire.job_id, fire.fire_ms, member_uuid, fire.owner_epoch, now_ms)
-        new = [
-            NewExecution(
-                id=eid,
-                job_id=f.job_id,
-                member_uuid=member_uuid,
-                fire_ms=f.fire_ms,
-                trigger="schedule",
-                owner_epoch=f.owner_epoch,
-            )
-            for f, eid in claimed.items()
-        ]
-        insert_executions(conn, new, now_ms=now_ms)
+            ok = [f for f in batch if f.job_id in won]
+            new = [_fired(f.job_id, member_uuid, f.owner_epoch, f.fire_ms, None) for f in ok]
+            policies = [won[f.job_id] for f in ok]
+            claimed.update(zip(ok, admit(conn, policies, new, now_ms=now_ms), strict=True))
     return claimed
 
 
@@ -144,7 +224,8 @@ def _rounds(fires: Sequence[FireClaim]) -> list[list[FireClaim]]:
 
 
 def _claim_statement(batch: Sequence[FireClaim], member_uuid: str) -> UpdateBase:
-    """One fenced UPDATE for ``batch`` (distinct jobs), returning the ids it claimed."""
+    """One fenced UPDATE for ``batch`` (distinct jobs), returning the ids it claimed with
+    their concurrency policies."""
 
     def by_id(values: dict[str, int | None]) -> ColumnElement[int]:
         return case(values, value=_t.c.id)
@@ -155,38 +236,8 @@ def _claim_statement(batch: Sequence[FireClaim], member_uuid: str) -> UpdateBase
         _t.update()
         .where(_t.c.id.in_([f.job_id for f in batch]), *_fenced(member_uuid, epoch, fire))
         .values(last_fire_ms=fire, next_fire_ms=by_id({f.job_id: f.next_fire_ms for f in batch}))
-        .returning(_t.c.id)
+        .returning(_t.c.id, _t.c.concurrency)
     )
-
-
-def fire_job(
-    db: Db, *, job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int, now_ms: int
-) -> str | None:
-    """Claim ``fire_ms`` and insert its execution, in one transaction.
-
-    Returns the new execution's id (status ``scheduled``, trigger ``schedule``, with
-    ``fire_ms`` and ``owner_epoch``), or None when the fence refused: the member lost the job
-    or that fire time was already claimed.
-    """
-    with writing(db) as conn:
-        if not claim_fire(
-            conn,
-            job_id=job_id,
-            member_uuid=member_uuid,
-            owner_epoch=owner_epoch,
-            fire_ms=fire_ms,
-            now_ms=now_ms,
-        ):
-            return None
-        return insert_execution(
-            conn,
-            job_id=job_id,
-            member_uuid=member_uuid,
-            trigger="schedule",
-            fire_ms=fire_ms,
-            now_ms=now_ms,
-            owner_epoch=owner_epoch,
-        )
 
 
 def set_next_fire_ms(

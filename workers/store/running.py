@@ -7,10 +7,12 @@ the pool's cost per execution stays flat.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import RowMapping, and_, bindparam, case, func, or_, select
 
 from schemas.tables import executions, scheduled_jobs
 from workers.store._db import Db, reading, writing
@@ -31,7 +33,9 @@ _e, _j = executions, scheduled_jobs
 @dataclass(frozen=True)
 class StartedExecution:
     """An execution just moved ``scheduled`` -> ``running`` on a member, with what its run
-    needs from its job: the command and the retry settings. Times are epoch ms."""
+    needs from its job: what it runs (``executor`` with ``command`` or ``executor_spec``,
+    as in :class:`workers.store.JobRow`), its timeout (s; None: none) and the retry
+    settings. Times are epoch ms."""
 
     id: str
     job_id: str
@@ -44,6 +48,19 @@ class StartedExecution:
     command: tuple[str, ...]
     retry_count: int
     retry_delay_s: float
+    executor: str = "command"
+    executor_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    timeout_s: float | None = None
+
+    @classmethod
+    def from_mapping(cls, row: RowMapping) -> StartedExecution:
+        """Build from a row of :func:`start_executions`' query."""
+        values = dict(row)
+        values["command"] = tuple(values["command"])
+        values["retry_delay_s"] = float(values["retry_delay_s"])
+        if values["timeout_s"] is not None:
+            values["timeout_s"] = float(values["timeout_s"])
+        return cls(**values)
 
 
 def start_executions(
@@ -74,24 +91,29 @@ def start_executions(
         _j.c.command,
         _j.c.retry_count,
         _j.c.retry_delay_s,
+        _j.c.executor,
+        _j.c.executor_spec,
+        _j.c.timeout_s,
     ).join(_j, _j.c.id == _e.c.job_id)
     with writing(db) as conn:
         started = set(conn.execute(stmt).scalars())
         if not started:
             return []
         rows = conn.execute(query.where(_e.c.id.in_(list(started)))).mappings()
-        by_id = {r["id"]: StartedExecution(**{**r, "command": tuple(r["command"])}) for r in rows}
+        by_id = {r["id"]: StartedExecution.from_mapping(r) for r in rows}
     return [by_id[i] for i in execution_ids if i in by_id]
 
 
 @dataclass(frozen=True)
 class Finish:
-    """A final status for an execution, with its exit code and the tail of its output."""
+    """A final status for an execution, with its exit code, its output (bounded by the
+    member) and why, in words (None: nothing to say)."""
 
     id: str
     status: str
     exit_code: int | None
-    output_tail: str | None
+    output: str | None
+    reason: str | None = None
 
 
 def finish_executions(db: Db, finishes: Sequence[Finish], *, now_ms: int) -> int:
@@ -110,7 +132,8 @@ def finish_executions(db: Db, finishes: Sequence[Finish], *, now_ms: int) -> int
             status=bindparam("f_status"),
             ended_ms=now_ms,
             exit_code=bindparam("f_exit_code"),
-            output_tail=bindparam("f_output_tail"),
+            output=bindparam("f_output"),
+            reason=bindparam("f_reason"),
         )
     )
     rows = [
@@ -118,7 +141,8 @@ def finish_executions(db: Db, finishes: Sequence[Finish], *, now_ms: int) -> int
             "f_id": f.id,
             "f_status": f.status,
             "f_exit_code": f.exit_code,
-            "f_output_tail": f.output_tail,
+            "f_output": f.output,
+            "f_reason": f.reason,
         }
         for f in finishes
     ]
