@@ -120,9 +120,21 @@ class Db:
 
 
 def once_then_quick(tmp: Path, name: str) -> list[str]:
-    """A command that runs 30 s the first time and exits 0 at once after that."""
+    """A command that runs 30 s the first time and exits 0 at once after that; its first
+    run touches ``<name>.ran`` (:func:`wait_ran`)."""
     marker = tmp / f"{name}.ran"
     return ["sh", "-c", f"test -e {marker} || {{ touch {marker}; sleep 30; }}"]
+
+
+def long_run(tmp: Path, name: str) -> list[str]:
+    """A command that touches ``<name>.ran`` and runs 30 s."""
+    return ["sh", "-c", f"touch {tmp / f'{name}.ran'}; exec sleep 30"]
+
+
+def wait_ran(tmp: Path, *names: str) -> None:
+    """Wait until the commands have run (touched ``<name>.ran``), not only started in the
+    store: a node killed in between would leave nothing to recover or end."""
+    wait_for(lambda: all((tmp / f"{n}.ran").exists() for n in names), what=f"{names} running")
 
 
 def start_workers(c: Cluster, recovery_workers: int = 1) -> None:
@@ -168,14 +180,15 @@ def test_sigkill_retries_a_running_job_on_another_member_after_both_delays(
     node(rc, "passive", PASSIVE, passive=True)
     live, _ = node(rc, "live")
     victim, victim_proc = node(rc, "victim")
-    plain_victim, plain_proc = node(rc, "plain-victim")  # an RQ worker runs one job at a time
+    plain_victim, plain_proc = node(rc, "plain-victim")
     wait_state(rc, [DEAD_FIRST, PASSIVE, live, victim, plain_victim], "active")
     dead_proc.kill()
     wait_state(rc, [DEAD_FIRST], "dead")
     with_retry = db.job("with-retry", once_then_quick(tmp_path, "a"), retry_count=2)
-    without = db.job("without", ["sleep", "30"])
+    without = db.job("without", long_run(tmp_path, "plain"))
     first, plain = db.run_on(with_retry, victim), db.run_on(without, plain_victim)
     wait_running(db, [first, plain])
+    wait_ran(tmp_path, "a", "plain")
     victim_proc.kill()
     plain_proc.kill()
 
@@ -224,9 +237,10 @@ def test_static_policy_gives_no_retry_to_a_member_outside_allowed(
     survivors = [node(rc, f"survivor-{i}")[0] for i in range(2)]
     wait_state(rc, [outside, allowed, *survivors], "active")
     j = db.job("j", once_then_quick(tmp_path, "s"), retry_count=1)
-    other = db.job("other", ["sleep", "30"], retry_count=1)
+    other = db.job("other", long_run(tmp_path, "other"), retry_count=1)
     on_allowed, on_outside = db.run_on(j, allowed), db.run_on(other, outside)
     wait_running(db, [on_allowed, on_outside])
+    wait_ran(tmp_path, "s", "other")
     outside_proc.kill()
     allowed_proc.kill()
 
@@ -247,6 +261,7 @@ def test_a_redelivered_proposal_creates_no_second_retry(rc: Cluster, tmp_path: P
     wait_state(rc, [live, victim], "active")
     first = db.run_on(db.job("j", once_then_quick(tmp_path, "r"), retry_count=3), victim)
     wait_running(db, [first])
+    wait_ran(tmp_path, "r")
     r = rc.client()
     victim_proc.kill()
     # the replica holding the proposal dies inside the delay: the other one reclaims it
@@ -276,9 +291,10 @@ def test_a_paused_member_s_recovered_command_is_killed_while_it_is_still_paused(
 ) -> None:
     """The node is SIGSTOPped (not killed) while it runs a job with a retry: it turns dead,
     the recovery marks the execution incomplete and retries it on the live member. The
-    paused node's RQ worker still runs the command; at its next store check the work horse
-    sees the execution is no longer running there and kills it, so the work never runs
-    twice for long, and nothing is written over the recovery's outcome."""
+    paused node's command still runs; at its next store check the node's watchdog (a
+    process of its own, not paused) sees the execution is no longer running there and ends
+    its process group, so the work never runs twice for long, and nothing is written over
+    the recovery's outcome."""
     db = Db(rc)
     start_workers(rc)
     live, _ = node(rc, "live")
