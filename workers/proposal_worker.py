@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, cast
 
@@ -51,7 +52,7 @@ from workers.proposal_decide import (
     check_at_ms,
     guard_holds,
 )
-from workers.store import Store
+from workers.store import MemberRow, Store
 from workers.takeover.decide import Candidate, guard_reason
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "RECLAIM_MARGIN_MS",
     "Held",
     "ProposalWorker",
+    "candidates_from_members",
     "candidates_from_view",
 ]
 
@@ -76,6 +78,25 @@ class Held(Generic[Proposal]):
     proposal: Proposal
     next_check_ms: int
     held_logged: bool = False
+
+
+def candidates_from_members(rows: Sequence[MemberRow]) -> list[Candidate]:
+    """Members as the store recorded them (their state at its last change, passive and tags
+    from the heartbeat of that change) as candidates, for a process that cannot read the
+    liveness view (Redis down, or a member's Redis user, which may not read it). A state
+    the view does not have (``unknown``) counts as none."""
+    states = {s.value: s for s in MemberState}
+    return [
+        Candidate(
+            uuid=r.uuid,
+            state=states.get(r.state),
+            last_seen_ms=r.last_seen_ms,
+            passive=r.passive,
+            tags=r.tags,
+            jobs_owned=r.jobs_owned,
+        )
+        for r in rows
+    ]
 
 
 def candidates_from_view(snap: view.ViewSnapshot, jobs_owned: dict[str, int]) -> list[Candidate]:

@@ -18,7 +18,8 @@
    reading commands, announces itself passive (its next heartbeat: no retry or job is sent
    to it any more), and gives its running executions up to ``executions.drainTimeout``
    seconds to finish. Those still running then are marked ``incomplete`` and retried per
-   their job on another active, non-passive member
+   their job on another active, non-passive member (of the liveness view, else of the
+   store's member table: :func:`drain_destinations`)
    (:func:`workers.recovery.startup.recover_own`, policy ``drain``), and their process
    groups are ended. Then the heartbeats stop and it returns (``qwc node`` exits 0).
    What waits on its queue stays there for its next start (or a recovery, should it be
@@ -52,12 +53,12 @@ from workers.node.member import Member, MemberConfig, wall_clock_ms
 from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
 from workers.node.watchdog import Watchdog, WatchdogConfig
-from workers.proposal_worker import candidates_from_view
+from workers.proposal_worker import candidates_from_members, candidates_from_view
 from workers.recovery.startup import DRAIN_REASON, recover_own, startup_cleanup
-from workers.store import Store, open_store, store_url
+from workers.store import Store, list_members, open_store, store_url
 from workers.takeover.decide import Candidate
 
-__all__ = ["run_member", "watchdog_argv"]
+__all__ = ["drain_destinations", "run_member", "watchdog_argv"]
 
 log = logging.getLogger(__name__)
 
@@ -275,12 +276,24 @@ class _Node:
         self.recorder.close()
 
     def _destinations(self) -> list[Candidate]:
-        """The members the liveness view knows (empty when Redis does not answer)."""
-        try:
-            return candidates_from_view(view.read_snapshot(self.client, self.keys), {})
-        except redis.RedisError as exc:
-            log.warning("member %s: no liveness view for the retries (%s)", self.uuid, exc)
-            return []
+        return drain_destinations(self.client, self.keys, self.store, member_uuid=self.uuid)
+
+
+def drain_destinations(
+    client: redis.Redis, keys: Keys, store: Store, *, member_uuid: str
+) -> list[Candidate]:
+    """Where a drain may retry its executions: the members of the liveness view; when Redis
+    does not answer or refuses (a member's Redis user may not read the view), the members
+    as the store last recorded them. Store errors propagate."""
+    try:
+        return candidates_from_view(view.read_snapshot(client, keys), {})
+    except redis.RedisError as exc:
+        log.warning(
+            "member %s: no liveness view for the retries (%s); using the store's members",
+            member_uuid,
+            exc,
+        )
+        return candidates_from_members(list_members(store))
 
 
 def _retry_until_done(
