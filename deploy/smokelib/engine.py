@@ -261,6 +261,7 @@ def build_project_image(
         str(repo),
     )
     built_s = time.monotonic() - started
+    docker("image", "prune", "-f")  # the previous build of this tag, now untagged
     config = json.loads(docker("image", "inspect", tag))[0]
     return {
         "build_s": built_s,

@@ -218,7 +218,7 @@ def _summary(report: checks.Report, took_s: float, root: Path, work: Path) -> No
     lines = [
         "",
         f"== deploy/smoke {verdict}: {len(report.checks) - len(report.failed)} checks passed, "
-        f"{len(report.failed)} failed, in {took_s / 60:.0f} min {took_s % 60:.0f} s ==",
+        f"{len(report.failed)} failed, in {int(took_s // 60)} min {int(took_s % 60)} s ==",
     ]
     width = max((len(k) for k in report.figures), default=0) + 1
     lines += [f"{k + ':':<{width}} {v}" for k, v in report.figures.items()]
