@@ -8,6 +8,8 @@
     ├── EmbeddedRedisError (RuntimeError)  the embedded Redis server could not be started/found
     ├── RecordingError (ValueError)     a recording (`qwc record`) is corrupt, truncated or too new
     ├── ScheduleError (ValueError)      a cron schedule or time zone is invalid, or never fires
+    ├── SpecError (ValueError)          a job spec is invalid: names entry and field
+    │                                   (defined in workers.jobs.spec)
     └── StoreError (RuntimeError)       the SQL store refused an operation
         └── NotFoundError (LookupError) a job, member or execution does not exist
 

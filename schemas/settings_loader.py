@@ -26,9 +26,9 @@ from schemas.settings import Settings
 from schemas.settings_rules import Origin, broken_rules, display_value
 from schemas.settings_types import Allowed, Key, ValueDetail
 
-_CM_LOWER = "qwcontrol.clustermode."
-_CM_ENV = "QWC_CLUSTERMODE_"
-_SECRET_FIELDS = frozenset({"manager_token", "manager_read_token"})
+# Key prefixes that are all ours: an unknown key under them is a typo, never ignored.
+_STRICT_PREFIXES = ("qwcontrol.clusterMode.", "qwcontrol.executions.")
+_SECRET_FIELDS = frozenset({"manager_token", "manager_read_token", "heartbeat_secret"})
 _URL_FIELDS = frozenset({"redis_url", "rq_redis_url", "database_url"})  # passwords masked
 
 
@@ -122,13 +122,23 @@ def _field_of_key(
     by_lower = {k.lower(): k for k in known}
     if key.lower() in by_lower:
         allowed = f"wrong case: did you mean `{by_lower[key.lower()]}`?"
-    elif key.lower().startswith(_CM_LOWER):
-        suggestion = closest(key, known, prefix="qwcontrol.clusterMode.")
+    elif prefix := _strict_prefix(key.lower(), lower=True):
+        suggestion = closest(key, known, prefix=prefix)
         hint = f"did you mean `{suggestion}`?" if suggestion else "no similar key"
-        allowed = f"unknown key under qwcontrol.clusterMode.: {hint}"
+        allowed = f"unknown key under {prefix}: {hint}"
     else:
         return None  # the product's file holds many settings that are not ours
     problems.append(ConfigProblem(key, value, allowed, origin.where, origin.line))
+    return None
+
+
+def _strict_prefix(name: str, *, lower: bool) -> str | None:
+    """The strict key prefix (``lower``: ``name`` is a lower-cased key) or environment
+    prefix (``QWC_CLUSTERMODE_``) ``name`` starts with, if any."""
+    for prefix in _STRICT_PREFIXES:
+        wanted = prefix.lower() if lower else env_name(prefix)
+        if name.startswith(wanted):
+            return prefix if lower else wanted
     return None
 
 
@@ -142,10 +152,10 @@ def _env_layer(environ: Mapping[str, str], problems: list[ConfigProblem]) -> dic
         if name in known:
             field, key = known[name]
             _add(layer, field, _Raw(value, Origin("environment", key, env=name)), problems)
-        elif name.startswith(_CM_ENV):
-            suggestion = closest(name, known, prefix=_CM_ENV)
+        elif prefix := _strict_prefix(name, lower=False):
+            suggestion = closest(name, known, prefix=prefix)
             hint = f"did you mean `{suggestion}`?" if suggestion else "no similar variable"
-            allowed = f"unknown {_CM_ENV}* variable: {hint}"
+            allowed = f"unknown {prefix}* variable: {hint}"
             problems.append(ConfigProblem(name, value, allowed, f"environment ({name})"))
     return layer
 

@@ -20,18 +20,21 @@ __all__ = [
     "DelaySeconds",
     "Flag",
     "Fraction",
+    "HeartbeatSecret",
     "HomeDir",
     "IntervalSeconds",
     "Key",
     "MemberName",
     "MemberUuid",
     "OptionalUuid",
+    "OutputBytes",
     "RecoverPolicy",
     "RecoverPolicyValue",
     "RedisPrefix",
     "RedisUrl",
     "RemoteExecutionPolicy",
     "RemoteExecutionPolicyValue",
+    "RetentionDays",
     "RqRedisUrl",
     "TagList",
     "TakeoverPolicy",
@@ -318,6 +321,42 @@ TimeZoneName = Annotated[
     Allowed("an IANA time zone name such as UTC, Europe/Paris or America/New_York"),
 ]
 Token = Annotated[SecretStr | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+HEARTBEAT_SECRET_MIN_CHARS = 16
+
+
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    chars = 0 if value is None else len(value.get_secret_value())
+    if value is not None and chars < HEARTBEAT_SECRET_MIN_CHARS:
+        raise ValueDetail(f"{chars} characters are too few to be guessed hard")
+    return value
+
+
+HeartbeatSecret = Annotated[
+    SecretStr | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_long_enough),
+    Allowed(f"at least {HEARTBEAT_SECRET_MIN_CHARS} characters, set in the environment"),
+]
+# -- executions: output and retention --------------------------------------------------
+OUTPUT_MIN_BYTES = 1024
+OUTPUT_MAX_BYTES = 16 * 1024 * 1024
+OutputBytes = Annotated[
+    int,
+    BeforeValidator(_strip),
+    Ge(OUTPUT_MIN_BYTES),
+    Le(OUTPUT_MAX_BYTES),
+    Allowed(f"a whole number of bytes from {OUTPUT_MIN_BYTES} to {OUTPUT_MAX_BYTES}"),
+]
+RETENTION_MAX_DAYS = 36500
+RetentionDays = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Ge(0),
+    Le(RETENTION_MAX_DAYS),
+    AllowInfNan(False),
+    Allowed(f"a number of days from 0 to {RETENTION_MAX_DAYS} (0: keep executions forever)"),
+]
+# ---------------------------------------------------------------------------------------
 TakeoverPolicyValue = Annotated[TakeoverPolicy, BeforeValidator(_lower), _one_of(TakeoverPolicy)]
 RecoverPolicyValue = Annotated[RecoverPolicy, BeforeValidator(_lower), _one_of(RecoverPolicy)]
 RemoteExecutionPolicyValue = Annotated[

@@ -3,6 +3,7 @@ with a clean environment and working directory (``isolated_settings``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,3 +25,9 @@ def run(db_url: str, store: Store, isolated_settings: None, tmp_path: Path) -> A
         return CliRunner().invoke(cli, list(args), env={**base, **env})
 
     return invoke
+
+
+def json_of(result: Result) -> Any:
+    """The JSON a command that must succeed printed on stdout."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)

@@ -19,7 +19,7 @@ from schemas.cron import cron_syntax, fire_times_ms
 from schemas.errors import NotFoundError, ScheduleError
 from schemas.settings import Settings
 from schemas.timezones import time_zone, validate_time_zone
-from workers.cli.common import CliContext, echo_json, fail, pass_cli
+from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_cli
 from workers.commands.issue import find_job
 from workers.liveness.listing import iso_utc
 from workers.store import JobRow
@@ -128,9 +128,7 @@ def _target(
             return _Target(schedule, settings.scheduler_time_zone, _ZONE_KEY)
         if zone is not None:
             fail("--time-zone goes with --schedule: a job is read in its own zone", 2)
-        from workers.cli.jobs_cmd import _opened  # not at the top: jobs_cmd imports this module
-
-        with _opened(cli) as store:
+        with opened_store(cli) as store:
             job = find_job(store, str(job_ref))
     except (ScheduleError, NotFoundError) as exc:
         fail(str(exc), 2)
