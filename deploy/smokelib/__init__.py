@@ -6,7 +6,9 @@ Docker engine of this host, with host networking only (docs/operations.md, "Smok
 - :mod:`.host`: commands, packages, free ports, the host's pip settings;
 - :mod:`.engine`: the private ``dockerd``, the local base images, the project's image;
 - :mod:`.compose`: ``docker-compose`` and what its containers report;
-- :mod:`.checks`: what the run proves, one step after the other;
+- :mod:`.checks`: the report, start-up (order, health) and the manager;
+- :mod:`.takeover`: SIGKILL of a node, its jobs taken over and fired by the others;
+- :mod:`.restart`: clean stops, and a restart that keeps the data;
 - :mod:`.main`: the command line, the order of the steps and the summary.
 
 Standard library only: an operator runs it with the host's ``python3``.

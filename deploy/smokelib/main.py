@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from . import checks
+from . import checks, restart, takeover
 from .compose import Compose
 from .engine import (
     BASE_IMAGES,
@@ -196,11 +196,11 @@ def _pip_secrets(work: Path) -> tuple[Path | None, Path | None]:
 def _scenario(compose: Compose, report: checks.Report, token: str) -> None:
     found = checks.start(compose, report, "first up")
     checks.check_manager(report, found, token)
-    moved = checks.takeover(compose, report, QWC_SERVICE)
-    before = checks.snapshot(compose, QWC_SERVICE, moved)
-    codes = checks.check_stop(compose, report)
+    moved = takeover.takeover(compose, report, QWC_SERVICE)
+    before = restart.snapshot(compose, QWC_SERVICE, moved)
+    codes = restart.check_stop(compose, report)
     report.figures["exit codes (stop)"] = ", ".join(f"{k} {v}" for k, v in codes.items())
-    checks.restart(compose, report, QWC_SERVICE, moved, before)
+    restart.restart(compose, report, QWC_SERVICE, moved, before)
 
 
 def _check_no_network(docker: Docker, report: checks.Report, before: set[str]) -> None:
