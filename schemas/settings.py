@@ -60,6 +60,12 @@ allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are a
 | `qwcontrol.manager.readToken` (never shown) | manager_read_token | — |
 | `qwcontrol.manager.readOpen` (true/false) | manager_read_open | false |
 | `qwcontrol.manager.maxBodyBytes` (1024..1 GiB) | manager_max_body_bytes | 1048576 |
+| `qwcontrol.notifications.webhooks.<name>.url` / `.events` | notification_webhooks | — |
+| `qwcontrol.notifications.secret` (>= 16 characters, never shown) | notification_secret | — |
+| `qwcontrol.notifications.timeout` (0.01 to 300) | notification_timeout_s | 10 |
+| `qwcontrol.notifications.retry.initial` (>= 0.01) | notification_retry_initial_s | 1 |
+| `qwcontrol.notifications.retry.max` (>= 0.01) | notification_retry_max_s | 300 |
+| `qwcontrol.notifications.retry.horizon` (>= 0) | notification_retry_horizon_s | 3600 |
 
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
@@ -73,6 +79,14 @@ start (saying where it was set) instead of running half a cluster.
 UUIDs are stored lower-case. ``mass_failure_fraction``: the guard holds takeovers when
 MORE than this fraction of the members, and at least 2, would turn dead within one
 ``considerDead`` window.
+
+Notifications (docs/notifications.md): each webhook receiver is ``…webhooks.<name>.url``
+(http or https) and ``…webhooks.<name>.events`` (patterns such as ``member.*``), both
+required; see :mod:`schemas.settings_webhooks`. Its events are POSTed, signed with
+``secret`` when set, each attempt answered within ``timeout``; a failed delivery is
+retried after ``retry.initial`` s, doubling up to ``retry.max`` s, until ``retry.horizon``
+s after the first attempt, then kept in the failed list. Unknown keys under
+``qwcontrol.notifications.`` are errors too.
 
 Rules: ``static`` policies need a non-empty ``allowed`` list of UUIDs, ``preset`` needs
 ``remoteExecution.config.allowed``. Unknown keys under ``qwcontrol.clusterMode.``, and
@@ -127,8 +141,10 @@ from schemas.settings_types import (
     Token,
     UuidList,
 )
+from schemas.settings_webhooks import HttpTimeoutSeconds, NotifySecret, WebhookList
 
 _CM = "qwcontrol.clusterMode."
+_NOTIFY = "qwcontrol.notifications."
 
 
 class Settings(BaseSettings):
@@ -190,6 +206,14 @@ class Settings(BaseSettings):
     manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
     manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
     manager_max_body_bytes: Annotated[BodyBytes, Key("qwcontrol.manager.maxBodyBytes")] = 1048576
+    # -- notifications (docs/notifications.md) ------------------------------------------
+    notification_webhooks: Annotated[WebhookList, Key(_NOTIFY + "webhooks")] = ()
+    notification_secret: Annotated[NotifySecret, Key(_NOTIFY + "secret")] = None
+    notification_timeout_s: Annotated[HttpTimeoutSeconds, Key(_NOTIFY + "timeout")] = 10.0
+    notification_retry_initial_s: Annotated[IntervalSeconds, Key(_NOTIFY + "retry.initial")] = 1.0
+    notification_retry_max_s: Annotated[IntervalSeconds, Key(_NOTIFY + "retry.max")] = 300.0
+    notification_retry_horizon_s: Annotated[DelaySeconds, Key(_NOTIFY + "retry.horizon")] = 3600.0
+    # -----------------------------------------------------------------------------------
 
     # field -> (origin, value it was loaded with); filled by load_settings only
     _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)

@@ -118,6 +118,12 @@ DESIGN_DEFAULTS = {
     "manager_read_token": None,
     "manager_read_open": False,
     "manager_max_body_bytes": 1048576,
+    "notification_webhooks": (),
+    "notification_secret": None,
+    "notification_timeout_s": 10,
+    "notification_retry_initial_s": 1,
+    "notification_retry_max_s": 300,
+    "notification_retry_horizon_s": 3600,
 }
 
 
