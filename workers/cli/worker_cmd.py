@@ -15,6 +15,7 @@ from workers.cli.common import (
     stop_on_signals,
 )
 from workers.liveness.worker import LivenessWorker
+from workers.notify.worker import NotifyWorker
 from workers.proposal_worker import ProposalWorker
 from workers.recovery.worker import RecoveryWorker
 from workers.shutdown import hand_back
@@ -108,6 +109,35 @@ def recovery(cli: CliContext, consumer: str | None) -> None:
     replica is reclaimed.
     """
     _run_proposal_worker(cli, RecoveryWorker, "recovery", consumer)
+
+
+@worker.command()
+@click.option(
+    "--consumer",
+    default=None,
+    help="Consumer name in each receiver's 'notify:<name>' group (default: notify-<host>-<pid>).",
+)
+@pass_cli
+def notify(cli: CliContext, consumer: str | None) -> None:
+    """Deliver the cluster's events to the webhook receivers (docs/notifications.md).
+
+    Each receiver (qwcontrol.notifications.webhooks.<name>.url and .events) has its own
+    consumer group on the events stream and its own thread here: events are POSTed as
+    JSON in the order they happened, signed with qwcontrol.notifications.secret when set,
+    retried with exponential backoff (notifications.retry.initial, .max) until
+    notifications.retry.horizon, then kept in the failed list (qwc notifications failed).
+    A slow or dead receiver delays no other, and nothing else waits on this worker. Run
+    two replicas: per receiver one delivers, the other takes over when it stops or dies.
+    """
+    settings = cli.settings()
+    require_cluster_mode(settings)
+    name = consumer or default_consumer_name("notify")
+    stop = stop_on_signals()
+    client = connect(settings, client_name=name)
+    try:
+        NotifyWorker(client, settings, consumer=name, stop=stop).run()
+    finally:
+        client.close()
 
 
 def _run_proposal_worker(
