@@ -8,8 +8,6 @@ from typing import Any
 import click
 import httpx
 import redis
-from rich.console import Console
-from rich.table import Table
 
 from schemas.events import EventType
 from schemas.keys import Keys
@@ -26,7 +24,7 @@ from workers.notify.schedule import Verdict, verdict
 
 __all__ = ["COMMANDS"]
 
-COLUMNS = ("id", "failed_at", "receiver", "event_type", "event_id", "attempts", "error")
+COLUMNS = ("id", "failed_at", "receiver", "event_type", "attempts", "event_id", "error")
 
 
 @click.group()
@@ -88,12 +86,15 @@ def failed(cli: CliContext, as_json: bool, limit: int, receiver: str | None) -> 
     if as_json:
         echo_json(rows)
         return
-    table = Table(title="notifications given up")
-    for col in COLUMNS:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in COLUMNS))
-    Console().print(table)
+    if not rows:
+        click.echo("no delivery given up")
+        return
+    lines = [COLUMNS, *([str(row[c]) for c in COLUMNS] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS) - 1)]
+    for line in lines:
+        click.echo(
+            "  ".join([*(f"{v:<{w}}" for v, w in zip(line, widths, strict=False)), line[-1]])
+        )
 
 
 @notifications.command("retry")
