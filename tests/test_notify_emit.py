@@ -17,7 +17,7 @@ from schemas.messages import Event
 from schemas.settings import Settings
 from tests.cluster import new_uuid, wait_for
 from tests.test_notify_pure import execution
-from tests.test_recovery_worker import View, now_ms
+from tests.test_recovery_worker import View, now_ms, settings
 from workers.notify import emit as emit_module
 from workers.notify.emit import emit, emit_execution
 from workers.store import Store, create_job, list_takeovers
@@ -60,19 +60,10 @@ def test_state_changes_and_their_events_are_appended_together(r: redis.Redis) ->
 
 
 def takeover_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "home_dir": tmp_path,
-        "heartbeat_interval_s": 0.1,
-        "heartbeat_delay_s": 0,
-        "heartbeat_consider_inactive_s": 0.5,
-        "heartbeat_consider_dead_s": 1.0,
-        "autotakeover_enabled": True,
-        "autotakeover_delay_s": 0.1,
-        "autotakeover_sleep_s": 5.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
+    """The recovery worker tests' fast timings, with autotakeover on instead."""
+    values = {"recover_enabled": False, "autotakeover_enabled": True}
+    values |= {"autotakeover_delay_s": 0.1, "autotakeover_sleep_s": 5.0}
+    return settings(redis_url, tmp_path, **(values | overrides))
 
 
 def add_jobs(store: Store, owner: str, n: int) -> None:

@@ -20,6 +20,7 @@ from schemas.settings import Settings
 from schemas.settings_webhooks import Webhook
 from tests.cluster import wait_for
 from tests.notify_receiver import Receiver, SilentReceiver
+from tests.test_node_member import Clock  # a clock the test moves (epoch ms)
 from workers.bus.streams import server_time_ms
 from workers.notify.emit import emit
 from workers.notify.failed import list_failed
@@ -27,16 +28,6 @@ from workers.notify.worker import STEP_MAX_S, NotifyWorker, ReceiverLoop, read_f
 
 KEYS = Keys()
 SECRET = "s3cret-for-the-tests-0123"
-
-
-class Clock:
-    """A clock the test moves (epoch ms)."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ tell it apart.
 from __future__ import annotations
 
 import uuid as uuidlib
-from dataclasses import dataclass
 from typing import Any
 
 from schemas.events import EventType
@@ -20,7 +19,7 @@ from workers.notify.events import (
     member_event,
     released_event,
 )
-from workers.store import RecoveryRow, TakeoverRow
+from workers.store import ExecutionRow, RecoveryRow, TakeoverRow
 
 __all__ = ["sample_event"]
 
@@ -99,22 +98,6 @@ def _sample_row(family: str, outcome: str, now_ms: int) -> TakeoverRow | Recover
     return RecoveryRow(**common, executions_marked=1, retries=(retry,))
 
 
-@dataclass(frozen=True)
-class _SampleExecution:
-    id: str
-    job_id: str
-    member_uuid: str
-    status: str
-    attempt: int
-    retry_of: str | None
-    trigger: str
-    fire_ms: int
-    started_ms: int | None
-    ended_ms: int | None
-    exit_code: int | None
-    output_tail: str | None
-
-
 def _sample_execution(kind: EventType, now_ms: int) -> Event | None:
     status = {
         EventType.EXECUTION_STARTED: "running",
@@ -122,7 +105,7 @@ def _sample_execution(kind: EventType, now_ms: int) -> Event | None:
         EventType.EXECUTION_TIMED_OUT: "timedout",
     }.get(kind, "failed")
     ended = kind is not EventType.EXECUTION_STARTED
-    execution = _SampleExecution(
+    execution = ExecutionRow(
         id="sample-execution",
         job_id="sample-job",
         member_uuid=_SAMPLE_MEMBER,
@@ -135,6 +118,10 @@ def _sample_execution(kind: EventType, now_ms: int) -> Event | None:
         ended_ms=now_ms if ended else None,
         exit_code={"succeeded": 0, "failed": 1}.get(status) if ended else None,
         output_tail="sample output\n" if ended else None,
+        owner_epoch=None,
+        created_ms=now_ms - 1000,
+        rq_job_id=None,
+        queued_ms=None,
     )
     retrying = kind is EventType.EXECUTION_RETRYABLE_FAILURE
     return execution_event(
