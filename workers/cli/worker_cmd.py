@@ -15,7 +15,6 @@ from workers.cli.common import (
     stop_on_signals,
 )
 from workers.liveness.worker import LivenessWorker
-from workers.notify.worker import NotifyWorker
 from workers.proposal_worker import ProposalWorker
 from workers.recovery.worker import RecoveryWorker
 from workers.shutdown import hand_back
@@ -129,6 +128,8 @@ def notify(cli: CliContext, consumer: str | None) -> None:
     A slow or dead receiver delays no other, and nothing else waits on this worker. Run
     two replicas: per receiver one delivers, the other takes over when it stops or dies.
     """
+    from workers.notify.worker import NotifyWorker  # httpx: the other workers start without it
+
     settings = cli.settings()
     require_cluster_mode(settings)
     name = consumer or default_consumer_name("notify")
