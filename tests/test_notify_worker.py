@@ -24,7 +24,8 @@ from tests.test_node_member import Clock  # a clock the test moves (epoch ms)
 from workers.bus.streams import server_time_ms
 from workers.notify.emit import emit
 from workers.notify.failed import list_failed
-from workers.notify.worker import STEP_MAX_S, NotifyWorker, ReceiverLoop, read_failures
+from workers.notify.receiver import STEP_MAX_S, ReceiverLoop, read_failures
+from workers.notify.worker import NotifyWorker
 
 KEYS = Keys()
 SECRET = "s3cret-for-the-tests-0123"
