@@ -11,6 +11,7 @@ const OTHERS_EVERY = 2; // the other reads: every 2nd round, so every 2 s
 const TIMELINE_MAX = 80;
 const JOBS_SHOWN_MAX = 300;
 const ACTIVE_STATUSES = ["scheduled", "running"];
+const OUTPUT_TITLE_MAX = 2000; // of an execution's output tail, what its tooltip shows
 
 const data = {
   members: [], jobs: [], executions: [], takeovers: [], recoveries: [], membership: [],
@@ -410,6 +411,11 @@ function renderExecutions() {
     c[5].querySelector("button").hidden = !ACTIVE_STATUSES.includes(e.status);
     c[6].textContent = e.started_ms ? age((e.started_ms - e.fire_ms) / 1000) : "";
     c[6].title = "started − fire time";
+    const tail = (e.output_tail || "").trimEnd();
+    const last = tail.split("\n").pop() || "";
+    c[7].textContent = (e.exit_code === null || e.exit_code === undefined ? "" :
+      `exit ${e.exit_code}${last ? ": " : ""}`) + (last.length > 80 ? last.slice(0, 79) + "…" : last);
+    c[7].title = tail.slice(-OUTPUT_TITLE_MAX);
   });
 }
 
@@ -418,7 +424,7 @@ function makeExecutionRow(e) {
     el("td", { class: "mono" }),
     el("td", { class: "actions" }, el("button", { type: "button", class: "abort danger", text: "Abort",
       onclick: () => abort(data.executions.find((x) => x.id === row.dataset.id) || e) })),
-    el("td", { class: "late num" }));
+    el("td", { class: "late num" }), el("td", { class: "output mono" }));
   return row;
 }
 
