@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,6 +42,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.statuses: deque[int] = deque()
+        self.on_request: Callable[[], None] | None = None  # called before each answer
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
@@ -59,6 +61,8 @@ class Receiver:
                 with owner._lock:
                     owner.requests.append(Received(headers, body, time.monotonic()))
                     status = owner.statuses.popleft() if owner.statuses else 200
+                if owner.on_request is not None:
+                    owner.on_request()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()

@@ -230,6 +230,27 @@ def test_a_replica_taking_over_goes_on_with_the_same_schedule(
     second.close()
 
 
+def test_a_replica_that_stalled_past_its_lease_leaves_the_event_to_the_new_holder(
+    r: redis.Redis, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    s = settings(redis_url, tmp_path, hook(receiver.url))
+    clock = Clock(1_000_000)
+    stalled, other = loop_for(r, s, clock, "w1"), loop_for(r, s, clock, "w2")
+    stalled.step()
+    # while w1 waits for the answer, its lease runs out and w2 takes it
+    receiver.on_request = lambda: r.set(KEYS.notify_lease("ops"), "w2", px=60_000)
+    emit(r, KEYS, event(1))
+    step_until(stalled, lambda: receiver.requests, "w1's attempt")
+    receiver.on_request = None
+    assert pending(r) == 1 and counts(r) == {}  # w1 leaves the outcome alone
+    assert stalled.step() == STEP_MAX_S  # and stands by
+    step_until(other, lambda: pending(r) == 0, "w2 sends it again")
+    first, again = receiver.requests
+    assert first.body == again.body  # a redelivery, the same event
+    assert counts(r) == {"ops:delivered": 1}
+    other.close()
+
+
 def test_a_lost_group_is_created_again(
     r: redis.Redis, redis_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -152,11 +152,14 @@ class ReceiverLoop:
             log.info("receiver %s: lease not released (%s)", self.receiver.name, exc)
         self.http.close()
 
-    def _step(self) -> float:
+    def _lease(self) -> int:
+        """Take or renew the receiver's lease: 2 taken now, 1 renewed, 0 another's."""
         lease = self.redis.register_script(_LEASE_LUA)
-        held = lease(
-            keys=[self.keys.notify_lease(self.receiver.name)], args=[self.consumer, self.lease_ms]
-        )
+        key = self.keys.notify_lease(self.receiver.name)
+        return int(lease(keys=[key], args=[self.consumer, self.lease_ms]))
+
+    def _step(self) -> float:
+        held = self._lease()
         if not held:
             self.prepared, self.head = False, None
             return STEP_MAX_S
@@ -233,6 +236,10 @@ class ReceiverLoop:
         body = body_of(event, self.keys.prefix)
         headers = headers_for(event, body, secret=self.secret, attempt=attempt)
         answer = post(self.http, self.receiver.url, body, headers, timeout_s=self.timeout_s)
+        if not self._lease():  # taken over while waiting (a stall): the new holder sends it again
+            log.warning("receiver %s: lease lost during an attempt at %s", name, event.id)
+            self.prepared, self.head = False, None
+            return 0.0
         judged = verdict(answer.status)
         if judged is Verdict.DELIVERED:
             log.info(
