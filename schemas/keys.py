@@ -16,11 +16,14 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:view:started          string   Redis server ms when this view began (grace rule)
     {qwc}:view:server           string   run_id of the Redis server the view was last read on
     {qwc}:view:restarts         stream   ViewRestart messages: the view restarted on a new server
+    {qwc}:view:incarnations     hash     member uuid -> msgpack {started_at_ms: [seq, entry id
+                                         ms, entry id seq]}: signed heartbeats (replay check)
     {qwc}:takeover:attempt:<uuid>   string   SET NX PX sleep: one takeover attempt per sleep
     {qwc}:recovery:attempt:<uuid>   string   SET NX PX sleep: one recovery attempt per sleep
     {qwc}:takeover:held         hash     proposal id -> why the mass-failure guard holds it
     {qwc}:takeover:released     string   server ms of the last `qwc takeover release`
     {qwc}:remote-exec:round-robin   string   INCR: whose turn it is (RoundRobin remote execution)
+    {qwc}:retention:pass        string   SET NX PX: one execution-retention pass per period
     {qwc}:events                stream   Event messages (docs/notifications.md);
                                          group "notify:<receiver>" per webhook receiver
     {qwc}:events:once:<event id>    string   SET NX PX: an event id is appended once
@@ -29,7 +32,9 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:notify:retry:<receiver>   hash     failed attempts at the receiver's oldest event
     {qwc}:notify:counts         hash     "<receiver>:<outcome>" -> deliveries (metrics)
 
-Stream entries carry one field, ``m``, holding the msgpack-encoded message.
+Stream entries carry one field, ``m``, holding the msgpack-encoded message; a heartbeat
+signed with ``qwcontrol.clusterMode.heartbeat.secret`` also carries ``s``, the hex
+HMAC-SHA256 of ``m`` (:mod:`schemas.signing`).
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ __all__ = [
     "GROUP_RECOVERY",
     "GROUP_TAKEOVER",
     "MESSAGE_FIELD",
+    "SIGNATURE_FIELD",
     "Keys",
     "notify_group",
 ]
 
 MESSAGE_FIELD = b"m"
+SIGNATURE_FIELD = b"s"  # beside MESSAGE_FIELD: hex HMAC-SHA256 of it (signed heartbeats)
 GROUP_LIVENESS = "liveness"
 GROUP_TAKEOVER = "takeover"
 GROUP_RECOVERY = "recovery"
@@ -115,6 +122,10 @@ class Keys:
     def view_restarts(self) -> str:
         return self._k("view:restarts")
 
+    @property
+    def view_incarnations(self) -> str:
+        return self._k("view:incarnations")
+
     def commands(self, member_uuid: str) -> str:
         return self._k(f"commands:{member_uuid}")
 
@@ -135,6 +146,10 @@ class Keys:
     @property
     def remote_exec_round_robin(self) -> str:
         return self._k("remote-exec:round-robin")
+
+    @property
+    def retention_pass(self) -> str:
+        return self._k("retention:pass")
 
     @property
     def events(self) -> str:

@@ -32,6 +32,7 @@ allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are a
 | `cm.heartbeat.delay` (>= 0) | heartbeat_delay_s | 10 |
 | `cm.heartbeat.considerInactive` (> interval) | heartbeat_consider_inactive_s | 150 |
 | `cm.heartbeat.considerDead` (> considerInactive) | heartbeat_consider_dead_s | 300 |
+| `cm.heartbeat.secret` (>= 16 characters; never shown) | heartbeat_secret | — |
 | `cm.remoteExec.process.interval` (>= 0.01) | remote_exec_process_interval_s | 10 |
 | `cm.autotakeover.enabled` (true/false) | autotakeover_enabled | false |
 | `cm.autotakeover.policy` (any/static/remoteexecution) | autotakeover_policy | any |
@@ -60,6 +61,9 @@ allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are a
 | `qwcontrol.manager.readToken` (never shown) | manager_read_token | — |
 | `qwcontrol.manager.readOpen` (true/false) | manager_read_open | false |
 | `qwcontrol.manager.maxBodyBytes` (1024..1 GiB) | manager_max_body_bytes | 1048576 |
+| `qwcontrol.scheduler.timeZone` (an IANA zone name) | scheduler_time_zone | UTC |
+| `qwcontrol.executions.output.maxBytes` (1024 to 16777216) | executions_output_max_bytes | 65536 |
+| `qwcontrol.executions.retention.days` (0 to 36500; 0: forever) | executions_retention_days | 30 |
 | `qwcontrol.notifications.webhooks.<name>.url` / `.events` | notification_webhooks | — |
 | `qwcontrol.notifications.secret` (>= 16 characters, never shown) | notification_secret | — |
 | `qwcontrol.notifications.timeout` (0.01 to 300) | notification_timeout_s | 10 |
@@ -72,6 +76,14 @@ with ``manager.token`` (none set: every mutating call is refused); a reading cal
 ``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true. A request
 body over ``manager.maxBodyBytes`` is refused (413) before it is read.
 
+``scheduler_time_zone``: the zone in which the cron schedule of a job without a zone of its
+own is read (``schemas.cron``; ``docs/schedules.md``).
+
+``heartbeat_secret``: when set, members sign their heartbeats (HMAC-SHA256) and liveness
+workers dead-letter unsigned or wrongly signed ones (:mod:`schemas.signing`). Every member
+and liveness worker needs the same value: set it in the environment
+(``QWC_CLUSTERMODE_HEARTBEAT_SECRET``), not in a file every process reads.
+
 ``cluster_mode_enabled``: the product's files hold ``qwcontrol.clusterMode.enabled``; this
 service is cluster mode, so ``false`` makes ``qwc node`` and ``qwc worker …`` refuse to
 start (saying where it was set) instead of running half a cluster.
@@ -79,6 +91,9 @@ start (saying where it was set) instead of running half a cluster.
 UUIDs are stored lower-case. ``mass_failure_fraction``: the guard holds takeovers when
 MORE than this fraction of the members, and at least 2, would turn dead within one
 ``considerDead`` window.
+
+Executions: each keeps up to ``output.maxBytes`` of its output (its head and its tail when
+it printed more); ``retention.days`` after it ended it is deleted (by the recovery worker).
 
 Notifications (docs/notifications.md): each webhook receiver is ``…webhooks.<name>.url``
 (http or https) and ``…webhooks.<name>.events`` (patterns such as ``member.*``), both
@@ -91,7 +106,8 @@ s after the first attempt, then kept in the failed list. Unknown keys under
 Rules: ``static`` policies need a non-empty ``allowed`` list of UUIDs, ``preset`` needs
 ``remoteExecution.config.allowed``. Unknown keys under ``qwcontrol.clusterMode.``, and
 known keys spelled in another case, are errors ("did you mean"); other keys are ignored
-(the product's file holds many other settings).
+(the product's file holds many other settings). Keys under ``qwcontrol.executions.`` are
+all ours too: an unknown one is an error as well.
 """
 
 from __future__ import annotations
@@ -123,21 +139,25 @@ from schemas.settings_types import (
     DelaySeconds,
     Flag,
     Fraction,
+    HeartbeatSecret,
     HomeDir,
     IntervalSeconds,
     Key,
     MemberName,
     OptionalUuid,
+    OutputBytes,
     RecoverPolicy,
     RecoverPolicyValue,
     RedisPrefix,
     RedisUrl,
     RemoteExecutionPolicy,
     RemoteExecutionPolicyValue,
+    RetentionDays,
     RqRedisUrl,
     TagList,
     TakeoverPolicy,
     TakeoverPolicyValue,
+    TimeZoneName,
     Token,
     UuidList,
 )
@@ -161,6 +181,7 @@ class Settings(BaseSettings):
     heartbeat_consider_dead_s: Annotated[IntervalSeconds, Key(_CM + "heartbeat.considerDead")] = (
         300.0
     )
+    heartbeat_secret: Annotated[HeartbeatSecret, Key(_CM + "heartbeat.secret")] = None
     remote_exec_process_interval_s: Annotated[
         IntervalSeconds, Key(_CM + "remoteExec.process.interval")
     ] = 10.0
@@ -206,6 +227,16 @@ class Settings(BaseSettings):
     manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
     manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
     manager_max_body_bytes: Annotated[BodyBytes, Key("qwcontrol.manager.maxBodyBytes")] = 1048576
+    # -- the schedules of jobs (schemas.cron) --
+    scheduler_time_zone: Annotated[TimeZoneName, Key("qwcontrol.scheduler.timeZone")] = "UTC"
+    # -- executions: output and retention ---------------------------------------------
+    executions_output_max_bytes: Annotated[
+        OutputBytes, Key("qwcontrol.executions.output.maxBytes")
+    ] = 64 * 1024
+    executions_retention_days: Annotated[
+        RetentionDays, Key("qwcontrol.executions.retention.days")
+    ] = 30.0
+    # ---------------------------------------------------------------------------------
     # -- notifications (docs/notifications.md) ------------------------------------------
     notification_webhooks: Annotated[WebhookList, Key(_NOTIFY + "webhooks")] = ()
     notification_secret: Annotated[NotifySecret, Key(_NOTIFY + "secret")] = None

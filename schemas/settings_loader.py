@@ -28,8 +28,10 @@ from schemas.settings_types import Allowed, Key, ValueDetail
 from schemas.settings_webhooks import WebhookPart, combine, parse_env_name, parse_file_key
 
 # Key prefixes that are all ours: an unknown key under them is a typo, never ignored.
-_STRICT_PREFIXES = ("qwcontrol.clusterMode.", "qwcontrol.notifications.")
-_SECRET_FIELDS = frozenset({"manager_token", "manager_read_token", "notification_secret"})
+_STRICT_PREFIXES = ("qwcontrol.clusterMode.", "qwcontrol.executions.", "qwcontrol.notifications.")
+_SECRET_FIELDS = frozenset(
+    {"manager_token", "manager_read_token", "heartbeat_secret", "notification_secret"}
+)
 _WEBHOOKS = "notification_webhooks"  # given as one key per receiver and attribute,
 _PARTS = "\0webhook parts"  # kept aside in a layer under this name until combined
 _URL_FIELDS = frozenset({"redis_url", "rq_redis_url", "database_url"})  # passwords masked

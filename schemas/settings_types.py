@@ -20,22 +20,26 @@ __all__ = [
     "DelaySeconds",
     "Flag",
     "Fraction",
+    "HeartbeatSecret",
     "HomeDir",
     "IntervalSeconds",
     "Key",
     "MemberName",
     "MemberUuid",
     "OptionalUuid",
+    "OutputBytes",
     "RecoverPolicy",
     "RecoverPolicyValue",
     "RedisPrefix",
     "RedisUrl",
     "RemoteExecutionPolicy",
     "RemoteExecutionPolicyValue",
+    "RetentionDays",
     "RqRedisUrl",
     "TagList",
     "TakeoverPolicy",
     "TakeoverPolicyValue",
+    "TimeZoneName",
     "Token",
     "UuidList",
     "ValueDetail",
@@ -50,8 +54,10 @@ from typing import Annotated, Any
 from annotated_types import Ge, Gt, Le
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, SecretStr
 
+from schemas.errors import ScheduleError
 from schemas.messages import MEMBER_NAME_MAX_CHARS
 from schemas.redis_urls import Topology, parse_redis_url
+from schemas.timezones import validate_time_zone
 
 # Every duration lies in a range (seconds). Intervals, sleeps and thresholds start at 10 ms:
 # below that the loops spin, and millisecond arithmetic rounds to 0 (Redis refuses the
@@ -189,6 +195,13 @@ def _database_url(value: str | None) -> str | None:
     return value
 
 
+def _time_zone(value: str) -> str:
+    try:
+        return validate_time_zone(value)
+    except ScheduleError as exc:
+        raise ValueDetail(str(exc)) from None
+
+
 def _prefix(value: str) -> str:
     if not _PREFIX.fullmatch(value):
         raise ValueError("letters, digits, '-', '_' and '.' only")
@@ -302,7 +315,48 @@ RedisPrefix = Annotated[
     Allowed("a non-empty prefix of letters, digits, '-', '_' and '.'"),
 ]
 HomeDir = Annotated[Path, BeforeValidator(_directory), Allowed("a directory path")]
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_time_zone),
+    Allowed("an IANA time zone name such as UTC, Europe/Paris or America/New_York"),
+]
 Token = Annotated[SecretStr | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+HEARTBEAT_SECRET_MIN_CHARS = 16
+
+
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    chars = 0 if value is None else len(value.get_secret_value())
+    if value is not None and chars < HEARTBEAT_SECRET_MIN_CHARS:
+        raise ValueDetail(f"{chars} characters are too few to be guessed hard")
+    return value
+
+
+HeartbeatSecret = Annotated[
+    SecretStr | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_long_enough),
+    Allowed(f"at least {HEARTBEAT_SECRET_MIN_CHARS} characters, set in the environment"),
+]
+# -- executions: output and retention --------------------------------------------------
+OUTPUT_MIN_BYTES = 1024
+OUTPUT_MAX_BYTES = 16 * 1024 * 1024
+OutputBytes = Annotated[
+    int,
+    BeforeValidator(_strip),
+    Ge(OUTPUT_MIN_BYTES),
+    Le(OUTPUT_MAX_BYTES),
+    Allowed(f"a whole number of bytes from {OUTPUT_MIN_BYTES} to {OUTPUT_MAX_BYTES}"),
+]
+RETENTION_MAX_DAYS = 36500
+RetentionDays = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Ge(0),
+    Le(RETENTION_MAX_DAYS),
+    AllowInfNan(False),
+    Allowed(f"a number of days from 0 to {RETENTION_MAX_DAYS} (0: keep executions forever)"),
+]
+# ---------------------------------------------------------------------------------------
 TakeoverPolicyValue = Annotated[TakeoverPolicy, BeforeValidator(_lower), _one_of(TakeoverPolicy)]
 RecoverPolicyValue = Annotated[RecoverPolicy, BeforeValidator(_lower), _one_of(RecoverPolicy)]
 RemoteExecutionPolicyValue = Annotated[

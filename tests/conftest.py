@@ -1,7 +1,8 @@
 """Shared fixtures: real Redis (the embedded server, and QWC_TEST_REDIS_URL when set), real SQL
 (SQLite, and QWC_TEST_DATABASE_URL when set), ``cluster`` for runs of real ``qwc``
-processes, the manager's app on those servers (``api``, ``make_api``, ``cluster_view``), and
-``isolated_settings`` (no QWC_* variable, a working directory of its own)."""
+processes, the manager's app on those servers (``api``, ``make_api``, ``cluster_view``),
+``isolated_settings`` (no QWC_* variable, a working directory of its own), ``run`` for
+in-process ``qwc`` commands on the test's database, and ``browser`` (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_browser import browser  # noqa: F401
+from tests.fixtures_cli import run  # noqa: F401
 from tests.fixtures_cluster import cluster  # noqa: F401
 from tests.fixtures_redis import embedded_redis_url, r, redis_url  # noqa: F401
 from tests.fixtures_sql import db_url, store  # noqa: F401

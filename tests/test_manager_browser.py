@@ -12,19 +12,17 @@ member's jobs, in the page and in the store; "Run" puts a long job on a chosen m
 another origin and throws no error. It saves a screenshot in the test's tmp dir
 (``QWC_UPDATE_DOCS_SCREENSHOT=1`` also copies it to docs/manager-page.png).
 
-Chromium: ``QWC_TEST_CHROMIUM`` names the browser to use and a browser named there that does
-not run fails the test (CI sets it); unset, /usr/bin/chromium is used when present, and the
-test is skipped when it is not.
+Chromium: the ``browser`` fixture (tests/fixtures_browser.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +41,11 @@ from tests.test_takeover_live import (
 )
 from workers.store import create_job, list_executions
 
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-    from playwright.sync_api import Error as PlaywrightError
-except ImportError:  # the dev extra is not installed: see ``browser``
-    sync_playwright = None  # type: ignore[assignment]
+with contextlib.suppress(ImportError):  # no dev extra: the browser fixture says so
+    from playwright.sync_api import Browser, Page, expect
 
 pytestmark = [pytest.mark.processes, pytest.mark.browser]
 
-CHROMIUM_ENV = "QWC_TEST_CHROMIUM"
-DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "manager-page.png"
 TOKEN = "browser-test-token"
 WAIT_MS = 15_000
@@ -65,37 +58,6 @@ PAGE_ENV = {
     "QWC_CLUSTERMODE_REMOTEEXEC_PROCESS_INTERVAL": "0.3",
     "QWC_MANAGER_TOKEN": TOKEN,
 }
-
-
-def chromium() -> tuple[str, bool]:
-    """The browser to drive and whether it was asked for (QWC_TEST_CHROMIUM)."""
-    asked = os.environ.get(CHROMIUM_ENV)
-    if asked:
-        return asked, True
-    if not DEBIAN_CHROMIUM.exists():
-        pytest.skip(
-            "no Chromium: install Debian's package (apt-get install chromium) or set "
-            f"{CHROMIUM_ENV} to a Chromium binary; CI installs it and sets {CHROMIUM_ENV}"
-        )
-    return str(DEBIAN_CHROMIUM), False
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Headless Chromium through Playwright; fails when the browser does not run."""
-    path, asked = chromium()
-    if sync_playwright is None:
-        message = "playwright is not installed: pip install -e '.[dev]'"
-        pytest.fail(message) if asked else pytest.skip(message)
-    with sync_playwright() as pw:
-        try:
-            launched = pw.chromium.launch(executable_path=path, headless=True)
-        except PlaywrightError as e:
-            pytest.fail(f"Chromium at {path} does not run ({CHROMIUM_ENV}={path!r}): {e}")
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def answers(url: str) -> bool:

@@ -316,9 +316,10 @@ def execution(status: str, output: str | None = "ok\n") -> ExecutionRow:
         started_ms=110,
         ended_ms=None if status == "running" else 150,
         exit_code={"succeeded": 0, "failed": 3}.get(status),
-        output_tail=output,
+        output=output,
         rq_job_id=None,
         queued_ms=None,
+        reason="timeout 5 s" if status == "timedout" else None,
     )
 
 

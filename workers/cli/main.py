@@ -22,7 +22,7 @@ COMMAND_MODULES = {
     "db": "db_cmd",
     "demo": "demo_cmd",
     "embedded": "embedded_cmd",
-    "executions": "jobs_cmd",
+    "executions": "executions_cmd",
     "health": "health_cmd",
     "jobs": "jobs_cmd",
     "manager": "manager_cmd",

@@ -170,7 +170,9 @@ class ExecutionFacts(Protocol):
     @property
     def exit_code(self) -> int | None: ...
     @property
-    def output_tail(self) -> str | None: ...
+    def output(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 def execution_kind(status: str, *, retrying: bool) -> EventType | None:
@@ -204,7 +206,7 @@ def execution_event(
     kind = execution_kind(execution.status, retrying=retrying)
     if kind is None:
         return None
-    tail = execution.output_tail
+    output = execution.output
     data: dict[str, Any] = {
         "execution": {
             "id": execution.id,
@@ -213,7 +215,8 @@ def execution_event(
             "retry_of": execution.retry_of,
             "trigger": execution.trigger,
             "exit_code": execution.exit_code,
-            "output_tail": None if tail is None else tail[-OUTPUT_TAIL_MAX_CHARS:],
+            "output_tail": None if output is None else output[-OUTPUT_TAIL_MAX_CHARS:],
+            "reason": execution.reason,
             "fire_ms": execution.fire_ms,
             "started_ms": execution.started_ms,
             "ended_ms": execution.ended_ms,

@@ -37,6 +37,7 @@ from schemas.messages import Event, FailedNotification
 from schemas.settings import Settings
 from schemas.settings_webhooks import Webhook
 from workers.bus.connect import BLOCK_MS_MAX
+from workers.bus.retry import is_group_missing, is_transient
 from workers.bus.streams import (
     Entry,
     ack,
@@ -133,14 +134,18 @@ class ReceiverLoop:
 
     def step(self) -> float:
         """Deliver (or try) the oldest event, or wait for one; returns the seconds to wait
-        before the next step. Raises ``redis.RedisError`` (the caller's loop retries)."""
+        before the next step. Raises ``redis.RedisError`` (the caller's loop retries); after
+        a transient error the next step prepares again (groups, pending entries), as
+        :class:`workers.bus.retry.Prepared` does for the other readers."""
         try:
             return self._step()
-        except redis.ResponseError as exc:
-            if not str(exc).startswith("NOGROUP"):
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.prepared, self.head = False, None
+            if not is_group_missing(exc):
                 raise
             log.warning("receiver %s: group missing (Redis restarted empty?)", self.receiver.name)
-            self.prepared, self.head = False, None
             return 0.0
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 // The Cluster Manager's web page: reads the JSON API under /api/cluster (members every
 // second, the rest every two seconds) and sends the three actions (take over, run on member,
-// abort) after a confirmation. No framework, no build step, nothing from another origin.
-// Data is put in the page with textContent only (never as HTML).
+// abort) after a confirmation; an execution's output opens on demand. No framework, no build
+// step, nothing from another origin. Data is put in the page with textContent only (never
+// as HTML).
 "use strict";
 
 const API = "../api/cluster";
@@ -11,7 +12,6 @@ const OTHERS_EVERY = 2; // the other reads: every 2nd round, so every 2 s
 const TIMELINE_MAX = 80;
 const JOBS_SHOWN_MAX = 300;
 const ACTIVE_STATUSES = ["scheduled", "running"];
-const OUTPUT_TITLE_MAX = 2000; // of an execution's output tail, what its tooltip shows
 
 const data = {
   members: [], jobs: [], executions: [], takeovers: [], recoveries: [], membership: [],
@@ -268,6 +268,36 @@ async function abort(execution) {
   refreshNow();
 }
 
+// An execution's output (GET /executions/{id}: up to output.maxBytes, head and tail), in a
+// dialog. Read when asked: lists never carry outputs.
+async function showOutput(execution) {
+  let detail;
+  try {
+    detail = await call("GET", `/executions/${encodeURIComponent(execution.id)}`);
+  } catch (error) {
+    notice(explain("Reading the output refused", error), false);
+    return;
+  }
+  document.getElementById("output-title").textContent =
+    `Execution ${shortId(detail.id)} of ${jobLabel(detail.job_id)}`;
+  document.getElementById("output-facts").textContent = executionFacts(detail);
+  const text = document.getElementById("output-text");
+  text.textContent = detail.output || "(no output)";
+  text.classList.toggle("empty", !detail.output);
+  const dialog = document.getElementById("output");
+  if (!dialog.open) dialog.showModal();
+}
+
+// One line of what happened to an execution: status, exit code, why, where, when.
+function executionFacts(e) {
+  const parts = [e.status + (e.exit_code === null ? "" : ` (exit ${e.exit_code})`)];
+  if (e.reason) parts.push(e.reason);
+  parts.push(`on ${memberName(e.member_uuid)}`, `attempt ${e.attempt}`);
+  if (e.started_ms) parts.push(`started ${clock(e.started_ms)}`);
+  if (e.ended_ms) parts.push(`ended ${clock(e.ended_ms)}`);
+  return parts.join(" · ");
+}
+
 async function releaseGuard() {
   const ok = await confirmAction("Release the mass-failure guard?",
     "The takeovers it holds proceed at the workers' next check.", null, "Release");
@@ -407,24 +437,24 @@ function renderExecutions() {
     c[2].textContent = memberName(e.member_uuid);
     c[3].textContent = e.status + (e.attempt > 1 ? ` (attempt ${e.attempt})` : "");
     c[3].className = "status status-" + e.status;
+    c[3].title = e.reason || "";
     c[4].textContent = clock(e.started_ms || e.fire_ms);
-    c[5].querySelector("button").hidden = !ACTIVE_STATUSES.includes(e.status);
+    c[5].querySelector(".abort").hidden = !ACTIVE_STATUSES.includes(e.status);
     c[6].textContent = e.started_ms ? age((e.started_ms - e.fire_ms) / 1000) : "";
     c[6].title = "started − fire time";
-    const tail = (e.output_tail || "").trimEnd();
-    const last = tail.split("\n").pop() || "";
-    c[7].textContent = (e.exit_code === null || e.exit_code === undefined ? "" :
-      `exit ${e.exit_code}${last ? ": " : ""}`) + (last.length > 80 ? last.slice(0, 79) + "…" : last);
-    c[7].title = tail.slice(-OUTPUT_TITLE_MAX);
   });
 }
 
 function makeExecutionRow(e) {
+  const current = () => data.executions.find((x) => x.id === row.dataset.id) || e;
   const row = el("tr", {}, el("td", { class: "mono" }), el("td"), el("td"), el("td"),
     el("td", { class: "mono" }),
-    el("td", { class: "actions" }, el("button", { type: "button", class: "abort danger", text: "Abort",
-      onclick: () => abort(data.executions.find((x) => x.id === row.dataset.id) || e) })),
-    el("td", { class: "late num" }), el("td", { class: "output mono" }));
+    el("td", { class: "actions" },
+      el("button", { type: "button", class: "show-output", text: "Output",
+        onclick: () => showOutput(current()) }),
+      el("button", { type: "button", class: "abort danger", text: "Abort",
+        onclick: () => abort(current()) })),
+    el("td", { class: "late num" }));
   return row;
 }
 
