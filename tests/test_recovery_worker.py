@@ -376,7 +376,7 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed(
     workers.start(store, s, "w2")
     (row,) = wait_for(lambda: recoveries(store, "committed"), timeout_s=10, what="reclaimed")
     assert len(retries_of(store, running)) == 1 and row.dead_uuid == dead
-    assert _all_acked(r)
+    wait_for(lambda: _all_acked(r), what="acknowledged once told")  # commit, event, then ack
 
 
 def test_disabled_recovery_proposes_nothing(

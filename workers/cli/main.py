@@ -29,6 +29,7 @@ COMMAND_MODULES = {
     "members": "members_cmd",
     "node": "node_cmd",
     "node-watchdog": "watchdog_cmd",  # hidden: started by `qwc node` for itself
+    "notifications": "notifications_cmd",
     "record": "replay_cmd",
     "recoveries": "recovery_cmd",
     "replay": "replay_cmd",
