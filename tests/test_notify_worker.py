@@ -19,8 +19,8 @@ from schemas.messages import Event, FailedNotification
 from schemas.settings import Settings
 from schemas.settings_webhooks import Webhook
 from tests.cluster import wait_for
+from tests.node_parts import Clock  # a clock the test moves (epoch ms)
 from tests.notify_receiver import Receiver, SilentReceiver
-from tests.test_node_member import Clock  # a clock the test moves (epoch ms)
 from workers.bus.streams import server_time_ms
 from workers.notify.emit import emit
 from workers.notify.failed import list_failed

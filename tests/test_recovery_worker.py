@@ -231,7 +231,8 @@ def test_running_executions_become_incomplete_and_retry_on_the_least_loaded_live
     assert retries_of(store, marked_only) == []
     assert get_execution(store, waiting).member_uuid == idle  # waiting work moves too
     assert row.executions_marked == 2 and [x["retry_execution"] for x in row.retries] == [retry.id]
-    assert r.xpending(KEYS.recovery, GROUP_RECOVERY)["pending"] == 0
+    # acknowledged once its event is told, a round trip after the commit
+    wait_for(lambda: r.xpending(KEYS.recovery, GROUP_RECOVERY)["pending"] == 0, what="acked")
 
 
 def test_a_redelivered_or_second_proposal_starts_no_second_retry(
