@@ -51,6 +51,14 @@ def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
 
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, not reaped yet, counts as gone)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
 @dataclass
 class Cluster:
     """Real ``qwc`` processes sharing one Redis URL, one database URL and one data directory."""

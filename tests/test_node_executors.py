@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.cluster import alive
 from workers.jobs import executor_columns, parse_spec
 from workers.node.executors import (
     ExecutionIdentity,
@@ -145,22 +146,13 @@ def test_a_python_callable_ends_with_its_process_group(tmp_path: Path) -> None:
         assert caller == proc.pid and os.getpgid(grandchild) == proc.pid
         os.killpg(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
-        while time.monotonic() < deadline and _alive(grandchild):
+        while time.monotonic() < deadline and alive(grandchild):
             time.sleep(0.02)
-        assert not _alive(grandchild)
+        assert not alive(grandchild)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie (not reaped yet by init) is gone
-        return f.read().split(") ")[1][0] != "Z"
 
 
 # --- HTTP -------------------------------------------------------------------------------

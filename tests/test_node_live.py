@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, new_uuid, wait_for
+from tests.cluster import Cluster, alive, new_uuid, wait_for
 from workers.store import (
     ExecutionRow,
     Store,
@@ -81,11 +81,7 @@ def finished(store: Store, job_id: str) -> list[ExecutionRow]:
 
 def pid_gone(pid: int) -> bool:
     """True when ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status
+    return not alive(pid)
 
 
 def test_every_second_job_runs_once_per_second(cluster: Cluster, db: Store) -> None:

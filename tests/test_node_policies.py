@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.cluster import wait_for
+from tests.cluster import alive, wait_for
 from tests.node_parts import T0, Parts, job, manual
 from workers.store import ExecutionRow, Store, get_execution, list_executions
 
@@ -30,14 +30,6 @@ def waiting_on(gate: Path, pid_dir: Path, *, ignore_term: bool = False) -> list[
         f"while [ ! -e {gate} ]; do sleep 0.02; done"
     )
     return ["sh", "-c", script]
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 def grandchild(pid_dir: Path, execution_id: str) -> int:

@@ -18,7 +18,7 @@ import pytest
 
 from schemas.errors import ConfigError
 from schemas.settings import load_settings
-from tests.cluster import wait_for
+from tests.cluster import alive, wait_for
 from tests.http_server import Handler
 from workers.jobs import executor_columns, parse_spec
 from workers.node.groups import end_groups, group_alive
@@ -99,14 +99,6 @@ def pool(outcomes: Outcomes) -> Iterator[ExecutionPool]:
 
 def run(execution_id: str, argv: list[str], timeout_s: float | None = None) -> StartedExecution:
     return started(execution_id, tuple(argv), timeout_s=timeout_s)
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 def with_grandchild(tmp_path: Path, name: str, *, ignore_term: bool = False) -> list[str]:

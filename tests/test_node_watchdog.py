@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import wait_for
+from tests.cluster import alive, wait_for
 from workers.node.node import watchdog_argv
 from workers.node.watchdog import Watchdog, WatchdogConfig
 from workers.store import (
@@ -26,13 +26,6 @@ from workers.store import (
 )
 
 ME = "aaaaaaaa-0000-4000-8000-000000000001"
-
-
-def alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 class Group:
