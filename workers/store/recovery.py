@@ -164,8 +164,10 @@ def commit_recovery(
             if mark
             else []
         )
-        new = [retries[i] for i in marked if i in retries]
-        insert_executions(conn, new, now_ms=now_ms)
+        # a job deleted or whose executions were disabled gets no retry
+        inserted = set(
+            insert_executions(conn, [retries[i] for i in marked if i in retries], now_ms=now_ms)
+        )
         rescheduled = (
             move_scheduled_executions(conn, from_member=dead_uuid, to_member=reschedule_to)
             if reschedule_to is not None
@@ -174,7 +176,7 @@ def commit_recovery(
         listed = [
             _retry_json(execution_id, dead_uuid, retries[execution_id])
             for execution_id in marked
-            if execution_id in retries
+            if execution_id in retries and retries[execution_id].id in inserted
         ]
         record_recovery(
             conn,
