@@ -11,6 +11,7 @@ from workers.jobops.changes import (
     create_from_spec,
     delete_by_ref,
     edit_by_ref,
+    existing_job,
     import_specs,
     set_enabled,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "create_from_spec",
     "delete_by_ref",
     "edit_by_ref",
+    "existing_job",
     "import_specs",
     "match_member",
     "modifier",

@@ -41,6 +41,7 @@ __all__ = [
     "create_from_spec",
     "delete_by_ref",
     "edit_by_ref",
+    "existing_job",
     "import_specs",
     "set_enabled",
 ]
@@ -127,7 +128,7 @@ def import_specs(
     nothing is written then."""
     result = ImportResult()
     with store.begin() as conn:
-        existing = [_existing(conn, spec) if update else None for spec in specs]
+        existing = [existing_job(conn, spec) if update else None for spec in specs]
         new_refs = [spec.owner for spec, old in zip(specs, existing, strict=True) if old is None]
         owners = iter(new_job_owners(conn, new_refs, server_uuid))
         for index, (spec, old) in enumerate(zip(specs, existing, strict=True)):
@@ -151,7 +152,7 @@ def _create_entry(db: Db, index: int, spec: JobSpec, owner: str, now_ms: int) ->
         raise ConflictError(where, existing_id=exc.existing_id) from exc
 
 
-def _existing(db: Db, spec: JobSpec) -> JobRow | None:
+def existing_job(db: Db, spec: JobSpec) -> JobRow | None:
     """The live job an import entry updates: by its id, else by its path."""
     if spec.id is not None:
         try:

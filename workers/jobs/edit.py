@@ -28,6 +28,15 @@ from workers.store import JobRow
 
 __all__ = ["changed_columns", "job_columns", "merged_spec", "spec_fields"]
 
+# The other names a spec field goes by (``JobSpec``'s aliases): a change given under one of
+# them must replace the job's value, which spec_fields gives under the field's own name.
+_ALIASES = {
+    "schedule_enabled": "enabled",
+    "timezone": "time_zone",
+    "timeZone": "time_zone",
+    "as": "owner",
+}
+
 
 def job_columns(spec: JobSpec) -> dict[str, Any]:
     """The store's columns of ``spec`` (the fields ``update_job`` takes; ``create_job``
@@ -93,6 +102,7 @@ def merged_spec(job: JobRow, changes: Mapping[str, Any], where: str = "") -> Job
     executor among the changes replaces the job's. Raises ``SpecError`` naming each bad
     field."""
     fields = spec_fields(job)
+    changes = {_ALIASES.get(k, k): v for k, v in changes.items()}
     if any(changes.get(f) is not None for f in EXECUTOR_FIELDS):
         for f in EXECUTOR_FIELDS:
             fields.pop(f, None)

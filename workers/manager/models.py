@@ -346,3 +346,23 @@ class CompatJob(BaseModel):
     enabled: bool
     serverNodeUUID: str
     serverOwner: bool
+
+
+class JobCreated(Job):
+    """A job created through the API, and why its owner is the owner."""
+
+    owner_reason: str = Field(
+        description="named (as/owner in the body), qwcontrol.server.uuid (the manager's "
+        "member), or the active member owning the fewest jobs"
+    )
+
+
+class JobDeleted(BaseModel):
+    """What deleting a job did (``qwc jobs delete --json``)."""
+
+    job: Job
+    aborted_waiting: list[str] = Field(
+        description="its executions that had not started: aborted (reason: job deleted)"
+    )
+    running: list[str] = Field(description="its running executions: they go on, or see aborts")
+    aborts: list[AbortOutcome] = Field(description="with abort=true: each abort's outcome")
