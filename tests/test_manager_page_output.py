@@ -49,7 +49,9 @@ def _serve_from(api: Api, page: Page) -> None:
     def forward(route: Route) -> None:
         request = route.request
         headers = {
-            k: v for k, v in request.headers.items() if k.lower() in ("authorization", "accept")
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "accept", "content-type")
         }
         answer = api.request(
             request.method, request.url.removeprefix(BASE), token=None, headers=headers,
