@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from schemas.keys import Keys
 from tests.cluster import Cluster, wait_for
+from tests.test_node_live import now_ms
 from workers.liveness.view import read_snapshot
 from workers.store import (
     ExecutionRow,
@@ -49,15 +50,12 @@ class NeedsMemberIntegration(AssertionError):
 
 @pytest.fixture
 def db(cluster: Cluster) -> Iterator[Store]:
+    """The cluster's database."""
     engine = create_store_engine(cluster.database_url)
     try:
         yield Store(engine)
     finally:
         engine.dispose()
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def add_job(db: Store, owner: str, name: str, **kwargs: object) -> str:
@@ -161,8 +159,9 @@ def _check_recorded(catchup: ExecutionRow, last_dead_ms: int) -> None:
         )
 
 
-@pytest.mark.xfail(raises=NeedsMemberIntegration, strict=True, reason=MEMBER_INTEGRATION)
-def test_fire_once_catches_up_a_dead_owners_missed_times_once(cluster: Cluster, db: Store) -> None:
+def _fire_once_on_a(cluster: Cluster, db: Store) -> tuple[str, subprocess.Popen[bytes], str, str]:
+    """Liveness and takeover workers, members A and B, a fire_once job of A's firing every
+    second: (A, its process, B, the job)."""
     cluster.extra_env.update(TAKEOVER_ENV)
     cluster.start("worker", "liveness")
     cluster.start("worker", "takeover")
@@ -171,13 +170,23 @@ def test_fire_once_catches_up_a_dead_owners_missed_times_once(cluster: Cluster, 
     active(cluster, a, b)
     job_id = add_job(db, a, "tick", misfire="fire_once", misfire_grace_s=30.0)
     wait_for(lambda: fired_after(db, job_id, 0, 2), timeout_s=20, what="A firing")
-    proc_a.kill()
+    return a, proc_a, b, job_id
+
+
+def _taken_over_and_fired(db: Store, job_id: str, b: str) -> None:
     wait_for(lambda: get_job(db, job_id).owner_uuid == b, timeout_s=20, what="taken over")
     wait_for(
         lambda: sum(e.member_uuid == b for e in runs(db, job_id)) >= 4,
         timeout_s=20,
         what="B firing",
     )
+
+
+@pytest.mark.xfail(raises=NeedsMemberIntegration, strict=True, reason=MEMBER_INTEGRATION)
+def test_fire_once_catches_up_a_dead_owners_missed_times_once(cluster: Cluster, db: Store) -> None:
+    a, proc_a, b, job_id = _fire_once_on_a(cluster, db)
+    proc_a.kill()
+    _taken_over_and_fired(db, job_id, b)
     rows = runs(db, job_id)
     catchup = _check_catchup(rows, a, b)
     assert count_double_fires(db) == 0
@@ -192,22 +201,10 @@ def test_a_paused_member_that_returns_runs_no_catchup(cluster: Cluster, db: Stor
             "stopped inside a fire transaction holds the database's write lock until SIGCONT; "
             "this runs on PostgreSQL"
         )
-    cluster.extra_env.update(TAKEOVER_ENV)
-    cluster.start("worker", "liveness")
-    cluster.start("worker", "takeover")
-    a, proc_a = cluster.node("node-a")
-    b, _ = cluster.node("node-b")
-    active(cluster, a, b)
-    job_id = add_job(db, a, "tick", misfire="fire_once", misfire_grace_s=30.0)
-    wait_for(lambda: fired_after(db, job_id, 0, 2), timeout_s=20, what="A firing")
+    a, proc_a, b, job_id = _fire_once_on_a(cluster, db)
     os.kill(proc_a.pid, signal.SIGSTOP)
-    wait_for(lambda: get_job(db, job_id).owner_uuid == b, timeout_s=20, what="taken over")
+    _taken_over_and_fired(db, job_id, b)
     (commit,) = [t for t in list_takeovers(db) if t.outcome == "committed"]
-    wait_for(
-        lambda: sum(e.member_uuid == b for e in runs(db, job_id)) >= 4,
-        timeout_s=20,
-        what="B firing",
-    )
     os.kill(proc_a.pid, signal.SIGCONT)
     log = cluster.logs[cluster.procs.index(proc_a)]
     wait_for(lambda: "lost job" in log.read_text(), timeout_s=10, what="A notices")

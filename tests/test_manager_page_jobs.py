@@ -13,7 +13,7 @@ import contextlib
 import pytest
 
 from tests.manager_fixtures import WRITE_TOKEN, Api, add_job
-from tests.test_manager_page_output import BASE, WAIT_MS, _serve_from
+from tests.test_manager_page_output import WAIT_MS, open_page
 from workers.store import Store, get_job, list_jobs
 
 with contextlib.suppress(ImportError):  # no dev extra: the browser fixture says so
@@ -38,13 +38,7 @@ def test_the_page_disables_enables_and_deletes_a_job(
     api: Api, store: Store, browser: Browser
 ) -> None:
     job_id = add_job(store, MEMBER, "nightly", project="ops", group="", schedule="0 2 * * *")
-    page = browser.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    _serve_from(api, page)
-    page.add_init_script(f"sessionStorage.setItem('qwc.manager.token', '{WRITE_TOKEN}')")
-    page.goto(f"{BASE}/ui/")
+    page, problems = open_page(api, browser, WRITE_TOKEN)
 
     row = page.locator(f'#jobs tbody tr[data-id="{job_id}"]')
     expect(row).to_be_visible(timeout=WAIT_MS)

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from schemas.errors import ScheduleError
+from tests.test_node_scheduler import job as base_job
 from workers.node.scheduler import MAX_MISSED_RECORDED, Fire, JobSchedule, Misfire
 from workers.store import JobRow
 
-OWNER = "aaaaaaaa-0000-4000-8000-000000000001"
 EVERY_SECOND = "* * * * * *"
 
 
@@ -41,23 +41,11 @@ def job(
     last_fire_ms: int | None = None,
     job_id: str = "job-1",
 ) -> JobRow:
-    return JobRow(
-        id=job_id,
-        project="ops",
-        group_name="",
-        name=job_id,
-        command=("true",),
-        schedule=schedule,
-        enabled=True,
-        owner_uuid=OWNER,
-        owner_epoch=epoch,
-        retry_count=0,
-        retry_delay_s=0.0,
-        next_fire_ms=None,
+    return base_job(
+        job_id,
+        schedule,
+        epoch=epoch,
         last_fire_ms=last_fire_ms,
-        modified_by=OWNER,
-        modified_ms=0,
-        created_ms=0,
         time_zone=zone,
         misfire=misfire,
         misfire_grace_s=grace_s,

@@ -9,7 +9,8 @@ heartbeat interval). JOB is a job id or its path PROJECT/[GROUP/]NAME.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -23,11 +24,18 @@ from workers.store import DeletedJob, JobRow, Store
 __all__ = ["EDIT_COMMANDS"]
 
 _REFUSED = (NotFoundError, OwnerError, SpecError)  # exit 2: what the operator typed
+_T = TypeVar("_T")
 
 
-def _modifier(cli: CliContext, store: Store, ref: str | None) -> str | None:
-    """The member the modification goes through (None: the owner is kept)."""
-    return modifier(store, ref, cli.settings().server_uuid)
+def _through(cli: CliContext, ref: str | None, change: Callable[[Store, str | None], _T]) -> _T:
+    """``change(store, modifier)`` on the opened store, through the member ``ref`` names
+    (else qwcontrol.server.uuid; None: the owner is kept); exits on a refusal."""
+    with opened_store(cli) as store:
+        try:
+            return change(store, modifier(store, ref, cli.settings().server_uuid))
+        except (*_REFUSED, StoreError) as exc:
+            _refuse(exc)
+            raise  # unreachable: _refuse exits
 
 
 def _owner_line(job: JobRow) -> str:
@@ -69,14 +77,9 @@ def edit_command(
         fields["timeout"] = None
     if not fields and ref is None:
         fail("nothing to change: give an option (see --help), or --as MEMBER to move it", 2)
-    with opened_store(cli) as store:
-        try:
-            before, job = edit_by_ref(
-                store, job_ref, fields, modifier=_modifier(cli, store, ref), now_ms=now_ms()
-            )
-        except (*_REFUSED, StoreError) as exc:
-            _refuse(exc)
-            return
+    before, job = _through(
+        cli, ref, lambda store, m: edit_by_ref(store, job_ref, fields, modifier=m, now_ms=now_ms())
+    )
     if as_json:
         echo_json(job_json(job))
         return
@@ -119,15 +122,12 @@ def delete_command(
     Exits 2 for an unknown job or member, 1 when the store (or, with --abort, Redis) is
     unreachable.
     """
-    with opened_store(cli) as store:
-        try:
-            deleted = delete_by_ref(
-                store, job_ref, modifier=_modifier(cli, store, owner), now_ms=now_ms()
-            )
-        except (*_REFUSED, StoreError) as exc:
-            _refuse(exc)
-            return
-        aborts = _abort(cli, store, deleted.running) if abort_running else []
+
+    def delete(store: Store, through: str | None) -> tuple[DeletedJob, list[str]]:
+        deleted = delete_by_ref(store, job_ref, modifier=through, now_ms=now_ms())
+        return deleted, _abort(cli, store, deleted.running) if abort_running else []
+
+    deleted, aborts = _through(cli, owner, delete)
     if as_json:
         echo_json(
             {
@@ -193,19 +193,18 @@ def _toggle(on: bool) -> click.Command:
     ) -> None:
         if schedule_only and execution_only:
             fail("give at most one of --schedule-only and --execution-only", 2)
-        with opened_store(cli) as store:
-            try:
-                job = set_enabled(
-                    store,
-                    job_ref,
-                    schedule=None if execution_only else on,
-                    execution=None if schedule_only else on,
-                    modifier=_modifier(cli, store, owner),
-                    now_ms=now_ms(),
-                )
-            except (*_REFUSED, StoreError) as exc:
-                _refuse(exc)
-                return
+        job = _through(
+            cli,
+            owner,
+            lambda store, m: set_enabled(
+                store,
+                job_ref,
+                schedule=None if execution_only else on,
+                execution=None if schedule_only else on,
+                modifier=m,
+                now_ms=now_ms(),
+            ),
+        )
         if as_json:
             echo_json(job_json(job))
             return
