@@ -5,7 +5,8 @@
 them can be combined atomically: ``with store.begin() as conn: ...``). Times are epoch
 milliseconds passed in by the caller (``now_ms``); the store never reads a clock.
 
-Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
+Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs`` and
+``job_reads``,
 ``job_delete`` (a deleted job's row stays marked until retention), ``fence``
 (``claim_fire``/``record_fire``/``admit_execution``, with ``concurrency``: the job's
 concurrency policy, a pure decision), ``executions``, ``members``, ``audit``,
@@ -78,16 +79,13 @@ from workers.store.job_delete import (
     delete_job,
     purge_deleted_jobs,
 )
+from workers.store.job_reads import count_jobs_by_owner, find_job, get_job, list_jobs
 from workers.store.jobs import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MISFIRE,
     JobRow,
-    count_jobs_by_owner,
     create_job,
-    find_job,
-    get_job,
     job_path,
-    list_jobs,
     reassign_jobs,
     update_job,
 )

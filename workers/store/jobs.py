@@ -22,7 +22,8 @@ Enabled flags (Rundeck's): ``schedule_enabled`` (fired by its schedule) and
 default, true) reads as a disabled schedule, and the next write here makes it explicit.
 
 A deleted job keeps its row with ``deleted_ms`` set (``workers.store.job_delete``); every
-reader here sees live jobs only, unless asked (``get_job(include_deleted=True)``).
+reader (``workers.store.job_reads``) sees live jobs only, unless asked
+(``get_job(include_deleted=True)``).
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, RowMapping, and_, case, func, literal, not_, or_, select
+from sqlalchemy import Connection, RowMapping, and_, case, literal, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from schemas.errors import ConflictError, NotFoundError
 from schemas.tables import CONCURRENCY_POLICIES, EXECUTOR_KINDS, MISFIRE_POLICIES, scheduled_jobs
-from workers.store._db import Db, reading, writing
+from workers.store._db import Db, writing
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -47,12 +48,8 @@ __all__ = [
     "SETTLING_FIELDS",
     "UPDATABLE_FIELDS",
     "JobRow",
-    "count_jobs_by_owner",
     "create_job",
-    "find_job",
-    "get_job",
     "job_path",
-    "list_jobs",
     "live",
     "reassign_jobs",
     "update_job",
@@ -345,72 +342,6 @@ def _check_kinds(executor: str, concurrency: str, misfire: str) -> None:
     ):
         if value not in allowed:
             raise ValueError(f"unknown {what} {value!r}; one of {', '.join(allowed)}")
-
-
-def get_job(db: Db, job_id: str, *, include_deleted: bool = False) -> JobRow:
-    """The job ``job_id``. Raises ``NotFoundError`` when it does not exist (or was deleted,
-    unless ``include_deleted``)."""
-    stmt = select(_t).where(_t.c.id == job_id)
-    if not include_deleted:
-        stmt = stmt.where(live())
-    with reading(db) as conn:
-        row = conn.execute(stmt).mappings().one_or_none()
-    if row is None:
-        raise NotFoundError(f"job {job_id} does not exist")
-    return JobRow.from_mapping(row)
-
-
-def find_job(db: Db, ref: str, *, include_deleted: bool = False) -> JobRow:
-    """The job an operator names: its id, else its path ``PROJECT/NAME`` or
-    ``PROJECT/GROUP/NAME`` (a group may hold ``/``). A deleted job is found by its id only,
-    and only with ``include_deleted``. Raises ``NotFoundError`` saying what was looked for."""
-    ref = ref.strip()
-    try:
-        return get_job(db, ref, include_deleted=include_deleted)
-    except NotFoundError:
-        parts = ref.split("/")
-        if len(parts) < 2 or not all((parts[0], parts[-1])):
-            raise NotFoundError(
-                f"no job with id {ref!r} (name a job by its id or PROJECT/[GROUP/]NAME)"
-            ) from None
-    project, group, name = parts[0], "/".join(parts[1:-1]), parts[-1]
-    found = list_jobs(db, project=project, group_name=group, name=name)
-    if not found:
-        raise NotFoundError(f"no job with id or path {ref!r}")
-    return found[0]
-
-
-def list_jobs(
-    db: Db,
-    *,
-    owner_uuid: str | None = None,
-    project: str | None = None,
-    group_name: str | None = None,
-    name: str | None = None,
-    enabled: bool | None = None,
-) -> list[JobRow]:
-    """Live jobs matching every given filter (exact match; ``enabled``: fired by its
-    schedule), by project, group and name."""
-    filters = {
-        "owner_uuid": owner_uuid,
-        "project": project,
-        "group_name": group_name,
-        "name": name,
-        "enabled": enabled,
-    }
-    stmt = select(_t).where(live()).order_by(_t.c.project, _t.c.group_name, _t.c.name, _t.c.id)
-    for column, value in filters.items():
-        if value is not None:
-            stmt = stmt.where(_t.c[column] == value)
-    with reading(db) as conn:
-        return [JobRow.from_mapping(row) for row in conn.execute(stmt).mappings()]
-
-
-def count_jobs_by_owner(db: Db) -> dict[str, int]:
-    """Number of live jobs per owner uuid (owners with no job are absent)."""
-    stmt = select(_t.c.owner_uuid, func.count()).where(live()).group_by(_t.c.owner_uuid)
-    with reading(db) as conn:
-        return {owner: count for owner, count in conn.execute(stmt)}
 
 
 def reassign_jobs(
