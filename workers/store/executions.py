@@ -8,9 +8,11 @@ member (head and tail, ``workers.node.executors.OutputCollector``). A ``catchup`
 execution carries ``missed_ms``, the fire times it stands for.
 
 Retries (``insert_executions``: a failed run's next attempt, a recovery's) are inserted only
-for a job that is live and whose executions are enabled; the job rows are locked first, so
-a deletion or a "disable execution" committed meanwhile is seen (it then aborts what was
-inserted before it).
+for a job that is live and whose executions are enabled; the job rows are locked first
+(:func:`lock_jobs`), so a deletion or a "disable execution" committed meanwhile is seen (it
+then aborts what was inserted before it). A transaction that changes executions and then
+inserts retries locks the jobs before the executions, as a fire does (its claim locks the
+job, then its ``replace`` policy may abort executions): one lock order, no deadlock.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "insert_executions",
     "list_executions",
     "list_unqueued",
+    "lock_jobs",
     "mark_incomplete",
     "mark_queued",
     "move_scheduled_executions",
@@ -169,7 +172,7 @@ def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> li
     if not new:
         return []
     with writing(db) as conn:
-        runnable = _runnable_jobs(conn, {n.job_id for n in new})
+        runnable = lock_jobs(conn, {n.job_id for n in new})
         kept = [n for n in new if n.job_id in runnable]
         for n in new:
             if n.job_id not in runnable:
@@ -179,9 +182,12 @@ def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> li
     return [n.id for n in kept]
 
 
-def _runnable_jobs(conn: Connection, job_ids: set[str]) -> set[str]:
-    """Those of ``job_ids`` that are live with their executions enabled; their rows are
-    locked (``FOR UPDATE``) until the caller's transaction ends."""
+def lock_jobs(conn: Connection, job_ids: Collection[str]) -> set[str]:
+    """Lock the rows of ``job_ids`` (``FOR UPDATE``, until the caller's transaction ends;
+    SQLite has one writer anyway) and return those that are live with their executions
+    enabled: the jobs that may get a new execution."""
+    if not job_ids:
+        return set()
     j = scheduled_jobs
     stmt = (
         select(j.c.id)
@@ -343,9 +349,9 @@ def finish_execution(
 
     False when the execution had already ended (e.g. it was marked ``incomplete`` by a
     recovery, aborted, or replaced): then no retry is inserted. Nor is it when the job was
-    deleted or its executions disabled meanwhile (``insert_executions``). Raises ``ValueError`` when
-    ``status`` is not final. ``output_tail`` is the previous name of ``output`` (the
-    runner of the previous release passes it).
+    deleted or its executions disabled meanwhile (its row is locked first: see the module
+    docstring). Raises ``ValueError`` when ``status`` is not final. ``output_tail`` is the
+    previous name of ``output`` (the runner of the previous release passes it).
     """
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final execution status")
@@ -362,6 +368,8 @@ def finish_execution(
         .values(values)
     )
     with writing(db) as conn:
+        if retry is not None:
+            lock_jobs(conn, {retry.job_id})  # the job before the execution, as a fire
         changed: bool = conn.execute(stmt).rowcount == 1
         if changed and retry is not None:
             insert_executions(conn, [retry], now_ms=now_ms)

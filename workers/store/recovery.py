@@ -25,6 +25,7 @@ from workers.store.audit import record_recovery
 from workers.store.executions import (
     NewExecution,
     insert_executions,
+    lock_jobs,
     mark_incomplete,
     move_scheduled_executions,
 )
@@ -156,6 +157,7 @@ def commit_recovery(
         if not record_recovery(conn, **audit):
             log.info("recovery %s: already decided; nothing done", proposal_id)
             return RecoveryResult(committed=False)
+        lock_jobs(conn, {r.job_id for r in retries.values()})  # jobs first, as a fire
         why = reason or f"member {dead_uuid} dead; marked by recovery {proposal_id}"
         marked = (
             mark_incomplete(
