@@ -121,7 +121,7 @@ def job_options(*, edit: bool) -> Callable[[_F], _F]:
         click.option(
             "--misfire-grace",
             "misfire_grace",
-            type=click.FloatRange(min=0, max=604800),
+            type=click.FloatRange(min=1, max=604800),
             default=None,
             metavar="S",
             help="How late a fire time may still run (default 60); older ones are skipped.",

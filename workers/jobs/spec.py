@@ -53,6 +53,7 @@ __all__ = [
     "EXECUTOR_FIELDS",
     "IMPORT_SUFFIXES",
     "MAX_MISFIRE_GRACE_S",
+    "MIN_MISFIRE_GRACE_S",
     "Concurrency",
     "JobSpec",
     "Misfire",
@@ -69,6 +70,7 @@ DEFAULT_PROJECT = "default"
 IMPORT_SUFFIXES = (".yaml", ".yml", ".json")
 EXECUTOR_FIELDS = ("command", "shell", "http", "python")
 DESCRIPTION_LEN = 65_536
+MIN_MISFIRE_GRACE_S = 1.0
 MAX_MISFIRE_GRACE_S = 604_800.0  # 7 days, as the longest duration setting
 Concurrency = Literal["allow", "forbid", "replace"]  # schemas.tables.CONCURRENCY_POLICIES
 Misfire = Literal["skip", "fire_once"]  # schemas.tables.MISFIRE_POLICIES
@@ -103,7 +105,10 @@ class JobSpec(BaseModel):
         None, validation_alias=AliasChoices("time_zone", "timezone", "timeZone")
     )
     misfire: Misfire = DEFAULT_MISFIRE
-    misfire_grace: float | None = Field(None, ge=0, le=MAX_MISFIRE_GRACE_S, allow_inf_nan=False)
+    # at least a second: a member fires a few ms after a time, never at it exactly
+    misfire_grace: float | None = Field(
+        None, ge=MIN_MISFIRE_GRACE_S, le=MAX_MISFIRE_GRACE_S, allow_inf_nan=False
+    )
     project: str = Field(DEFAULT_PROJECT, min_length=1, max_length=NAME_LEN)
     group: str = Field("", max_length=NAME_LEN)
     owner: str | None = Field(
