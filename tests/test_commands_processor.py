@@ -20,7 +20,6 @@ from workers.bus.streams import publish, read_group, server_time_ms
 from workers.commands.issue import (
     BadTarget,
     NoReceiver,
-    find_job,
     publish_command,
     request_abort,
     request_execute,
@@ -438,24 +437,3 @@ def test_run_without_on_follows_the_policy(
     for c in list_commands(store, limit=None):  # each on its target's stream
         stream = r.xrange(KEYS.commands(c.target_uuid))
         assert c.id in {decode_as(fields[b"m"], RemoteCommand).id for _, fields in stream}
-
-
-def test_find_job_by_id_or_path(store: Store) -> None:
-    m = new_uuid()
-    grouped = add_job(store, m, "a")
-    plain = create_job(
-        store,
-        project="p",
-        group_name="",
-        name="b",
-        command=["true"],
-        schedule=None,
-        modified_by=m,
-        now_ms=1,
-    ).id
-    assert find_job(store, grouped).id == grouped
-    assert find_job(store, "p/g/a").id == grouped
-    assert find_job(store, "p/b").id == plain
-    for bad in ("p/a", "q/g/a", "a", ""):
-        with pytest.raises(NotFoundError):
-            find_job(store, bad)
