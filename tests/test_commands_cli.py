@@ -12,7 +12,7 @@ import redis
 
 from schemas.messages import MemberState
 from tests.cluster import Cluster, new_uuid
-from tests.test_commands_processor import View
+from tests.inprocess import View
 from workers.store import (
     Store,
     create_job,
