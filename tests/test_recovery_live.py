@@ -36,7 +36,7 @@ from workers.store import (
 pytestmark = pytest.mark.processes
 
 KEYS = Keys()
-DELAY_MS, RETRY_DELAY_S = 500, 1.0
+DELAY_MS, RETRY_DELAY_S = 500, 0.5
 RECOVERY_ENV = {
     "QWC_CLUSTERMODE_RECOVEREXECUTIONS_ENABLED": "true",
     "QWC_CLUSTERMODE_RECOVEREXECUTIONS_DELAY": str(DELAY_MS / 1000),
@@ -214,7 +214,7 @@ def test_sigkill_retries_a_running_job_on_another_member_after_both_delays(
 
 @pytest.mark.both_stacks
 def test_a_redelivered_proposal_creates_no_second_retry(rc: Cluster, tmp_path: Path) -> None:
-    rc.extra_env["QWC_CLUSTERMODE_RECOVEREXECUTIONS_DELAY"] = "2"
+    rc.extra_env["QWC_CLUSTERMODE_RECOVEREXECUTIONS_DELAY"] = "1.5"
     db = Db(rc)
     start_workers(rc, recovery_workers=2)
     live, _ = node(rc, "live")

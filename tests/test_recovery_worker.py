@@ -34,7 +34,7 @@ from workers.store import (
 from workers.takeover.guard import release_guard
 
 KEYS = Keys()
-DELAY_S, SLEEP_S = 0.3, 2.0
+DELAY_S, SLEEP_S = 0.3, 1.0
 
 
 def settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
@@ -280,7 +280,8 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed(
     v.beat(dead)
     v.beat(live)
     running = execution(store, job(store, "j", retry_count=1), dead)
-    s = settings(redis_url, tmp_path)
+    # a sleep longer than delay + the reclaim margin: no second attempt meanwhile
+    s = settings(redis_url, tmp_path, recover_sleep_s=5.0)
     doomed = worker(threads, redis_url, store, s, "doomed")
     v.die(dead)
     step_until(doomed, lambda: doomed.held, "held by the doomed replica")

@@ -91,8 +91,11 @@ def test_a_dead_member_s_jobs_move_evenly_to_active_members_after_the_delay(
     kept = jobs(store, a, 2, "a")
     threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
     v.die(dead)
-    (row,) = wait_for(lambda: takeovers(store, "committed"), what="takeover committed")
-
+    wait_for(
+        lambda: takeovers(store, "committed") and takeovers(store, "skipped"),
+        what="takeover committed, and skipped for the member without jobs",
+    )
+    (row,) = takeovers(store, "committed")
     assert row.dead_uuid == dead and row.decided_ms is not None
     assert row.due_ms - row.proposed_ms == DELAY_S * 1000 and row.decided_ms >= row.due_ms
     final = owners(store)
@@ -185,7 +188,8 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed_and_committed_once(
     v.beat(dead)
     v.beat(live)
     owned = jobs(store, dead, 6)
-    s = settings(redis_url, tmp_path)
+    # a sleep longer than delay + the reclaim margin: no second attempt meanwhile
+    s = settings(redis_url, tmp_path, autotakeover_sleep_s=5.0)
     doomed = worker(threads, redis_url, store, s, "doomed")
     v.die(dead)
     step_until(doomed, lambda: doomed.held, "held by the doomed replica")
