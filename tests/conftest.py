@@ -28,7 +28,7 @@ from tests.backends import parametrize_backends
 from tests.fixtures_cluster import cluster  # noqa: F401
 from tests.fixtures_redis import embedded_redis_url, r, redis_url  # noqa: F401
 from tests.fixtures_sql import db_url, store  # noqa: F401
-from tests.inprocess import threads  # noqa: F401
+from tests.inprocess import qwc, threads  # noqa: F401
 from tests.manager_fixtures import api, cluster_view, make_api  # noqa: F401
 
 

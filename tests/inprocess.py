@@ -5,18 +5,23 @@
 ``apply_transitions``, which also appends the membership change), so a test decides
 exactly who is active, passive or dead. ``Threads`` runs workers in threads until the test
 ends and stops them without waiting out a blocking read. ``step_until`` drives one worker
-step by step in the test's thread.
+step by step in the test's thread. ``qwc`` runs the CLI in-process (click's runner) on the
+test's Redis and database.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 import redis
+from click.testing import CliRunner, Result
 
 from schemas.codec import encode
 from schemas.keys import Keys
@@ -24,14 +29,18 @@ from schemas.messages import Heartbeat, MemberState
 from tests.cluster import wait_for
 from workers.bus.connect import connect
 from workers.bus.streams import server_time_ms
+from workers.cli.main import cli
 from workers.liveness import view
 from workers.liveness.rules import Transition
 
 __all__ = [
     "WORKER_CLIENT_NAME",
+    "Qwc",
     "Steps",
     "Threads",
     "View",
+    "invoke",
+    "qwc",
     "step_until",
     "threads",
     "worker_client",
@@ -154,3 +163,39 @@ def threads(r: redis.Redis) -> Iterator[Threads]:
     running = Threads(r)
     yield running
     running.close()
+
+
+def invoke(env: dict[str, str], *args: str) -> Result:
+    """``qwc <args>`` in-process with ``env`` added to the environment; fails the test when
+    anything but SystemExit ends the command (a user would see a traceback)."""
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=True)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+class Qwc:
+    """The ``qwc`` CLI on the test's Redis and database: ``qwc(*args)`` returns the result,
+    ``qwc.json(*args)`` the JSON of a command that must exit 0; ``env`` can take more."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str) -> Result:
+        return invoke(self.env, *args)
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def qwc(redis_url: str, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Qwc:
+    """The CLI in a working directory without a config file, without the caller's QWC_*
+    settings, on ``redis_url`` and ``db_url`` (migrated by the ``store`` fixture)."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("QWC_") and not name.startswith("QWC_TEST_"):
+            monkeypatch.delenv(name)
+    home = str(tmp_path / "home")
+    return Qwc({"QWC_REDIS_URL": redis_url, "QWC_DATABASE_URL": db_url, "QWC_HOME": home})

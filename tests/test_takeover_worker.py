@@ -13,16 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
-from click.testing import CliRunner, Result
 
 from schemas.keys import GROUP_TAKEOVER, Keys
 from schemas.settings import Settings, TakeoverPolicy
 from tests.cluster import new_uuid, wait_for
-from tests.inprocess import Threads, View, step_until, worker_client
+from tests.inprocess import Qwc, Threads, View, step_until, worker_client
 from workers.bus.streams import server_time_ms
-from workers.cli.main import cli
 from workers.store import Store, TakeoverRow, create_job, list_jobs, list_takeovers
 from workers.takeover.worker import TakeoverWorker
 
@@ -265,12 +262,7 @@ def test_disabled_autotakeover_proposes_nothing(
 
 
 def test_the_mass_failure_guard_holds_takeovers_until_qwc_takeover_release(
-    r: redis.Redis,
-    store: Store,
-    tmp_path: Path,
-    redis_url: str,
-    db_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    r: redis.Redis, store: Store, tmp_path: Path, redis_url: str, qwc: Qwc
 ) -> None:
     a, b, c, survivor = (new_uuid() for _ in range(4))
     v = View(r)
@@ -283,15 +275,9 @@ def test_the_mass_failure_guard_holds_takeovers_until_qwc_takeover_release(
     step_until(w, lambda: len(takeovers(store, "held")) == 3, "three takeovers held")
     assert all(owners(store)[j] == m for m, js in owned.items() for j in js)
     assert len(r.hgetall(KEYS.takeover_held)) == 3
-    monkeypatch.chdir(tmp_path)  # no ./qwcontrol-config.properties
-    env = {"QWC_REDIS_URL": redis_url, "QWC_DATABASE_URL": db_url, "QWC_HOME": str(tmp_path)}
-    members = _qwc(env, "members")
+    members = qwc("members")
     assert members.exit_code == 0 and members.output.count("mass failure") == 3, members.output
-    assert _qwc(env, "takeover", "release").exit_code == 0
+    assert qwc("takeover", "release").exit_code == 0
     step_until(w, lambda: len(takeovers(store, "committed")) == 3, "committed once released")
     assert set(owners(store).values()) == {survivor}
     assert r.hgetall(KEYS.takeover_held) == {}
-
-
-def _qwc(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env=env)
