@@ -201,7 +201,7 @@ def test_member_back_before_the_delay_cancels(
     v.beat(live)
     running = execution(store, job(store, "j", retry_count=1), dead)
     threads.start(
-        worker(threads, redis_url, store, settings(redis_url, tmp_path, recover_delay_s=1.0), "w1")
+        worker(threads, redis_url, store, settings(redis_url, tmp_path, recover_delay_s=0.6), "w1")
     )
     v.die(dead)
     wait_for(lambda: r.xlen(KEYS.recovery) == 1, what="proposed")

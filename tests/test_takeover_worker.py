@@ -113,7 +113,7 @@ def test_member_back_before_the_delay_keeps_its_jobs(
     v.beat(paused)
     v.beat(live)
     owned = jobs(store, paused, 5)
-    s = settings(redis_url, tmp_path, autotakeover_delay_s=1.0)
+    s = settings(redis_url, tmp_path, autotakeover_delay_s=0.6)
     threads.start(worker(threads, redis_url, store, s, "w1"))
     v.die(paused)
     wait_for(lambda: r.xlen(KEYS.takeover) == 1, what="proposed")
@@ -234,13 +234,14 @@ def test_no_destination_is_recorded_and_retried_after_sleep(
     v.beat(dead)
     v.beat(passive, passive=True)
     owned = jobs(store, dead, 3)
-    threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
+    s = settings(redis_url, tmp_path, autotakeover_sleep_s=1.0)
+    threads.start(worker(threads, redis_url, store, s, "w1"))
     v.die(dead)
     (first,) = wait_for(lambda: takeovers(store, "no_destination"), what="no destination")
     assert all(owners(store)[j] == dead for j in owned)  # nothing moved
     v.beat(newcomer)
     (row,) = wait_for(lambda: takeovers(store, "committed"), what="retried")
-    assert row.proposed_ms - first.proposed_ms >= SLEEP_S * 1000
+    assert row.proposed_ms - first.proposed_ms >= 1000  # autotakeover.sleep
     assert all(owners(store)[j] == newcomer for j in owned)  # never the passive member
 
 
