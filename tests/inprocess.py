@@ -26,12 +26,14 @@ from click.testing import CliRunner, Result
 from schemas.codec import encode
 from schemas.keys import Keys
 from schemas.messages import Heartbeat, MemberState
+from schemas.settings import Settings
 from tests.cluster import wait_for
 from workers.bus.connect import connect
 from workers.bus.streams import server_time_ms
 from workers.cli.main import cli
 from workers.liveness import view
 from workers.liveness.rules import Transition
+from workers.store import Store, create_job, list_jobs
 
 __all__ = [
     "WORKER_CLIENT_NAME",
@@ -39,11 +41,15 @@ __all__ = [
     "Steps",
     "Threads",
     "View",
+    "create_jobs",
     "invoke",
+    "owners",
     "qwc",
+    "redelivered_and_acked",
     "step_until",
     "threads",
     "worker_client",
+    "worker_settings",
 ]
 
 KEYS = Keys()
@@ -88,6 +94,53 @@ class View:
             self.r, KEYS, [t], now_ms=server_time_ms(self.r), names={}, reason="test"
         )
         assert len(applied) == 1
+
+
+def worker_settings(redis_url: str, home: Path, **overrides: Any) -> Settings:
+    """Settings of a worker under test: heartbeats every 0.1 s, inactive after 0.5 s, dead
+    after 1 s; ``overrides`` add the feature's own (e.g. ``autotakeover_delay_s``)."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "home_dir": home,
+        "heartbeat_interval_s": 0.1,
+        "heartbeat_delay_s": 0,
+        "heartbeat_consider_inactive_s": 0.5,
+        "heartbeat_consider_dead_s": 1.0,
+    }
+    return Settings(**(values | overrides))
+
+
+def create_jobs(
+    store: Store, owner: str, n: int, prefix: str = "job", *, schedule: str | None = None
+) -> list[str]:
+    """``n`` jobs ``p/g/<prefix>-<i>`` owned by ``owner``; their ids."""
+    now_ms = time.time_ns() // 1_000_000
+    return [
+        create_job(
+            store,
+            project="p",
+            group_name="g",
+            name=f"{prefix}-{i}",
+            command=["true"],
+            schedule=schedule,
+            modified_by=owner,
+            now_ms=now_ms,
+        ).id
+        for i in range(n)
+    ]
+
+
+def owners(store: Store) -> dict[str, str]:
+    """Job id -> owner uuid, of every job."""
+    return {j.id: j.owner_uuid for j in list_jobs(store)}
+
+
+def redelivered_and_acked(r: redis.Redis, stream: str, group: str) -> bool:
+    """True once ``group`` read ``stream`` again from the start (``XGROUP SETID 0``) and
+    acknowledged everything."""
+    (info,) = r.xinfo_groups(stream)
+    pending = int(r.xpending(stream, group)["pending"])
+    return bool(info["last-delivered-id"] != b"0-0") and pending == 0
 
 
 class Steps(Protocol):

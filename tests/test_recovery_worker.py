@@ -16,7 +16,14 @@ from schemas.keys import GROUP_RECOVERY, Keys
 from schemas.messages import RecoveryProposal
 from schemas.settings import RecoverPolicy, Settings
 from tests.cluster import new_uuid, wait_for
-from tests.inprocess import Threads, View, step_until, worker_client
+from tests.inprocess import (
+    Threads,
+    View,
+    redelivered_and_acked,
+    step_until,
+    worker_client,
+    worker_settings,
+)
 from workers.bus.propose import new_proposal, publish_once_per_sleep
 from workers.liveness import view
 from workers.recovery.worker import RecoveryWorker
@@ -35,22 +42,12 @@ from workers.takeover.guard import release_guard
 
 KEYS = Keys()
 DELAY_S, SLEEP_S = 0.3, 1.0
+RECOVERY = (KEYS.recovery, GROUP_RECOVERY)
 
 
 def settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "home_dir": tmp_path,
-        "heartbeat_interval_s": 0.1,
-        "heartbeat_delay_s": 0,
-        "heartbeat_consider_inactive_s": 0.5,
-        "heartbeat_consider_dead_s": 1.0,
-        "recover_enabled": True,
-        "recover_delay_s": DELAY_S,
-        "recover_sleep_s": SLEEP_S,
-    }
-    values.update(overrides)
-    return Settings(**values)
+    values = {"recover_enabled": True, "recover_delay_s": DELAY_S, "recover_sleep_s": SLEEP_S}
+    return worker_settings(redis_url, tmp_path, **(values | overrides))
 
 
 def worker(
@@ -159,7 +156,7 @@ def test_a_redelivered_or_second_proposal_starts_no_second_retry(
     # the same proposal delivered again, to another replica (as after a crash before XACK)
     r.xgroup_setid(KEYS.recovery, GROUP_RECOVERY, "0")
     w2 = worker(threads, redis_url, store, s, "w2")
-    step_until(w2, lambda: _redelivered(r) and _all_acked(r), "redelivery handled")
+    step_until(w2, lambda: redelivered_and_acked(r, *RECOVERY), "redelivery handled")
     # and a second proposal for the same death, after the attempt key expired
     r.delete(KEYS.recovery_attempt(dead))
     snap = view.read_snapshot(r, KEYS)
@@ -181,15 +178,6 @@ def test_a_redelivered_or_second_proposal_starts_no_second_retry(
     by_id = {row.proposal_id: row for row in recoveries(store)}
     assert by_id[second.id].outcome == "skipped"  # nothing is running there any more
     assert len(by_id) == 2 and len(recoveries(store, "committed")) == 1
-
-
-def _redelivered(r: redis.Redis) -> bool:
-    (group,) = r.xinfo_groups(KEYS.recovery)
-    return bool(group["last-delivered-id"] != b"0-0")
-
-
-def _all_acked(r: redis.Redis) -> bool:
-    return int(r.xpending(KEYS.recovery, GROUP_RECOVERY)["pending"]) == 0
 
 
 def test_member_back_before_the_delay_cancels(
@@ -289,7 +277,7 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed(
     threads.start(worker(threads, redis_url, store, s, "w2"))
     (row,) = wait_for(lambda: recoveries(store, "committed"), timeout_s=10, what="reclaimed")
     assert len(retries_of(store, running)) == 1 and row.dead_uuid == dead
-    assert _all_acked(r)
+    assert r.xpending(*RECOVERY)["pending"] == 0
 
 
 def test_disabled_recovery_proposes_nothing(

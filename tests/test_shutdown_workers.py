@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from typing import Any
 
@@ -18,9 +17,10 @@ from schemas.codec import decode_as
 from schemas.keys import GROUP_LIVENESS, GROUP_RECOVERY, GROUP_TAKEOVER, Keys
 from schemas.messages import TakeoverProposal
 from tests.cluster import Cluster, wait_for
+from tests.test_takeover_live import add_jobs, open_test_store
 from workers.bus.streams import server_time_ms
 from workers.liveness.view import read_snapshot
-from workers.store import Store, create_job, create_store_engine, list_jobs, list_takeovers
+from workers.store import list_jobs, list_takeovers
 
 pytestmark = pytest.mark.processes
 
@@ -87,30 +87,6 @@ def _answers(url: str) -> bool:
 DELAY_S = 3
 
 
-def open_store(cluster: Cluster) -> Store:
-    return Store(create_store_engine(cluster.database_url))
-
-
-def add_jobs(cluster: Cluster, owner: str, count: int) -> list[str]:
-    store = open_store(cluster)
-    try:
-        return [
-            create_job(
-                store,
-                project="p",
-                group_name="",
-                name=f"job-{i}",
-                command=["true"],
-                schedule=None,
-                modified_by=owner,
-                now_ms=int(time.time() * 1000),
-            ).id
-            for i in range(count)
-        ]
-    finally:
-        store.close()
-
-
 def held_proposal(client: redis.Redis, consumer: str) -> TakeoverProposal | None:
     """The takeover proposal pending for ``consumer``, if it holds one."""
     try:
@@ -167,7 +143,7 @@ def test_a_stopped_takeover_worker_hands_its_proposal_to_another_replica(
     # Taken before it was due: only the hand-back allows that (a reclaim needs the entry
     # idle for delay + 1 s, i.e. until after the due time).
     assert server_time_ms(client) < proposal.due_at_ms
-    store = open_store(cluster)
+    store = open_test_store(cluster)
     try:
         wait_for(
             lambda: {j.owner_uuid for j in list_jobs(store) if j.id in jobs} == {survivor},

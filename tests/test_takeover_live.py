@@ -20,8 +20,10 @@ import pytest
 
 from schemas.keys import Keys
 from tests.cluster import Cluster, membership_changes, wait_for
+from tests.inprocess import create_jobs
+from tests.inprocess import owners as jobs_by_owner
 from workers.liveness.view import read_snapshot
-from workers.store import Store, create_job, create_store_engine, list_jobs, list_takeovers
+from workers.store import Store, create_job, create_store_engine, list_takeovers
 from workers.store.engine import SQLITE_BUSY_TIMEOUT_MS
 
 pytestmark = pytest.mark.processes
@@ -50,19 +52,7 @@ def add_jobs(
 ) -> list[str]:
     store = open_test_store(c)
     try:
-        return [
-            create_job(
-                store,
-                project="p",
-                group_name="g",
-                name=f"{prefix}-{i}",
-                command=["true"],
-                schedule=schedule,
-                modified_by=owner,
-                now_ms=int(time.time() * 1000),
-            ).id
-            for i in range(n)
-        ]
+        return create_jobs(store, owner, n, prefix, schedule=schedule)
     finally:
         store.close()
 
@@ -70,7 +60,7 @@ def add_jobs(
 def owners(c: Cluster) -> dict[str, str]:
     store = open_test_store(c)
     try:
-        return {j.id: j.owner_uuid for j in list_jobs(store)}
+        return jobs_by_owner(store)
     finally:
         store.close()
 

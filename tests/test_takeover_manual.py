@@ -4,34 +4,12 @@ in-process on real Redis and SQL, members set in the liveness view by hand)."""
 from __future__ import annotations
 
 import json
-import time
 
 import redis
 
 from tests.cluster import new_uuid
-from tests.inprocess import Qwc, View
-from workers.store import Store, create_job, list_jobs
-
-
-def add_jobs(store: Store, owner: str, n: int) -> list[str]:
-    now_ms = time.time_ns() // 1_000_000
-    return [
-        create_job(
-            store,
-            project="p",
-            group_name="g",
-            name=f"job-{i}",
-            command=["true"],
-            schedule=None,
-            modified_by=owner,
-            now_ms=now_ms,
-        ).id
-        for i in range(n)
-    ]
-
-
-def owners(store: Store) -> dict[str, str]:
-    return {j.id: j.owner_uuid for j in list_jobs(store)}
+from tests.inprocess import Qwc, View, create_jobs, owners
+from workers.store import Store
 
 
 def test_manual_takeover_moves_jobs_and_answers_like_the_api(
@@ -41,7 +19,7 @@ def test_manual_takeover_moves_jobs_and_answers_like_the_api(
     for m in members:
         View(r).beat(m)
     gone = new_uuid()
-    jobs = add_jobs(store, gone, 4)
+    jobs = create_jobs(store, gone, 4)
     answer = qwc.json("takeover", "--from", gone)
     assert answer["success"] is True
     assert answer["takeoverSchedule"]["server"] == {"uuid": gone}
@@ -89,7 +67,7 @@ def test_manual_takeover_without_any_active_member_fails_cleanly(
     r: redis.Redis, store: Store, qwc: Qwc
 ) -> None:
     gone = new_uuid()
-    add_jobs(store, gone, 2)
+    create_jobs(store, gone, 2)
     result = qwc("takeover", "--from", gone, "--json")
     assert result.exit_code == 1
     answer = json.loads(result.stdout)

@@ -9,7 +9,6 @@ SIGSTOP, a database outage).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +17,33 @@ import redis
 from schemas.keys import GROUP_TAKEOVER, Keys
 from schemas.settings import Settings, TakeoverPolicy
 from tests.cluster import new_uuid, wait_for
-from tests.inprocess import Qwc, Threads, View, step_until, worker_client
+from tests.inprocess import (
+    Qwc,
+    Threads,
+    View,
+    create_jobs,
+    owners,
+    redelivered_and_acked,
+    step_until,
+    worker_client,
+    worker_settings,
+)
 from workers.bus.streams import server_time_ms
-from workers.store import Store, TakeoverRow, create_job, list_jobs, list_takeovers
+from workers.store import Store, TakeoverRow, list_takeovers
 from workers.takeover.worker import TakeoverWorker
 
 KEYS = Keys()
 DELAY_S, SLEEP_S = 0.3, 1.5
+TAKEOVER = (KEYS.takeover, GROUP_TAKEOVER)
 
 
 def settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "home_dir": tmp_path,
-        "heartbeat_interval_s": 0.1,
-        "heartbeat_delay_s": 0,
-        "heartbeat_consider_inactive_s": 0.5,
-        "heartbeat_consider_dead_s": 1.0,
+    values = {
         "autotakeover_enabled": True,
         "autotakeover_delay_s": DELAY_S,
         "autotakeover_sleep_s": SLEEP_S,
     }
-    return Settings(**(values | overrides))
+    return worker_settings(redis_url, tmp_path, **(values | overrides))
 
 
 def worker(
@@ -47,27 +51,6 @@ def worker(
 ) -> TakeoverWorker:
     """A replica with a client of its own, stopped with the test's other threads."""
     return TakeoverWorker(worker_client(redis_url), store, s, consumer=consumer, stop=threads.stop)
-
-
-def jobs(store: Store, owner: str, n: int, prefix: str = "job") -> list[str]:
-    now_ms = time.time_ns() // 1_000_000
-    return [
-        create_job(
-            store,
-            project="p",
-            group_name="g",
-            name=f"{prefix}-{i}",
-            command=["true"],
-            schedule=None,
-            modified_by=owner,
-            now_ms=now_ms,
-        ).id
-        for i in range(n)
-    ]
-
-
-def owners(store: Store) -> dict[str, str]:
-    return {j.id: j.owner_uuid for j in list_jobs(store)}
 
 
 def takeovers(store: Store, outcome: str | None = None) -> list[TakeoverRow]:
@@ -84,8 +67,8 @@ def test_a_dead_member_s_jobs_move_evenly_to_active_members_after_the_delay(
         v.beat(m)
     v.beat(passive, passive=True)
     v.die(other_dead)  # owns nothing: its takeover is skipped
-    taken = jobs(store, dead, 30)
-    kept = jobs(store, a, 2, "a")
+    taken = create_jobs(store, dead, 30)
+    kept = create_jobs(store, a, 2, "a")
     threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
     v.die(dead)
     wait_for(
@@ -102,7 +85,7 @@ def test_a_dead_member_s_jobs_move_evenly_to_active_members_after_the_delay(
     assert all(final[j] == a for j in kept)
     (skip,) = takeovers(store, "skipped")
     assert skip.dead_uuid == other_dead and skip.detail == "the member owns no scheduled jobs"
-    assert r.xpending(KEYS.takeover, GROUP_TAKEOVER)["pending"] == 0
+    assert r.xpending(*TAKEOVER)["pending"] == 0
 
 
 def test_member_back_before_the_delay_keeps_its_jobs(
@@ -112,7 +95,7 @@ def test_member_back_before_the_delay_keeps_its_jobs(
     v = View(r)
     v.beat(paused)
     v.beat(live)
-    owned = jobs(store, paused, 5)
+    owned = create_jobs(store, paused, 5)
     s = settings(redis_url, tmp_path, autotakeover_delay_s=0.6)
     threads.start(worker(threads, redis_url, store, s, "w1"))
     v.die(paused)
@@ -131,7 +114,7 @@ def test_a_second_death_inside_sleep_gets_no_attempt_until_the_window_ends(
     v = View(r)
     v.beat(flapper)
     v.beat(live)
-    owned = jobs(store, flapper, 2)
+    owned = create_jobs(store, flapper, 2)
     w = TakeoverWorker(r, store, settings(redis_url, tmp_path), consumer="w1")
     v.die(flapper)
     step_until(w, lambda: r.xlen(KEYS.takeover) == 1, "first proposal")
@@ -158,7 +141,7 @@ def test_static_policy_takes_over_only_allowed_members(
     v = View(r)
     for m in (allowed, keeper, *survivors):
         v.beat(m)
-    kept, taken = jobs(store, keeper, 3, "k"), jobs(store, allowed, 3, "a")
+    kept, taken = create_jobs(store, keeper, 3, "k"), create_jobs(store, allowed, 3, "a")
     s = settings(
         redis_url,
         tmp_path,
@@ -184,7 +167,7 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed_and_committed_once(
     v = View(r)
     v.beat(dead)
     v.beat(live)
-    owned = jobs(store, dead, 6)
+    owned = create_jobs(store, dead, 6)
     # a sleep longer than delay + the reclaim margin: no second attempt meanwhile
     s = settings(redis_url, tmp_path, autotakeover_sleep_s=5.0)
     doomed = worker(threads, redis_url, store, s, "doomed")
@@ -194,21 +177,12 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed_and_committed_once(
     threads.start(worker(threads, redis_url, store, s, "w2"))
     (row,) = wait_for(lambda: takeovers(store, "committed"), timeout_s=10, what="reclaimed")
     assert row.jobs_moved == 6 and all(owners(store)[j] == live for j in owned)
-    assert r.xpending(KEYS.takeover, GROUP_TAKEOVER)["pending"] == 0
+    assert r.xpending(*TAKEOVER)["pending"] == 0
     # the same proposal delivered again (as after a crash between commit and ack)
-    r.xgroup_setid(KEYS.takeover, GROUP_TAKEOVER, "0")
+    r.xgroup_setid(*TAKEOVER, "0")
     again = worker(threads, redis_url, store, s, "w3")
-    step_until(again, lambda: _all_acked(r) and _redelivered(r), "redelivery handled")
+    step_until(again, lambda: redelivered_and_acked(r, *TAKEOVER), "redelivery handled")
     assert takeovers(store) == [row]
-
-
-def _redelivered(r: redis.Redis) -> bool:
-    (group,) = r.xinfo_groups(KEYS.takeover)
-    return bool(group["last-delivered-id"] != b"0-0")
-
-
-def _all_acked(r: redis.Redis) -> bool:
-    return int(r.xpending(KEYS.takeover, GROUP_TAKEOVER)["pending"]) == 0
 
 
 def test_a_death_the_worker_missed_is_found_by_the_scan(
@@ -218,7 +192,7 @@ def test_a_death_the_worker_missed_is_found_by_the_scan(
     v = View(r)
     v.beat(dead)
     v.beat(live)
-    owned = jobs(store, dead, 2)
+    owned = create_jobs(store, dead, 2)
     v.die(dead)
     r.delete(KEYS.membership)  # the change is gone (trimmed, or emitted before any worker)
     threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
@@ -233,7 +207,7 @@ def test_no_destination_is_recorded_and_retried_after_sleep(
     v = View(r)
     v.beat(dead)
     v.beat(passive, passive=True)
-    owned = jobs(store, dead, 3)
+    owned = create_jobs(store, dead, 3)
     s = settings(redis_url, tmp_path, autotakeover_sleep_s=1.0)
     threads.start(worker(threads, redis_url, store, s, "w1"))
     v.die(dead)
@@ -252,7 +226,7 @@ def test_disabled_autotakeover_proposes_nothing(
     v = View(r)
     v.beat(dead)
     v.beat(live)
-    owned = jobs(store, dead, 2)
+    owned = create_jobs(store, dead, 2)
     s = settings(redis_url, tmp_path, autotakeover_enabled=False)
     w = TakeoverWorker(r, store, s, consumer="w1")
     v.die(dead)
@@ -269,7 +243,7 @@ def test_the_mass_failure_guard_holds_takeovers_until_qwc_takeover_release(
     v = View(r)
     for member in (a, b, c, survivor):
         v.beat(member)
-    owned = {m: jobs(store, m, 2, m[:8]) for m in (a, b, c, survivor)}
+    owned = {m: create_jobs(store, m, 2, m[:8]) for m in (a, b, c, survivor)}
     w = TakeoverWorker(r, store, settings(redis_url, tmp_path), consumer="w1")
     for member in (a, b, c):  # 3 of 4 silent within one considerDead: the observer is suspect
         v.die(member)
