@@ -85,7 +85,8 @@ def test_a_dead_member_s_jobs_move_evenly_to_active_members_after_the_delay(
     assert all(final[j] == a for j in kept)
     (skip,) = takeovers(store, "skipped")
     assert skip.dead_uuid == other_dead and skip.detail == "the member owns no scheduled jobs"
-    assert r.xpending(*TAKEOVER)["pending"] == 0
+    # acknowledged once decided (the audit row is written first)
+    wait_for(lambda: r.xpending(*TAKEOVER)["pending"] == 0, what="acknowledged")
 
 
 def test_member_back_before_the_delay_keeps_its_jobs(
@@ -177,7 +178,8 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed_and_committed_once(
     threads.start(worker(threads, redis_url, store, s, "w2"))
     (row,) = wait_for(lambda: takeovers(store, "committed"), timeout_s=10, what="reclaimed")
     assert row.jobs_moved == 6 and all(owners(store)[j] == live for j in owned)
-    assert r.xpending(*TAKEOVER)["pending"] == 0
+    # acknowledged once decided (the audit row is written first)
+    wait_for(lambda: r.xpending(*TAKEOVER)["pending"] == 0, what="acknowledged")
     # the same proposal delivered again (as after a crash between commit and ack)
     r.xgroup_setid(*TAKEOVER, "0")
     again = worker(threads, redis_url, store, s, "w3")
