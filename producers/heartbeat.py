@@ -5,6 +5,11 @@ It waits ``delay_s`` after :meth:`HeartbeatProducer.start`, then publishes a
 fixed cadence (no drift). It never raises into its host: a Redis outage is logged once when
 it starts and once when it ends, and the producer keeps trying at every interval.
 All public methods are thread-safe.
+
+Given a ``secret`` (``qwcontrol.clusterMode.heartbeat.secret``), each heartbeat is signed:
+the entry carries the HMAC-SHA256 of the encoded message beside it
+(:mod:`schemas.signing`), and liveness workers that share the secret refuse heartbeats
+without a valid one. Redis always chooses the entry id (``XADD … *``).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import time
 from collections.abc import Callable, Iterable
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from schemas import __version__
 from schemas.codec import encode
-from schemas.keys import MESSAGE_FIELD, Keys
+from schemas.keys import MESSAGE_FIELD, SIGNATURE_FIELD, Keys
 from schemas.messages import Heartbeat, canonical_uuid
+from schemas.signing import sign
 
 __all__ = ["HEARTBEATS_MAXLEN", "HeartbeatProducer"]
 
@@ -32,7 +39,8 @@ class HeartbeatProducer:
     """Publishes a member's heartbeats from a daemon thread.
 
     ``clock`` returns the member's wall clock in seconds; it is only sent as ``sent_at_ms``
-    for diagnosis (liveness uses the Redis server's clock).
+    for diagnosis (liveness uses the Redis server's clock). ``secret`` (text or bytes;
+    None: unsigned) signs every heartbeat; it is never logged.
     """
 
     def __init__(
@@ -48,6 +56,7 @@ class HeartbeatProducer:
         passive: bool = False,
         version: str = __version__,
         clock: Callable[[], float] = time.time,
+        secret: str | bytes | None = None,
     ) -> None:
         if interval_s <= 0 or delay_s < 0:
             raise ValueError("need interval_s > 0 and delay_s >= 0")
@@ -60,6 +69,7 @@ class HeartbeatProducer:
         self._tags = tuple(tags)
         self._version = version
         self._clock = clock
+        self._secret = secret.encode() if isinstance(secret, str) else secret
         self._started_at_ms = int(clock() * 1000)
         self._lock = threading.Lock()  # guards the fields below
         self._send_lock = threading.Lock()  # one beat at a time: stream order == seq order
@@ -132,10 +142,14 @@ class HeartbeatProducer:
             )
 
     def _send(self, message: Heartbeat) -> bytes | None:
+        payload = encode(message)
+        fields: dict[FieldT, EncodableT] = {MESSAGE_FIELD: payload}
+        if self._secret is not None:
+            fields[SIGNATURE_FIELD] = sign(self._secret, payload)
         try:
             entry_id = self._redis.xadd(
                 self._keys.heartbeats,
-                {MESSAGE_FIELD: encode(message)},
+                fields,
                 maxlen=HEARTBEATS_MAXLEN,
                 approximate=True,
             )

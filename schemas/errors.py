@@ -7,6 +7,9 @@
     ├── DecodeError (ValueError)        a message could not be decoded; keeps the raw bytes
     ├── EmbeddedRedisError (RuntimeError)  the embedded Redis server could not be started/found
     ├── RecordingError (ValueError)     a recording (`qwc record`) is corrupt, truncated or too new
+    ├── ScheduleError (ValueError)      a cron schedule or time zone is invalid, or never fires
+    ├── SpecError (ValueError)          a job spec is invalid: names entry and field
+    │                                   (defined in workers.jobs.spec)
     └── StoreError (RuntimeError)       the SQL store refused an operation
         └── NotFoundError (LookupError) a job, member or execution does not exist
 
@@ -23,6 +26,7 @@ __all__ = [
     "NotFoundError",
     "QwcError",
     "RecordingError",
+    "ScheduleError",
     "StoreError",
 ]
 
@@ -73,6 +77,11 @@ class EmbeddedRedisError(QwcError, RuntimeError):
 class RecordingError(QwcError, ValueError):
     """A recording file that cannot be replayed: not a recording, corrupt, truncated, or
     written by a newer format version. The message says which, and where."""
+
+
+class ScheduleError(QwcError, ValueError):
+    """A cron schedule that is not valid (the message names the field and the syntax it was
+    read as) or never fires, or a time zone that is not known."""
 
 
 class StoreError(QwcError, RuntimeError):

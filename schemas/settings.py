@@ -10,7 +10,9 @@ value, what is allowed, and the file and line (or the environment variable).
 Where a value comes from, highest first: ``overrides`` (by field name, e.g. CLI flags;
 ``None`` means "not given") > environment > config file > default. The config file is
 the ``config_file`` argument, else ``$QWC_CONFIG``, else ``./qwcontrol-config.properties``
-if it exists, else none; a file named by the argument or ``$QWC_CONFIG`` must exist.
+if it exists, else none; a file named by the argument or ``$QWC_CONFIG`` must exist, and
+``/dev/null`` names no file at all. The file must be a regular file (a symlink to one is
+fine) of at most 1 MiB of UTF-8 text (see :mod:`schemas.properties`).
 
 Environment: every key ``qwcontrol.X.Y`` is overridden by ``QWC_`` + ``X.Y`` upper-cased
 with the dots replaced by ``_`` (``qwcontrol.clusterMode.heartbeat.interval`` ->
@@ -20,33 +22,35 @@ with the dots replaced by ``_`` (``qwcontrol.clusterMode.heartbeat.interval`` ->
 unset. An unknown ``QWC_CLUSTERMODE_*`` variable is an error with a "did you mean".
 
 Keys of the file (``cm.`` = ``qwcontrol.clusterMode.``; durations are seconds, decimals
-allowed, finite; lists are comma-separated; policies and booleans in any case):
+allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are at least
+0.01, delays at least 0; lists are comma-separated; policies and booleans in any case):
 
 | key | field | default |
 |---|---|---|
 | `cm.enabled` (true/false) | cluster_mode_enabled | true |
-| `cm.heartbeat.interval` (> 0) | heartbeat_interval_s | 30 |
+| `cm.heartbeat.interval` (>= 0.01) | heartbeat_interval_s | 30 |
 | `cm.heartbeat.delay` (>= 0) | heartbeat_delay_s | 10 |
 | `cm.heartbeat.considerInactive` (> interval) | heartbeat_consider_inactive_s | 150 |
 | `cm.heartbeat.considerDead` (> considerInactive) | heartbeat_consider_dead_s | 300 |
-| `cm.remoteExec.process.interval` (> 0) | remote_exec_process_interval_s | 10 |
+| `cm.heartbeat.secret` (>= 16 characters; never shown) | heartbeat_secret | — |
+| `cm.remoteExec.process.interval` (>= 0.01) | remote_exec_process_interval_s | 10 |
 | `cm.autotakeover.enabled` (true/false) | autotakeover_enabled | false |
 | `cm.autotakeover.policy` (any/static/remoteexecution) | autotakeover_policy | any |
 | `cm.autotakeover.config.allowed` (UUIDs) | autotakeover_allowed | — |
 | `cm.autotakeover.delay` (>= 0) | autotakeover_delay_s | 60 |
-| `cm.autotakeover.sleep` (> 0) | autotakeover_sleep_s | 300 |
+| `cm.autotakeover.sleep` (>= 0.01) | autotakeover_sleep_s | 300 |
 | `cm.autotakeover.massFailure.fraction` (0 < f <= 1) | mass_failure_fraction | 0.5 |
 | `cm.recoverExecutions.enabled` (true/false) | recover_enabled | false |
 | `cm.recoverExecutions.policy` (any/static) | recover_policy | any |
 | `cm.recoverExecutions.config.allowed` or `.allowed` | recover_allowed | — |
 | `cm.recoverExecutions.delay` (>= 0) | recover_delay_s | 30 |
-| `cm.recoverExecutions.sleep` (> 0) | recover_sleep_s | 60 |
+| `cm.recoverExecutions.sleep` (>= 0.01) | recover_sleep_s | 60 |
 | `cm.remoteExecution.policy` (random/roundrobin/preset/load) | remote_execution_policy | none |
 | `cm.remoteExecution.config.allowed` (UUIDs) | remote_execution_allowed | — |
 | `cm.remoteExecution.config.activeOnly` (true/false) | remote_execution_active_only | true |
 | `cm.remoteExecution.config.preferredTags` | remote_execution_preferred_tags | — |
 | `qwcontrol.server.uuid` (a UUID) | server_uuid | — |
-| `qwcontrol.server.name` | server_name | — |
+| `qwcontrol.server.name` (<= 200 printable characters) | server_name | — |
 | `qwcontrol.server.tags` | server_tags | — |
 | `qwcontrol.redis.url` (forms: schemas/redis_urls.py) | redis_url | embedded |
 | `qwcontrol.rq.redis.url` (not a cluster) | rq_redis_url | redis.url, or embedded |
@@ -56,10 +60,29 @@ allowed, finite; lists are comma-separated; policies and booleans in any case):
 | `qwcontrol.manager.token` (never shown) | manager_token | — |
 | `qwcontrol.manager.readToken` (never shown) | manager_read_token | — |
 | `qwcontrol.manager.readOpen` (true/false) | manager_read_open | false |
+| `qwcontrol.manager.maxBodyBytes` (1024..1 GiB) | manager_max_body_bytes | 1048576 |
+| `qwcontrol.scheduler.timeZone` (an IANA zone name) | scheduler_time_zone | UTC |
+| `qwcontrol.executions.output.maxBytes` (1024 to 16777216) | executions_output_max_bytes | 65536 |
+| `qwcontrol.executions.retention.days` (0 to 36500; 0: forever) | executions_retention_days | 30 |
+| `qwcontrol.notifications.webhooks.<name>.url` / `.events` | notification_webhooks | — |
+| `qwcontrol.notifications.secret` (>= 16 characters, never shown) | notification_secret | — |
+| `qwcontrol.notifications.timeout` (0.01 to 300) | notification_timeout_s | 10 |
+| `qwcontrol.notifications.retry.initial` (>= 0.01) | notification_retry_initial_s | 1 |
+| `qwcontrol.notifications.retry.max` (>= 0.01) | notification_retry_max_s | 300 |
+| `qwcontrol.notifications.retry.horizon` (>= 0) | notification_retry_horizon_s | 3600 |
 
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
-``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true.
+``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true. A request
+body over ``manager.maxBodyBytes`` is refused (413) before it is read.
+
+``scheduler_time_zone``: the zone in which the cron schedule of a job without a zone of its
+own is read (``schemas.cron``; ``docs/schedules.md``).
+
+``heartbeat_secret``: when set, members sign their heartbeats (HMAC-SHA256) and liveness
+workers dead-letter unsigned or wrongly signed ones (:mod:`schemas.signing`). Every member
+and liveness worker needs the same value: set it in the environment
+(``QWC_CLUSTERMODE_HEARTBEAT_SECRET``), not in a file every process reads.
 
 ``cluster_mode_enabled``: the product's files hold ``qwcontrol.clusterMode.enabled``; this
 service is cluster mode, so ``false`` makes ``qwc node`` and ``qwc worker …`` refuse to
@@ -69,10 +92,22 @@ UUIDs are stored lower-case. ``mass_failure_fraction``: the guard holds takeover
 MORE than this fraction of the members, and at least 2, would turn dead within one
 ``considerDead`` window.
 
+Executions: each keeps up to ``output.maxBytes`` of its output (its head and its tail when
+it printed more); ``retention.days`` after it ended it is deleted (by the recovery worker).
+
+Notifications (docs/notifications.md): each webhook receiver is ``…webhooks.<name>.url``
+(http or https) and ``…webhooks.<name>.events`` (patterns such as ``member.*``), both
+required; see :mod:`schemas.settings_webhooks`. Its events are POSTed, signed with
+``secret`` when set, each attempt answered within ``timeout``; a failed delivery is
+retried after ``retry.initial`` s, doubling up to ``retry.max`` s, until ``retry.horizon``
+s after the first attempt, then kept in the failed list. Unknown keys under
+``qwcontrol.notifications.`` are errors too.
+
 Rules: ``static`` policies need a non-empty ``allowed`` list of UUIDs, ``preset`` needs
 ``remoteExecution.config.allowed``. Unknown keys under ``qwcontrol.clusterMode.``, and
 known keys spelled in another case, are errors ("did you mean"); other keys are ignored
-(the product's file holds many other settings).
+(the product's file holds many other settings). Keys under ``qwcontrol.executions.`` are
+all ours too: an unknown one is an error as well.
 """
 
 from __future__ import annotations
@@ -99,30 +134,37 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from schemas.settings_rules import Origin, Source, broken_rules
 from schemas.settings_types import (
+    BodyBytes,
     DatabaseUrl,
+    DelaySeconds,
     Flag,
     Fraction,
+    HeartbeatSecret,
     HomeDir,
+    IntervalSeconds,
     Key,
-    NonNegativeSeconds,
-    OptionalText,
+    MemberName,
     OptionalUuid,
-    PositiveSeconds,
+    OutputBytes,
     RecoverPolicy,
     RecoverPolicyValue,
     RedisPrefix,
     RedisUrl,
     RemoteExecutionPolicy,
     RemoteExecutionPolicyValue,
+    RetentionDays,
     RqRedisUrl,
     TagList,
     TakeoverPolicy,
     TakeoverPolicyValue,
+    TimeZoneName,
     Token,
     UuidList,
 )
+from schemas.settings_webhooks import HttpTimeoutSeconds, NotifySecret, WebhookList
 
 _CM = "qwcontrol.clusterMode."
+_NOTIFY = "qwcontrol.notifications."
 
 
 class Settings(BaseSettings):
@@ -131,24 +173,25 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     cluster_mode_enabled: Annotated[Flag, Key(_CM + "enabled")] = True
-    heartbeat_interval_s: Annotated[PositiveSeconds, Key(_CM + "heartbeat.interval")] = 30.0
-    heartbeat_delay_s: Annotated[NonNegativeSeconds, Key(_CM + "heartbeat.delay")] = 10.0
+    heartbeat_interval_s: Annotated[IntervalSeconds, Key(_CM + "heartbeat.interval")] = 30.0
+    heartbeat_delay_s: Annotated[DelaySeconds, Key(_CM + "heartbeat.delay")] = 10.0
     heartbeat_consider_inactive_s: Annotated[
-        PositiveSeconds, Key(_CM + "heartbeat.considerInactive")
+        IntervalSeconds, Key(_CM + "heartbeat.considerInactive")
     ] = 150.0
-    heartbeat_consider_dead_s: Annotated[PositiveSeconds, Key(_CM + "heartbeat.considerDead")] = (
+    heartbeat_consider_dead_s: Annotated[IntervalSeconds, Key(_CM + "heartbeat.considerDead")] = (
         300.0
     )
+    heartbeat_secret: Annotated[HeartbeatSecret, Key(_CM + "heartbeat.secret")] = None
     remote_exec_process_interval_s: Annotated[
-        PositiveSeconds, Key(_CM + "remoteExec.process.interval")
+        IntervalSeconds, Key(_CM + "remoteExec.process.interval")
     ] = 10.0
     autotakeover_enabled: Annotated[Flag, Key(_CM + "autotakeover.enabled")] = False
     autotakeover_policy: Annotated[TakeoverPolicyValue, Key(_CM + "autotakeover.policy")] = (
         TakeoverPolicy.ANY
     )
     autotakeover_allowed: Annotated[UuidList, Key(_CM + "autotakeover.config.allowed")] = ()
-    autotakeover_delay_s: Annotated[NonNegativeSeconds, Key(_CM + "autotakeover.delay")] = 60.0
-    autotakeover_sleep_s: Annotated[PositiveSeconds, Key(_CM + "autotakeover.sleep")] = 300.0
+    autotakeover_delay_s: Annotated[DelaySeconds, Key(_CM + "autotakeover.delay")] = 60.0
+    autotakeover_sleep_s: Annotated[IntervalSeconds, Key(_CM + "autotakeover.sleep")] = 300.0
     recover_enabled: Annotated[Flag, Key(_CM + "recoverExecutions.enabled")] = False
     recover_policy: Annotated[RecoverPolicyValue, Key(_CM + "recoverExecutions.policy")] = (
         RecoverPolicy.ANY
@@ -157,8 +200,8 @@ class Settings(BaseSettings):
         UuidList,
         Key(_CM + "recoverExecutions.config.allowed", also=(_CM + "recoverExecutions.allowed",)),
     ] = ()
-    recover_delay_s: Annotated[NonNegativeSeconds, Key(_CM + "recoverExecutions.delay")] = 30.0
-    recover_sleep_s: Annotated[PositiveSeconds, Key(_CM + "recoverExecutions.sleep")] = 60.0
+    recover_delay_s: Annotated[DelaySeconds, Key(_CM + "recoverExecutions.delay")] = 30.0
+    recover_sleep_s: Annotated[IntervalSeconds, Key(_CM + "recoverExecutions.sleep")] = 60.0
     remote_execution_policy: Annotated[
         RemoteExecutionPolicyValue, Key(_CM + "remoteExecution.policy")
     ] = RemoteExecutionPolicy.NONE
@@ -171,7 +214,7 @@ class Settings(BaseSettings):
     ] = ()
     mass_failure_fraction: Annotated[Fraction, Key(_CM + "autotakeover.massFailure.fraction")] = 0.5
     server_uuid: Annotated[OptionalUuid, Key("qwcontrol.server.uuid")] = None
-    server_name: Annotated[OptionalText, Key("qwcontrol.server.name")] = None
+    server_name: Annotated[MemberName, Key("qwcontrol.server.name")] = None
     server_tags: Annotated[TagList, Key("qwcontrol.server.tags")] = ()
     redis_url: Annotated[RedisUrl, Key("qwcontrol.redis.url")] = None
     redis_prefix: Annotated[RedisPrefix, Key("qwcontrol.redis.prefix")] = "qwc"
@@ -183,6 +226,25 @@ class Settings(BaseSettings):
     manager_token: Annotated[Token, Key("qwcontrol.manager.token")] = None
     manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
     manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
+    manager_max_body_bytes: Annotated[BodyBytes, Key("qwcontrol.manager.maxBodyBytes")] = 1048576
+    # -- the schedules of jobs (schemas.cron) --
+    scheduler_time_zone: Annotated[TimeZoneName, Key("qwcontrol.scheduler.timeZone")] = "UTC"
+    # -- executions: output and retention ---------------------------------------------
+    executions_output_max_bytes: Annotated[
+        OutputBytes, Key("qwcontrol.executions.output.maxBytes")
+    ] = 64 * 1024
+    executions_retention_days: Annotated[
+        RetentionDays, Key("qwcontrol.executions.retention.days")
+    ] = 30.0
+    # ---------------------------------------------------------------------------------
+    # -- notifications (docs/notifications.md) ------------------------------------------
+    notification_webhooks: Annotated[WebhookList, Key(_NOTIFY + "webhooks")] = ()
+    notification_secret: Annotated[NotifySecret, Key(_NOTIFY + "secret")] = None
+    notification_timeout_s: Annotated[HttpTimeoutSeconds, Key(_NOTIFY + "timeout")] = 10.0
+    notification_retry_initial_s: Annotated[IntervalSeconds, Key(_NOTIFY + "retry.initial")] = 1.0
+    notification_retry_max_s: Annotated[IntervalSeconds, Key(_NOTIFY + "retry.max")] = 300.0
+    notification_retry_horizon_s: Annotated[DelaySeconds, Key(_NOTIFY + "retry.horizon")] = 3600.0
+    # -----------------------------------------------------------------------------------
 
     # field -> (origin, value it was loaded with); filled by load_settings only
     _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)
@@ -211,15 +273,18 @@ def find_config_file(
     config_file: str | Path | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Path | None:
     """The file :func:`load_settings` reads: ``config_file``, else ``$QWC_CONFIG``, else
-    ``./qwcontrol-config.properties`` if it exists, else None. Does not check existence
-    of an explicitly named file."""
+    ``./qwcontrol-config.properties`` if it exists (as anything: a directory or FIFO of
+    that name is refused when read, not skipped), else None. ``/dev/null`` means None.
+    Does not check existence of an explicitly named file."""
     environ = os.environ if environ is None else environ
     if config_file is not None and str(config_file) != "":
-        return Path(config_file)
-    if environ.get("QWC_CONFIG"):
-        return Path(environ["QWC_CONFIG"])
-    default = Path("qwcontrol-config.properties")
-    return default if default.is_file() else None
+        named = Path(config_file)
+    elif environ.get("QWC_CONFIG"):
+        named = Path(environ["QWC_CONFIG"])
+    else:
+        default = Path("qwcontrol-config.properties")
+        return default if os.path.lexists(default) else None
+    return None if str(named) == os.devnull else named
 
 
 def load_settings(

@@ -1,4 +1,4 @@
-"""The value types of the settings: policies, seconds, flags, UUID lists, URLs.
+"""The value types of the settings: policies, seconds, flags, UUID lists, URLs, names, sizes.
 
 Each type is an ``Annotated`` alias that parses the text of a properties file or an
 environment variable (``"0.2"``, ``"True"``, ``"RoundRobin"``, ``"a,b"``) as well as the
@@ -11,27 +11,35 @@ the property key (and its environment variables) of a settings field.
 from __future__ import annotations
 
 __all__ = [
+    "MAX_BODY_BYTES_RANGE",
+    "MAX_DURATION_S",
+    "MIN_INTERVAL_S",
     "Allowed",
+    "BodyBytes",
     "DatabaseUrl",
+    "DelaySeconds",
     "Flag",
     "Fraction",
+    "HeartbeatSecret",
     "HomeDir",
+    "IntervalSeconds",
     "Key",
+    "MemberName",
     "MemberUuid",
-    "NonNegativeSeconds",
-    "OptionalText",
     "OptionalUuid",
-    "PositiveSeconds",
+    "OutputBytes",
     "RecoverPolicy",
     "RecoverPolicyValue",
     "RedisPrefix",
     "RedisUrl",
     "RemoteExecutionPolicy",
     "RemoteExecutionPolicyValue",
+    "RetentionDays",
     "RqRedisUrl",
     "TagList",
     "TakeoverPolicy",
     "TakeoverPolicyValue",
+    "TimeZoneName",
     "Token",
     "UuidList",
     "ValueDetail",
@@ -46,7 +54,20 @@ from typing import Annotated, Any
 from annotated_types import Ge, Gt, Le
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, SecretStr
 
+from schemas.errors import ScheduleError
+from schemas.messages import MEMBER_NAME_MAX_CHARS
 from schemas.redis_urls import Topology, parse_redis_url
+from schemas.timezones import validate_time_zone
+
+# Every duration lies in a range (seconds). Intervals, sleeps and thresholds start at 10 ms:
+# below that the loops spin, and millisecond arithmetic rounds to 0 (Redis refuses the
+# ``SET … PX 0`` of an autotakeover.sleep of 1e-9); through Settings the test suite uses
+# 0.1 s at the least. Delays may be 0. A week bounds them all (their milliseconds stay far
+# inside Redis' integer range, and a week-long heartbeat is a typo).
+MIN_INTERVAL_S = 0.01
+MAX_DURATION_S = 7 * 24 * 3600.0
+# qwcontrol.manager.maxBodyBytes: the largest request body the manager accepts, bytes.
+MAX_BODY_BYTES_RANGE = (1024, 1024**3)
 
 
 class TakeoverPolicy(StrEnum):
@@ -174,6 +195,13 @@ def _database_url(value: str | None) -> str | None:
     return value
 
 
+def _time_zone(value: str) -> str:
+    try:
+        return validate_time_zone(value)
+    except ScheduleError as exc:
+        raise ValueDetail(str(exc)) from None
+
+
 def _prefix(value: str) -> str:
     if not _PREFIX.fullmatch(value):
         raise ValueError("letters, digits, '-', '_' and '.' only")
@@ -187,23 +215,43 @@ def _directory(value: Any) -> Any:
     return value
 
 
+def _member_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > MEMBER_NAME_MAX_CHARS:
+        raise ValueDetail(f"it has {len(value)} characters")
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        raise ValueDetail(f"{bad!r} is not printable")
+    return value
+
+
 def _one_of(enum: type[StrEnum]) -> Allowed:
     return Allowed("one of: " + ", ".join(member.value for member in enum) + " (any case)")
 
 
-PositiveSeconds = Annotated[
+IntervalSeconds = Annotated[
     float,
     BeforeValidator(_strip),
-    Gt(0),
+    Ge(MIN_INTERVAL_S),
+    Le(MAX_DURATION_S),
     AllowInfNan(False),
-    Allowed("a finite number of seconds > 0"),
+    Allowed(f"a number of seconds from {MIN_INTERVAL_S:g} to {MAX_DURATION_S:g} (7 days)"),
 ]
-NonNegativeSeconds = Annotated[
+DelaySeconds = Annotated[
     float,
     BeforeValidator(_strip),
     Ge(0),
+    Le(MAX_DURATION_S),
     AllowInfNan(False),
-    Allowed("a finite number of seconds >= 0"),
+    Allowed(f"a number of seconds from 0 to {MAX_DURATION_S:g} (7 days)"),
+]
+BodyBytes = Annotated[
+    int,
+    BeforeValidator(_strip),
+    Ge(MAX_BODY_BYTES_RANGE[0]),
+    Le(MAX_BODY_BYTES_RANGE[1]),
+    Allowed(f"a whole number of bytes from {MAX_BODY_BYTES_RANGE[0]} to {MAX_BODY_BYTES_RANGE[1]}"),
 ]
 Fraction = Annotated[
     float,
@@ -229,7 +277,15 @@ OptionalUuid = Annotated[
     BeforeValidator(_empty_to_none),
     Allowed("a UUID such as 0e5f6c3a-8d1b-4c2e-9f70-1a2b3c4d5e6f"),
 ]
-OptionalText = Annotated[str | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+MemberName = Annotated[
+    str | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_member_name),
+    Allowed(
+        f"at most {MEMBER_NAME_MAX_CHARS} printable characters "
+        "(letters, digits, punctuation, spaces; no tabs, newlines or control characters)"
+    ),
+]
 RedisUrl = Annotated[
     str | None,
     BeforeValidator(_empty_to_none),
@@ -259,7 +315,48 @@ RedisPrefix = Annotated[
     Allowed("a non-empty prefix of letters, digits, '-', '_' and '.'"),
 ]
 HomeDir = Annotated[Path, BeforeValidator(_directory), Allowed("a directory path")]
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_time_zone),
+    Allowed("an IANA time zone name such as UTC, Europe/Paris or America/New_York"),
+]
 Token = Annotated[SecretStr | None, BeforeValidator(_empty_to_none), Allowed("any text")]
+HEARTBEAT_SECRET_MIN_CHARS = 16
+
+
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    chars = 0 if value is None else len(value.get_secret_value())
+    if value is not None and chars < HEARTBEAT_SECRET_MIN_CHARS:
+        raise ValueDetail(f"{chars} characters are too few to be guessed hard")
+    return value
+
+
+HeartbeatSecret = Annotated[
+    SecretStr | None,
+    BeforeValidator(_empty_to_none),
+    AfterValidator(_long_enough),
+    Allowed(f"at least {HEARTBEAT_SECRET_MIN_CHARS} characters, set in the environment"),
+]
+# -- executions: output and retention --------------------------------------------------
+OUTPUT_MIN_BYTES = 1024
+OUTPUT_MAX_BYTES = 16 * 1024 * 1024
+OutputBytes = Annotated[
+    int,
+    BeforeValidator(_strip),
+    Ge(OUTPUT_MIN_BYTES),
+    Le(OUTPUT_MAX_BYTES),
+    Allowed(f"a whole number of bytes from {OUTPUT_MIN_BYTES} to {OUTPUT_MAX_BYTES}"),
+]
+RETENTION_MAX_DAYS = 36500
+RetentionDays = Annotated[
+    float,
+    BeforeValidator(_strip),
+    Ge(0),
+    Le(RETENTION_MAX_DAYS),
+    AllowInfNan(False),
+    Allowed(f"a number of days from 0 to {RETENTION_MAX_DAYS} (0: keep executions forever)"),
+]
+# ---------------------------------------------------------------------------------------
 TakeoverPolicyValue = Annotated[TakeoverPolicy, BeforeValidator(_lower), _one_of(TakeoverPolicy)]
 RecoverPolicyValue = Annotated[RecoverPolicy, BeforeValidator(_lower), _one_of(RecoverPolicy)]
 RemoteExecutionPolicyValue = Annotated[

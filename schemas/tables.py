@@ -15,11 +15,15 @@ Conventions:
                      (NULL: never heard, e.g. an orphaned job owner), state changed
     scheduled_jobs   id PK; (project, group_name, name) unique; owner_uuid + owner_epoch
                      (the fence: every owner change increments the epoch); last_fire_ms is
-                     the last fire time claimed
+                     the last fire time claimed; what runs: executor (kind) with command
+                     (argv, kind ``command``) or executor_spec (the other kinds); timeout_s
+                     (NULL: none) and concurrency (allow|forbid|replace)
     executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of
                      (first execution of the chain), trigger, fire_ms (not before: a retry's
                      fire_ms is when its delay ends), queued_ms (when its member put it on
-                     its RQ queue; NULL: not yet), owner_epoch
+                     its RQ queue; NULL: not yet), owner_epoch; reason (why it was skipped,
+                     aborted, replaced, timed out); output (bounded: head and tail;
+                     output_tail is what releases before 0003 wrote)
     takeovers        audit of takeover proposals, proposal_id unique
     recoveries       audit of recovery proposals, proposal_id unique
     commands         remote execute / abort commands: the record behind each message on a
@@ -46,13 +50,17 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
     "COMMAND_ACTIONS",
     "COMMAND_STATUSES",
+    "CONCURRENCY_POLICIES",
     "EXECUTION_STATUSES",
     "EXECUTION_TRIGGERS",
+    "EXECUTOR_KINDS",
+    "FINAL_EXECUTION_STATUSES",
     "MEMBER_STATES",
     "NAMING_CONVENTION",
     "TAKEOVER_OUTCOMES",
@@ -66,10 +74,14 @@ __all__ = [
 ]
 
 MEMBER_STATES = ("active", "inactive", "dead", "unknown")
-EXECUTION_STATUSES = ("scheduled", "running", "succeeded", "failed", "aborted", "incomplete")
+# 0003: timedout (the job's timeout ended it), skipped (its concurrency policy refused a fire).
+FINAL_EXECUTION_STATUSES = ("succeeded", "failed", "aborted", "incomplete", "timedout", "skipped")
+EXECUTION_STATUSES = ("scheduled", "running", *FINAL_EXECUTION_STATUSES)
 EXECUTION_TRIGGERS = ("schedule", "manual", "retry", "remote")
 COMMAND_ACTIONS = ("execute", "abort")
 COMMAND_STATUSES = ("pending", "done", "expired", "failed", "cancelled")
+CONCURRENCY_POLICIES = ("allow", "forbid", "replace")  # 0003, as Kubernetes' concurrencyPolicy
+EXECUTOR_KINDS = ("command", "shell", "http", "python")  # 0003
 TAKEOVER_OUTCOMES = ("committed", "cancelled", "skipped", "no_destination", "held", "manual")
 
 # Deterministic constraint names, so migrations can name what they alter or drop.
@@ -117,7 +129,7 @@ scheduled_jobs = Table(
     Column("project", String(NAME_LEN), nullable=False),
     Column("group_name", String(NAME_LEN), nullable=False),
     Column("name", String(NAME_LEN), nullable=False),
-    Column("command", JSON, nullable=False),
+    Column("command", JSON, nullable=False),  # argv of executor "command"; [] for the others
     Column("schedule", String(NAME_LEN), nullable=True),
     Column("enabled", Boolean, nullable=False),
     Column("owner_uuid", String(UUID_LEN), nullable=False, index=True),
@@ -129,17 +141,28 @@ scheduled_jobs = Table(
     Column("modified_by", String(UUID_LEN), nullable=False),
     Column("modified_ms", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    # 0003. executor_spec: {} for "command" (its argv is ``command``), {"script"} for
+    # "shell", {"method", "url", …} for "http", {"callable", "kwargs"} for "python". The
+    # database defaults are what rows written by the previous release get (a command job,
+    # overlapping runs allowed: its behaviour); the code gives new jobs "forbid".
+    Column("executor", String(16), nullable=False, server_default="command"),
+    Column("executor_spec", JSON, nullable=False, server_default=text("'{}'")),
+    Column("timeout_s", Float, nullable=True),
+    Column("concurrency", String(16), nullable=False, server_default="allow"),
     UniqueConstraint("project", "group_name", "name"),
     CheckConstraint("owner_epoch >= 1", name="owner_epoch"),
     CheckConstraint("retry_count >= 0", name="retry_count"),
     CheckConstraint("retry_delay_s >= 0", name="retry_delay_s"),
+    CheckConstraint(_one_of("executor", EXECUTOR_KINDS), name="executor"),
+    CheckConstraint(_one_of("concurrency", CONCURRENCY_POLICIES), name="concurrency"),
+    CheckConstraint("timeout_s IS NULL OR timeout_s > 0", name="timeout_s"),
 )
 
 executions = Table(
     "executions",
     metadata,
     Column("id", String(UUID_LEN), primary_key=True),
-    Column("job_id", String(UUID_LEN), ForeignKey("scheduled_jobs.id"), nullable=False, index=True),
+    Column("job_id", String(UUID_LEN), ForeignKey("scheduled_jobs.id"), nullable=False),
     Column("member_uuid", String(UUID_LEN), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempt", Integer, nullable=False),
@@ -151,11 +174,18 @@ executions = Table(
     Column("started_ms", BigInteger, nullable=True),
     Column("ended_ms", BigInteger, nullable=True),
     Column("exit_code", Integer, nullable=True),
+    # Written by releases before 0003 (the last 4 KiB); read only as a fallback of output.
     Column("output_tail", Text, nullable=True),
     Column("rq_job_id", String(128), nullable=True),
     Column("queued_ms", BigInteger, nullable=True),  # 0002
+    Column("reason", Text, nullable=True),  # 0003
+    Column("output", Text, nullable=True),  # 0003: head and tail, up to output.maxBytes
     # member_uuid leads, so this index also serves lookups by member alone.
     Index(None, "member_uuid", "status"),
+    # 0003: a fire finds the job's running executions without reading all of its history
+    # (replaces the index on job_id alone); retention finds old ended executions in order.
+    Index(None, "job_id", "status"),
+    Index(None, "ended_ms"),
     CheckConstraint(_one_of("status", EXECUTION_STATUSES), name="status"),
     CheckConstraint(_one_of("trigger", EXECUTION_TRIGGERS), name="trigger"),
     CheckConstraint("attempt >= 1", name="attempt"),

@@ -1,6 +1,9 @@
 """Shared fixtures: real Redis (the embedded server, and QWC_TEST_REDIS_URL when set), real SQL
 (SQLite, and QWC_TEST_DATABASE_URL when set), ``cluster`` for runs of real ``qwc``
-processes, and the manager's app on those servers (``api``, ``make_api``, ``cluster_view``).
+processes, the manager's app on those servers (``api``, ``make_api``, ``cluster_view``),
+``isolated_settings`` (no QWC_* variable, a working directory of its own), ``run`` for
+in-process ``qwc`` commands on the test's database, ``qwc`` for them on the test's Redis and
+database, ``threads`` for workers running in-process, and ``browser`` (headless Chromium).
 
 Which servers a test runs on (tests/backends.py):
 
@@ -20,11 +23,15 @@ answer fails the test; it is never skipped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
 from tests.backends import parametrize_backends
+from tests.fixtures_browser import browser  # noqa: F401
+from tests.fixtures_cli import run  # noqa: F401
 from tests.fixtures_cluster import cluster  # noqa: F401
 from tests.fixtures_redis import embedded_redis_url, r, redis_url  # noqa: F401
 from tests.fixtures_sql import db_url, store  # noqa: F401
@@ -45,3 +52,13 @@ def pytest_runtest_makereport(
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No QWC_* variable of the caller, and a working directory without a config file
+    (``tmp_path``): what the settings tests load is what they wrote."""
+    for name in list(os.environ):
+        if name.startswith("QWC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -8,16 +8,17 @@ test; a server that does not answer makes the test fail (never skip).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from tests.backends import DATABASE_URL_ENV
 from workers.store import Store, create_store_engine, upgrade
 
-__all__ = ["db_url", "reset_postgres_schema", "store"]
+__all__ = ["db_url", "reset_postgres_schema", "run_threads", "store"]
 
 
 def reset_postgres_schema(url: str) -> None:
@@ -51,3 +52,17 @@ def store(db_url: str) -> Iterator[Store]:
         yield Store(engine)
     finally:
         engine.dispose()
+
+
+def run_threads(targets: Sequence[Callable[[], object]], engines: Sequence[Engine]) -> None:
+    """Run ``targets`` in threads at once and wait for them (60 s each at most); dispose
+    ``engines`` (theirs) afterwards, whatever happened."""
+    threads = [threading.Thread(target=target) for target in targets]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -11,8 +11,6 @@ test's Redis and database.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from schemas.keys import Keys
 from schemas.messages import Heartbeat, MemberState
 from schemas.settings import Settings
 from tests.cluster import wait_for
+from tests.fixtures_cli import json_of
 from workers.bus.connect import connect
 from workers.bus.streams import server_time_ms
 from workers.cli.main import cli
@@ -237,18 +236,15 @@ class Qwc:
         return invoke(self.env, *args)
 
     def json(self, *args: str) -> Any:
-        result = self(*args, "--json")
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
+        return json_of(self(*args, "--json"))
 
 
 @pytest.fixture
-def qwc(redis_url: str, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Qwc:
-    """The CLI in a working directory without a config file, without the caller's QWC_*
-    settings, on ``redis_url`` and ``db_url`` (migrated by the ``store`` fixture)."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("QWC_") and not name.startswith("QWC_TEST_"):
-            monkeypatch.delenv(name)
+def qwc(redis_url: str, db_url: str, isolated_settings: None, tmp_path: Path) -> Qwc:
+    """The CLI on ``redis_url`` and ``db_url`` (migrated by the ``store`` fixture), without
+    the caller's QWC_* variables, in a working directory without a config file.
+
+    ``isolated_settings`` comes after ``redis_url`` and ``db_url``: it removes QWC_TEST_*
+    too."""
     home = str(tmp_path / "home")
     return Qwc({"QWC_REDIS_URL": redis_url, "QWC_DATABASE_URL": db_url, "QWC_HOME": home})

@@ -20,7 +20,7 @@ import redis
 
 from tests.cluster import wait_for
 
-__all__ = ["RedisCluster3", "SentinelSet", "free_ports", "redis_server_binary"]
+__all__ = ["RedisCluster3", "SentinelSet", "answers", "free_ports", "redis_server_binary"]
 
 SENTINEL_SERVICE = "qwc-test"
 
@@ -88,7 +88,8 @@ def _plain(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2)
 
 
-def _answers(port: int) -> bool:
+def answers(port: int) -> bool:
+    """Whether a Redis server on loopback ``port`` answers PING."""
     client = _plain(port)
     try:
         return bool(client.ping())
@@ -138,7 +139,7 @@ class RedisCluster3:
                     ],
                 )
             for port in ports:
-                wait_for(lambda p=port: _answers(p), timeout_s=10, what=f"redis {port} up")
+                wait_for(lambda p=port: answers(p), timeout_s=10, what=f"redis {port} up")
             thirds = [(0, 5460), (5461, 10922), (10923, 16383)]
             for port, (first, last) in zip(ports, thirds, strict=True):
                 client = _plain(port)
@@ -242,7 +243,7 @@ class SentinelSet:
             )
             servers.spawn("sentinel", [str(conf), "--sentinel"])
             for port in (primary_port, replica_port, sentinel_port):
-                wait_for(lambda p=port: _answers(p), timeout_s=10, what=f"redis {port} up")
+                wait_for(lambda p=port: answers(p), timeout_s=10, what=f"redis {port} up")
             made = cls(primary_port, replica_port, sentinel_port, servers, primary)
             wait_for(made.replica_in_sync, timeout_s=20, every_s=0.1, what="replica in sync")
 

@@ -12,6 +12,7 @@ from workers.bus.connect import (
     SOCKET_CONNECT_TIMEOUT_S,
     SOCKET_TIMEOUT_S,
     connect,
+    redis_client_name,
     redis_url_for,
 )
 from workers.bus.embedded import EmbeddedRedis
@@ -32,6 +33,23 @@ def test_client_settings(redis_url: str) -> None:
     finally:
         client.delete("k")
         client.close()
+
+
+def test_a_client_name_redis_would_refuse_is_made_acceptable(redis_url: str) -> None:
+    # CLIENT SETNAME refuses spaces and control characters: `qwc node --name "web 1"`
+    # connected as "node-web 1" and died with a traceback
+    client = connect(redis_url, client_name="node-web 1\tcaf\u00e9")
+    try:
+        assert client.ping() is True
+        assert client.client_getname() == "node-web_1_caf_"
+    finally:
+        client.close()
+
+
+def test_redis_client_name_keeps_what_redis_accepts() -> None:
+    kept = "".join(chr(c) for c in range(ord("!"), ord("~") + 1))
+    assert redis_client_name(kept) == kept
+    assert redis_client_name("a b\nc\x00d\u00fc\x7f") == "a_b_c_d__"
 
 
 def test_retries_can_be_turned_on() -> None:

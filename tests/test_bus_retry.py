@@ -56,6 +56,7 @@ class _DBAPIDisconnect(Exception):
         (redis.exceptions.BusyLoadingError("loading"), True),
         (redis.ResponseError("LOADING Redis is loading the dataset in memory"), True),
         (redis.ResponseError("TRYAGAIN multi-key request during resharding"), True),
+        (redis.ResponseError("NOGROUP No such key 's' or consumer group 'g'"), True),
         (redis.ResponseError("WRONGTYPE Operation against a key"), False),
         (redis.exceptions.AuthenticationError("invalid password"), False),
         (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed")), True),

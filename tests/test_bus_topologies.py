@@ -15,13 +15,15 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from schemas.keys import Keys
+from schemas.codec import encode
+from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
 from schemas.settings import Settings
 from tests.cluster import wait_for
 from tests.redis_topologies import RedisCluster3, SentinelSet
 from workers.bus.connect import connect, rq_redis_url_for, shares_rq_redis
 from workers.bus.embedded import EmbeddedRedis
+from workers.bus.future import dead_letter_future
 from workers.bus.streams import (
     ack,
     decode_entries,
@@ -144,6 +146,23 @@ def test_cluster_runs_pipelines_streams_and_the_clock_script(cluster_client: red
     assert (second.view_created, second.view_started_ms) == (False, first.now_ms)
     assert second.candidates == [MEMBER]
     assert entry_ms(ids[-1]) <= second.now_ms <= server_time_ms(r)
+
+
+def test_cluster_repairs_future_heartbeats_in_one_slot(cluster_client: redis.Redis) -> None:
+    """The future-id repair script (two keys, TIME, XINFO, XSETID, XGROUP SETID) runs on the
+    node owning the ``{qwc}`` slot."""
+    r, keys = cluster_client, Keys()
+    ensure_group(r, keys.heartbeats, "liveness")
+    publish(r, keys.heartbeats, _beat(1))
+    future_id = f"{server_time_ms(r) + 3_600_000}-0".encode()
+    r.xadd(keys.heartbeats, {MESSAGE_FIELD: encode(_beat(2))}, id=future_id)
+    read_group(r, keys.heartbeats, "liveness", "c1", count=10, block_ms=None)
+    repair = dead_letter_future(r, keys, keys.heartbeats, now_ms=server_time_ms(r))
+    assert repair.dead_lettered == [future_id] and repair.set_back_to is not None
+    later = publish(r, keys.heartbeats, _beat(3))
+    assert later is not None and entry_ms(later) <= server_time_ms(r)
+    entries = read_group(r, keys.heartbeats, "liveness", "c1", count=10, block_ms=None)
+    assert [e for e, _ in entries] == [later]
 
 
 def test_cluster_clock_is_the_node_owning_the_prefix_slot(

@@ -147,6 +147,29 @@ def test_execute_schedules_the_execution_once_even_when_redelivered(
     assert r.xlen(KEYS.dead_letters) == 0 and unacked(r, m) == 0
 
 
+def test_a_remote_run_follows_the_jobs_concurrency_policy(
+    r: redis.Redis, store: Store, v: View, s: Settings
+) -> None:
+    """forbid: a run of a job still running elsewhere is recorded skipped, with the reason,
+    and the command is done (nothing to retry)."""
+    m, other = new_uuid(), new_uuid()
+    v.beat(m)
+    job = add_job(store, m)  # a new job: forbid
+    running = insert_execution(
+        store, job_id=job, member_uuid=other, trigger="schedule", fire_ms=1, now_ms=now_ms()
+    )
+    start_execution(store, running, now_ms=now_ms())
+    issued = request_execute(r, store, s, job_ref=job, on_uuid=m, issued_by="me")
+    (done,) = processor(r, store, m).process()
+    assert issued.command.execution_id is not None
+    skipped = get_execution(store, issued.command.execution_id)
+    reason = f"concurrency forbid: execution {running} is still running on member {other}"
+    assert (skipped.status, skipped.trigger, skipped.reason) == ("skipped", "remote", reason)
+    assert done.status == "done" and done.detail.endswith(f"skipped on {m}: {reason}")
+    assert get_command(store, issued.command.id).detail == done.detail
+    assert get_execution(store, running).status == "running"
+
+
 def test_an_expired_command_is_recorded_expired_and_does_nothing(
     r: redis.Redis, store: Store
 ) -> None:

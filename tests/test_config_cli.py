@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from schemas.settings import Settings
 from workers.cli.main import cli
 
 DATA = Path(__file__).parent / "data" / "config"
@@ -22,13 +23,7 @@ CM = "qwcontrol.clusterMode."
 QWC = Path(sys.executable).parent / "qwc"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No QWC_* variable of the caller, and a working directory without a config file."""
-    for name in list(os.environ):
-        if name.startswith("QWC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -68,7 +63,8 @@ def test_seed_file_prints_every_key_with_value_and_origin() -> None:
     assert line_of(result.stdout, CM + "autotakeover.delay")[1:] == ["60", f"{SEED}:26"]
     assert line_of(result.stdout, CM + "recoverExecutions.policy")[1:] == ["any", f"{SEED}:36"]
     assert line_of(result.stdout, "qwcontrol.redis.prefix")[1:] == ["qwc", "default"]
-    assert len([line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]) == 32
+    keys = [line for line in result.stdout.splitlines() if line.startswith("qwcontrol.")]
+    assert len(keys) == len(Settings.model_fields)
     assert result.stderr == ""
 
 

@@ -161,7 +161,8 @@ def _long(execution_id: str, member: str, status: str, attempt: int) -> Executio
         started_ms=11_100,
         ended_ms=14_000,
         exit_code=None,
-        output_tail=None,
+        output=None,
+        reason=None,
         rq_job_id=None,
         queued_ms=11_050,
     )

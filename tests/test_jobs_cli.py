@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
+from tests.fixtures_cli import json_of
 from workers.cli.main import cli
 from workers.store import Store, create_job, get_job, insert_execution, list_jobs, start_execution
 
@@ -20,27 +21,8 @@ B = "bbbbbbbb-0000-4000-8000-000000000002"
 CLEARED = ("QWC_CONFIG", "QWC_DATABASE_URL", "QWC_DATASOURCE_URL", "QWC_HOME", "QWC_REDIS_URL")
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, store: Store) -> Any:
-    """``run(*args, **env)``: invoke ``qwc`` on the test's (migrated) database."""
-    monkeypatch.chdir(tmp_path)  # no ./qwcontrol-config.properties
-    for name in (*CLEARED, "QWC_SERVER_UUID"):
-        monkeypatch.delenv(name, raising=False)
-    base = {"QWC_DATABASE_URL": db_url, "QWC_HOME": str(tmp_path / "home")}
-
-    def invoke(*args: str, **env: str) -> Result:
-        return CliRunner().invoke(cli, list(args), env={**base, **env})
-
-    return invoke
-
-
-def _json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def test_add_creates_a_job_owned_by_as(run: Any, store: Store) -> None:
-    job = _json(
+    job = json_of(
         run(
             "jobs", "add", "backup", "--command", "tar czf '/tmp/a b.tgz' /etc",
             "--schedule", " */10  * * * * *", "--project", "ops", "--group", "nightly",
@@ -53,7 +35,7 @@ def test_add_creates_a_job_owned_by_as(run: Any, store: Store) -> None:
     assert (job["schedule"], job["retry_count"], job["retry_delay_s"]) == ("*/10 * * * * *", 2, 1.5)
     stored = get_job(store, job["id"])
     assert (stored.modified_by, stored.command) == (A, ("tar", "czf", "/tmp/a b.tgz", "/etc"))
-    listed = _json(run("jobs", "list", "--json"))
+    listed = json_of(run("jobs", "list", "--json"))
     assert [j["id"] for j in listed] == [job["id"]] and listed[0] == job
 
 
@@ -61,7 +43,7 @@ def test_add_defaults_the_owner_to_the_server_uuid_and_runs_on_demand(run: Any) 
     result = run("jobs", "add", "ping", "--command", "true", "--disabled", QWC_SERVER_UUID=B)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("job ") and f"default/ping, owner {B}" in result.stdout
-    (job,) = _json(run("jobs", "list", "--json"))
+    (job,) = json_of(run("jobs", "list", "--json"))
     assert (job["owner_uuid"], job["schedule"], job["enabled"]) == (B, None, False)
 
 
@@ -69,7 +51,7 @@ def test_add_defaults_the_owner_to_the_server_uuid_and_runs_on_demand(run: Any) 
     ("args", "message"),
     [
         (["--schedule", "61 * * * *", "--as", A], "minute field '61' is not acceptable"),
-        (["--schedule", "* * * * * * *", "--as", A], "has 7 field(s)"),
+        (["--schedule", "* * * * * * *", "--as", A], "Quartz needs '?' in day-of-month"),
         (["--schedule", "0 0 30 2 *", "--as", A], "never fires"),
         (["--as", "not-a-uuid"], "'not-a-uuid' is not a member UUID"),
         ([], "no owner: pass --as UUID"),
@@ -105,9 +87,9 @@ def test_list_filters_by_owner_and_project(run: Any, store: Store) -> None:
             store, project=project, group_name="", name=name, command=["true"],
             schedule=None, modified_by=owner, now_ms=1,
         )  # fmt: skip
-    by_owner = _json(run("jobs", "list", "--owner", A.upper(), "--json"))
+    by_owner = json_of(run("jobs", "list", "--owner", A.upper(), "--json"))
     assert [j["name"] for j in by_owner] == ["a", "c"]
-    both = _json(run("jobs", "list", "--owner", A, "--project", "ops", "--json"))
+    both = json_of(run("jobs", "list", "--owner", A, "--project", "ops", "--json"))
     assert [j["name"] for j in both] == ["a"]
     table = run("jobs", "list", "--project", "ops")
     assert table.exit_code == 0 and "jobs (2)" in table.stdout and "(on demand)" in table.stdout
@@ -135,7 +117,7 @@ def test_import_yaml_creates_every_job(run: Any, tmp_path: Path) -> None:
     (tmp_path / "jobs.yaml").write_text(YAML_JOBS)
     result = run("jobs", "import", "jobs.yaml", QWC_SERVER_UUID=A)
     assert (result.exit_code, result.stdout) == (0, "imported 3 job(s) from jobs.yaml\n")
-    jobs = {j["name"]: j for j in _json(run("jobs", "list", "--json"))}
+    jobs = {j["name"]: j for j in json_of(run("jobs", "list", "--json"))}
     assert jobs["backup"]["owner_uuid"] == A and jobs["backup"]["group"] == "nightly"
     assert (jobs["backup"]["retry_count"], jobs["backup"]["retry_delay_s"]) == (3, 2.5)
     assert jobs["report"]["command"] == ["python", "-c", "print('hi there')"]
@@ -146,7 +128,7 @@ def test_import_yaml_creates_every_job(run: Any, tmp_path: Path) -> None:
 def test_import_json_prints_the_created_jobs(run: Any, tmp_path: Path) -> None:
     entries = [{"name": "j1", "command": ["true"], "as": A}, {"name": "j2", "command": "false"}]
     (tmp_path / "jobs.JSON").write_text(json.dumps(entries))
-    created = _json(run("jobs", "import", "jobs.JSON", "--json", QWC_SERVER_UUID=B))
+    created = json_of(run("jobs", "import", "jobs.JSON", "--json", QWC_SERVER_UUID=B))
     assert [(j["name"], j["owner_uuid"]) for j in created] == [("j1", A), ("j2", B)]
 
 
@@ -223,7 +205,7 @@ def test_executions_lists_and_filters(run: Any, store: Store) -> None:
     second = insert_execution(
         store, job_id=job.id, member_uuid=B, trigger="manual", fire_ms=120_000, now_ms=120_001
     )
-    rows = _json(run("executions", "--json"))
+    rows = json_of(run("executions", "--json"))
     assert [r["id"] for r in rows] == [second, first]  # newest first
     started = rows[1]
     assert (started["job_id"], started["member_uuid"], started["status"]) == (job.id, A, "running")
@@ -234,11 +216,11 @@ def test_executions_lists_and_filters(run: Any, store: Store) -> None:
         None,
         None,
     )
-    assert [r["id"] for r in _json(run("executions", "--member", B, "--json"))] == [second]
-    running = _json(run("executions", "--status", "running", "--status", "failed", "--json"))
+    assert [r["id"] for r in json_of(run("executions", "--member", B, "--json"))] == [second]
+    running = json_of(run("executions", "--status", "running", "--status", "failed", "--json"))
     assert [r["id"] for r in running] == [first]
     assert [
-        r["id"] for r in _json(run("executions", "--job", job.id, "--limit", "1", "--json"))
+        r["id"] for r in json_of(run("executions", "--job", job.id, "--limit", "1", "--json"))
     ] == [second]
     table = run("executions", "--job", job.id)
     assert table.exit_code == 0 and "executions (2, newest first)" in table.stdout

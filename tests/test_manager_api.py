@@ -19,14 +19,16 @@ from tests.manager_fixtures import (
     add_job,
     manager_settings,
 )
-from workers.cli.jobs_spec import execution_json, job_json
 from workers.cli.main import cli
+from workers.jobs import execution_detail_json, execution_json, job_json
 from workers.liveness.listing import collect_member_rows
 from workers.manager.app import create_app
 from workers.recovery.history import recovery_json
 from workers.store import (
     Store,
+    finish_execution,
     get_execution,
+    get_job,
     list_commands,
     list_executions,
     list_jobs,
@@ -98,7 +100,11 @@ def test_jobs_filters_and_one_job(api: Api, store: Store) -> None:
     assert ids(f"{C}/jobs?owner={a}&name=build") == [j1]
     assert ids(f"{C}/jobs?group=") == [j2]
     assert ids(f"{C}/jobs?owner={new_uuid()}") == []
-    assert api.ok("GET", f"{C}/jobs/{j3}")["owner_uuid"] == b
+    one = api.ok("GET", f"{C}/jobs/{j3}")
+    assert one["owner_uuid"] == b and one == job_json(get_job(store, j3))
+    assert (one["executor"], one["timeout_s"], one["concurrency"]) == (
+        {"kind": "command", "argv": ["true"]}, None, "forbid",
+    )  # fmt: skip
     missing = api.get(f"{C}/jobs/{new_uuid()}")
     assert missing.status_code == 404 and "does not exist" in missing.json()["message"]
     assert api.get(f"{C}/jobs?owner=nope").status_code == 422
@@ -118,6 +124,15 @@ def test_executions_filters_and_one_execution(api: Api, store: Store) -> None:
     assert ids(f"{C}/executions?status=running&status=succeeded") == sorted([e1, e3])
     assert len(api.ok("GET", f"{C}/executions?limit=1")) == 1
     assert api.ok("GET", f"{C}/executions/{e2}")["status"] == "failed"
+    assert all("output" not in e for e in every)  # lists stay small: output in one only
+    finish_execution(
+        store, e1, status="timedout", now_ms=5, output="head\n[... 7 bytes of output dropped ...]"
+        "\ntail", reason="timed out after 1 s",
+    )  # fmt: skip
+    one = api.ok("GET", f"{C}/executions/{e1}")
+    assert one == execution_detail_json(get_execution(store, e1))
+    assert (one["status"], one["reason"]) == ("timedout", "timed out after 1 s")
+    assert one["output"].endswith("dropped ...]\ntail")
     assert api.get(f"{C}/executions/{new_uuid()}").status_code == 404
     assert api.get(f"{C}/executions?status=bogus").status_code == 422
     assert api.get(f"{C}/executions?limit=0").status_code == 422

@@ -12,17 +12,17 @@ member's jobs, in the page and in the store; "Run" puts a long job on a chosen m
 another origin and throws no error. It saves a screenshot in the test's tmp dir
 (``QWC_UPDATE_DOCS_SCREENSHOT=1`` also copies it to docs/manager-page.png).
 
-Chromium: ``QWC_TEST_CHROMIUM`` names the browser to use and a browser named there that does
-not run fails the test (CI sets it); unset, /usr/bin/chromium is used when present, and the
-test is skipped when it is not.
+Chromium: the ``browser`` fixture (tests/fixtures_browser.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +41,11 @@ from tests.test_takeover_live import (
 )
 from workers.store import create_job, list_executions
 
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-    from playwright.sync_api import Error as PlaywrightError
-except ImportError:  # the dev extra is not installed: see ``browser``
-    sync_playwright = None  # type: ignore[assignment]
+with contextlib.suppress(ImportError):  # no dev extra: the browser fixture says so
+    from playwright.sync_api import Browser, Page, expect
 
 pytestmark = [pytest.mark.processes, pytest.mark.browser]
 
-CHROMIUM_ENV = "QWC_TEST_CHROMIUM"
-DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "manager-page.png"
 TOKEN = "browser-test-token"
 WAIT_MS = 15_000
@@ -63,37 +58,6 @@ PAGE_ENV = {
     "QWC_CLUSTERMODE_REMOTEEXEC_PROCESS_INTERVAL": "0.3",
     "QWC_MANAGER_TOKEN": TOKEN,
 }
-
-
-def chromium() -> tuple[str, bool]:
-    """The browser to drive and whether it was asked for (QWC_TEST_CHROMIUM)."""
-    asked = os.environ.get(CHROMIUM_ENV)
-    if asked:
-        return asked, True
-    if not DEBIAN_CHROMIUM.exists():
-        pytest.skip(
-            "no Chromium: install Debian's package (apt-get install chromium) or set "
-            f"{CHROMIUM_ENV} to a Chromium binary; CI installs it and sets {CHROMIUM_ENV}"
-        )
-    return str(DEBIAN_CHROMIUM), False
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Headless Chromium through Playwright; fails when the browser does not run."""
-    path, asked = chromium()
-    if sync_playwright is None:
-        message = "playwright is not installed: pip install -e '.[dev]'"
-        pytest.fail(message) if asked else pytest.skip(message)
-    with sync_playwright() as pw:
-        try:
-            launched = pw.chromium.launch(executable_path=path, headless=True)
-        except PlaywrightError as e:
-            pytest.fail(f"Chromium at {path} does not run ({CHROMIUM_ENV}={path!r}): {e}")
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def answers(url: str) -> bool:
@@ -196,6 +160,8 @@ def test_the_page_shows_the_cluster_live_and_takes_over_by_hand(
     problem = page.locator("#problem")
     expect(problem).to_contain_text("401 Unauthorized", timeout=WAIT_MS)
     expect(problem).to_contain_text("Type the manager's token above")
+    expect(problem).to_contain_text("qwcontrol.manager.readToken")  # where a token comes from
+    expect(problem).to_contain_text("`qwc cluster up` and `qwc demo` print this page's address")
     page.fill("#token", "wrong-token")
     page.click("#token-use")
     expect(problem).to_contain_text("403 Forbidden", timeout=WAIT_MS)
@@ -287,3 +253,37 @@ def test_the_page_shows_the_cluster_live_and_takes_over_by_hand(
     posts = [u for u in requested if u.endswith("/api/cluster/takeovers")]
     assert len(posts) == 1  # the cancelled dialog sent nothing
     assert all(u.startswith(f"{base}/") or u.startswith("data:") for u in requested), requested
+
+
+def page_address(c: Cluster, proc: Any) -> str | None:
+    """The page's address `qwc cluster up` printed, once it did."""
+    log = c.logs[c.procs.index(proc)].read_text(errors="replace")
+    found = re.search(r"the page: (http://\S+)", log)
+    return found.group(1) if found else None
+
+
+@pytest.mark.parametrize("cluster", ["embedded+sqlite"], indirect=True)
+def test_the_address_cluster_up_prints_opens_the_page_without_typing_a_token(
+    cluster: Cluster, browser: Browser
+) -> None:
+    port = closed_port()
+    proc = cluster.start("cluster", "up", "--members", "2", "--manager-port", str(port))
+    url = wait_for(lambda: page_address(cluster, proc), timeout_s=30, what="the page's address")
+    base = f"http://127.0.0.1:{port}/ui/"
+    assert url.startswith(base + "#token=")
+    wait_for(lambda: answers(base), timeout_s=30, what="the manager to serve the page")
+
+    page = browser.new_page()
+    page.goto(url)
+    rows = page.locator("#members tbody tr")
+    expect(rows).to_have_count(2, timeout=WAIT_MS)
+    for row in rows.all():
+        expect(row).to_have_attribute("data-state", "active", timeout=WAIT_MS)
+    expect(page.locator("#problem")).to_be_hidden()
+    assert page.url == base  # the token left the address bar (and the history entry)
+    token = url.partition("#token=")[2]
+    assert page.evaluate("sessionStorage.getItem('qwc.manager.token')") == token
+    tokens = cluster.home / "manager-tokens.properties"
+    assert tokens.stat().st_mode & 0o777 == 0o600 and token in tokens.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

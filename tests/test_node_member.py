@@ -113,7 +113,7 @@ def test_a_due_time_is_fired_enqueued_and_recorded(
     use_database(store.engine.url.render_as_string(hide_password=False))
     assert rq_job.perform() == "failed"
     done = get_execution(store, execution.id)
-    assert (done.status, done.exit_code, done.output_tail) == ("failed", 3, "hi\n")
+    assert (done.status, done.exit_code, done.output) == ("failed", 3, "hi\n")
     assert done.rq_job_id == execution.id
 
 

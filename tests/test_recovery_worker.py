@@ -278,7 +278,7 @@ def test_a_proposal_held_by_a_dead_replica_is_reclaimed(
     threads.start(worker(threads, redis_url, store, s, "w2"))
     (row,) = wait_for(lambda: recoveries(store, "committed"), timeout_s=10, what="reclaimed")
     assert len(retries_of(store, running)) == 1 and row.dead_uuid == dead
-    # acknowledged once decided (the audit row is written first)
+    # acknowledged once decided (the commit and its event come first)
     wait_for(lambda: r.xpending(*RECOVERY)["pending"] == 0, what="acknowledged")
 
 

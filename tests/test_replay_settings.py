@@ -66,7 +66,8 @@ def test_set_overrides_the_recording_and_config_overrides_it_first(tmp_path: Pat
         ),
         (
             f"{CM}heartbeat.considerDead=soon",
-            f"--set: {CM}heartbeat.considerDead = 'soon': a finite number of seconds > 0",
+            f"--set: {CM}heartbeat.considerDead = 'soon': a number of seconds from 0.01 to "
+            "604800 (7 days)",
         ),
         (
             f"{CM}heartbeat.considerDead=100",

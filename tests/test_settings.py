@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -30,13 +29,7 @@ UUID_A = "6b3a1c2d-1e4f-4a5b-8c9d-0e1f2a3b4c5d"
 UUID_B = "0e5f6c3a-8d1b-4c2e-9f70-1a2b3c4d5e6f"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No QWC_* variable of the caller, and a working directory without a config file."""
-    for name in list(os.environ):
-        if name.startswith("QWC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def write(tmp_path: Path, text: str, name: str = "qwc.properties") -> Path:
@@ -124,6 +117,17 @@ DESIGN_DEFAULTS = {
     "manager_token": None,
     "manager_read_token": None,
     "manager_read_open": False,
+    "heartbeat_secret": None,
+    "manager_max_body_bytes": 1048576,
+    "scheduler_time_zone": "UTC",
+    "executions_output_max_bytes": 65536,
+    "executions_retention_days": 30,
+    "notification_webhooks": (),
+    "notification_secret": None,
+    "notification_timeout_s": 10,
+    "notification_retry_initial_s": 1,
+    "notification_retry_max_s": 300,
+    "notification_retry_horizon_s": 3600,
 }
 
 
@@ -264,6 +268,49 @@ def test_unknown_clustermode_variable_is_an_error_with_suggestion() -> None:
     assert problem.key == "QWC_CLUSTERMODE_HEARTBEAT_INTERVALL"
     assert problem.source == "environment (QWC_CLUSTERMODE_HEARTBEAT_INTERVALL)"
     assert "did you mean `QWC_CLUSTERMODE_HEARTBEAT_INTERVAL`?" in problem.allowed
+
+
+EX = "qwcontrol.executions."
+
+
+def test_execution_output_and_retention_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, f"{EX}output.maxBytes = 2048\n{EX}retention.days=0.5\n")
+    settings = load_settings(path, environ={})
+    assert (settings.executions_output_max_bytes, settings.executions_retention_days) == (2048, 0.5)
+    env = {"QWC_EXECUTIONS_OUTPUT_MAXBYTES": "4096", "QWC_EXECUTIONS_RETENTION_DAYS": "0"}
+    settings = load_settings(path, environ=env)
+    assert (settings.executions_output_max_bytes, settings.executions_retention_days) == (4096, 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "allowed"),
+    [
+        ("output.maxBytes=100", "output.maxBytes", "a whole number of bytes from 1024 to 16777216"),
+        ("output.maxBytes=64k", "output.maxBytes", "a whole number of bytes"),
+        ("output.maxBytes=99999999", "output.maxBytes", "to 16777216"),
+        ("retention.days=-1", "retention.days", "a number of days from 0 to 36500"),
+        ("retention.days=1e9", "retention.days", "a number of days from 0 to 36500"),
+        ("retention.days=forever", "retention.days", "(0: keep executions forever)"),
+    ],
+)
+def test_bad_execution_settings_name_key_line_and_what_is_allowed(
+    tmp_path: Path, line: str, key: str, allowed: str
+) -> None:
+    path = write(tmp_path, f"# executions\n{EX}{line}\n")
+    (problem,) = problems_of(path, environ={})
+    assert (problem.key, problem.line, problem.source) == (EX + key, 2, str(path))
+    assert allowed in problem.allowed and problem.value == line.split("=", 1)[1]
+
+
+def test_unknown_key_under_executions_is_an_error_with_suggestion(tmp_path: Path) -> None:
+    """A typo must not fall back to the default silently (as under clusterMode.)."""
+    path = write(tmp_path, f"{EX}retention.day=7\nqwcontrol.other.key=1\n")
+    (problem,) = problems_of(path, environ={})
+    assert (problem.key, problem.line) == (EX + "retention.day", 1)
+    assert "unknown key under qwcontrol.executions.: did you mean" in problem.allowed
+    assert f"`{EX}retention.days`" in problem.allowed
+    (problem,) = problems_of(environ={"QWC_EXECUTIONS_OUTPUT_MAXBYTE": "2048"})
+    assert "did you mean `QWC_EXECUTIONS_OUTPUT_MAXBYTES`?" in problem.allowed
 
 
 def test_bad_environment_value_names_the_variable() -> None:

@@ -154,4 +154,5 @@ def test_a_stopped_takeover_worker_hands_its_proposal_to_another_replica(
     finally:
         store.close()
     assert outcomes.count((proposal.id, "committed")) == 1
-    assert held_proposal(client, other) is None  # acknowledged
+    # acknowledged once its event is told, right after the commit
+    wait_for(lambda: held_proposal(client, other) is None, what="acknowledged")

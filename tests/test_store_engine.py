@@ -8,9 +8,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from workers.store import create_store_engine
+from schemas.errors import StoreError
+from workers.store import Store, create_store_engine
 
 
 @pytest.fixture
@@ -58,3 +59,19 @@ def test_a_connect_timeout_in_the_url_wins(silent_server: int) -> None:
     thread.join(15)
     assert not thread.is_alive(), "the URL's connect_timeout was not used"
     assert isinstance(errors[0], OperationalError)
+
+
+def test_a_migration_transaction_checks_foreign_keys_before_its_commit(store: Store) -> None:
+    """``begin(foreign_keys=False)`` (SQLite's procedure for re-creating a referenced table)
+    refuses to commit a dangling reference and leaves enforcement on afterwards; other
+    databases ignore it (their foreign keys are always checked)."""
+    dangling = (
+        "INSERT INTO executions (id, job_id, member_uuid, status, attempt, trigger, fire_ms, "
+        "created_ms) VALUES ('e', 'no-such-job', 'm', 'running', 1, 'schedule', 1, 1)"
+    )
+    refused = (StoreError, "foreign key violation: executions row 1 refers to no scheduled_jobs")
+    expected = refused if store.dialect == "sqlite" else (IntegrityError, "foreign key")
+    with pytest.raises(expected[0], match=expected[1]), store.begin(foreign_keys=False) as conn:
+        conn.exec_driver_sql(dangling)
+    with pytest.raises(IntegrityError), store.begin() as conn:
+        conn.exec_driver_sql(dangling)

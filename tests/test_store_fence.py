@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from sqlalchemy import func, select
 
 from schemas.tables import executions
+from tests.fixtures_sql import run_threads
 from workers.store import (
     Store,
     claim_fire,
@@ -122,15 +124,7 @@ def test_racing_fires_of_one_time_insert_exactly_one_execution(db_url: str, stor
                 )
             )
 
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    finally:
-        for engine in engines:
-            engine.dispose()
+    run_threads([functools.partial(race, i) for i in range(racers)], engines)
     assert all(len(r) == len(fire_times) for r in results), results
     for round_index in range(len(fire_times)):
         winners = [r[round_index] for r in results if r[round_index] is not None]

@@ -13,20 +13,26 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from schemas.errors import StoreError
 from schemas.tables import metadata
 from workers.store import (
+    Store,
     check_migrated,
     create_store_engine,
     current_revision,
     default_sqlite_url,
+    get_execution,
+    get_job,
     head_revision,
+    list_executions,
     masked_url,
     open_store,
     script_head_revision,
     upgrade,
 )
+from workers.store.migrate import alembic_config
 
 TABLES = {
     "cluster_members",
@@ -48,9 +54,9 @@ def engine(db_url: str) -> Iterator[Engine]:
 def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
@@ -180,10 +186,110 @@ def test_upgrade_from_0001_keeps_the_executions(engine: Engine) -> None:
             "fire_ms, created_ms) VALUES ('e', 'j', 'o', 'running', 1, 'schedule', 5, 5)"
         )
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, status, queued_ms FROM executions").all()
     assert [tuple(r) for r in rows] == [("e", "running", None)]
+
+
+def _insert_0002_rows(engine: Engine) -> None:
+    """A job and two executions as the 0002 schema has them."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO scheduled_jobs (id, project, group_name, name, command, schedule, "
+            "enabled, owner_uuid, owner_epoch, retry_count, retry_delay_s, modified_by, "
+            "modified_ms, created_ms) VALUES ('j', 'p', '', 'n', '[\"echo\", \"hi\"]', "
+            "'* * * * *', true, 'o', 3, 1, 0.5, 'o', 1, 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO executions (id, job_id, member_uuid, status, attempt, trigger, "
+            "fire_ms, created_ms, ended_ms, exit_code, output_tail, queued_ms) VALUES "
+            "('e1', 'j', 'o', 'failed', 1, 'schedule', 5, 5, 7, 2, 'the end of it', 6), "
+            "('e2', 'j', 'o', 'running', 1, 'schedule', 8, 8, NULL, NULL, NULL, 8)"
+        )
+
+
+def test_upgrade_from_0002_keeps_jobs_and_executions_as_they_were(engine: Engine) -> None:
+    upgrade(engine, "0002")
+    _insert_0002_rows(engine)
+    upgrade(engine)
+    assert current_revision(engine) == "0003"
+    job = get_job(engine, "j")
+    # an existing job runs as before: its argv, no timeout, overlapping runs allowed
+    assert (job.executor, job.executor_spec, job.command) == ("command", {}, ("echo", "hi"))
+    assert (job.timeout_s, job.concurrency, job.owner_epoch, job.retry_count) == (
+        None,
+        "allow",
+        3,
+        1,
+    )
+    rows = {e.id: e for e in list_executions(engine, job_id="j")}
+    assert (rows["e1"].status, rows["e1"].output, rows["e1"].exit_code) == (
+        "failed",
+        "the end of it",
+        2,
+    )
+    assert (rows["e1"].reason, rows["e2"].status, rows["e2"].output) == (None, "running", None)
+    # the new statuses are allowed now; others are still refused
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE executions SET status = 'timedout' WHERE id = 'e1'")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE executions SET status = 'lost' WHERE id = 'e1'")
+
+
+def test_the_previous_release_keeps_working_on_0003(engine: Engine) -> None:
+    """During a rolling upgrade, members and CLIs of the previous release write the 0002
+    columns only: their jobs are command jobs allowing overlap, and an output they write
+    (output_tail) is the execution's output for the new code."""
+    upgrade(engine, "0002")
+    _insert_0002_rows(engine)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO scheduled_jobs (id, project, group_name, name, command, schedule, "
+            "enabled, owner_uuid, owner_epoch, retry_count, retry_delay_s, modified_by, "
+            "modified_ms, created_ms) VALUES ('k', 'p', '', 'm', '[\"true\"]', NULL, true, "
+            "'o', 1, 0, 0, 'o', 1, 1)"
+        )
+        conn.exec_driver_sql(
+            "UPDATE executions SET status = 'succeeded', ended_ms = 9, exit_code = 0, "
+            "output_tail = 'written by the old runner' WHERE id = 'e2'"
+        )
+    old_job = get_job(engine, "k")
+    assert (old_job.executor, old_job.executor_spec, old_job.concurrency) == (
+        "command",
+        {},
+        "allow",
+    )
+    assert get_execution(engine, "e2").output == "written by the old runner"
+
+
+def test_downgrade_to_0002_and_up_again(engine: Engine) -> None:
+    from alembic import command
+
+    upgrade(engine, "0002")
+    _insert_0002_rows(engine)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE executions SET status = 'timedout', output = 'whole output' WHERE id = 'e1'"
+        )
+    with Store(engine).begin(foreign_keys=False) as conn:  # as upgrade() migrates
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert current_revision(engine) == "0002"
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, status, output_tail FROM executions ORDER BY id")
+        assert [tuple(r) for r in rows] == [
+            ("e1", "failed", "whole output"),
+            ("e2", "running", None),
+        ]
+    upgrade(engine)
+    assert get_job(engine, "j").concurrency == "allow"
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
 
 
 def test_the_head_revision_constant_is_the_newest_script() -> None:

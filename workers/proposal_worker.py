@@ -34,7 +34,7 @@ from schemas.messages import MembershipChange, MemberState
 from schemas.settings import Settings
 from workers.bus.connect import BLOCK_MS_MAX
 from workers.bus.propose import Proposal, new_proposal, publish_once_per_sleep
-from workers.bus.retry import run_forever
+from workers.bus.retry import Prepared, run_forever
 from workers.bus.streams import (
     ack,
     autoclaim,
@@ -44,6 +44,7 @@ from workers.bus.streams import (
     server_time_ms,
 )
 from workers.liveness import view
+from workers.notify.emit import emit_decided, emit_held
 from workers.proposal_decide import (
     HELD_RECHECK_MS,
     cancel_reason,
@@ -115,7 +116,7 @@ class ProposalWorker(ABC, Generic[Proposal]):
         self.dead_ms = round(settings.heartbeat_consider_dead_s * 1000)
         self.held: dict[bytes, Held[Proposal]] = {}
         self._next_scan_ms = 0
-        self._ready = False
+        self._prepared = Prepared(self.prepare)
 
     # -- what a subclass says ------------------------------------------------------------
 
@@ -192,6 +193,7 @@ class ProposalWorker(ABC, Generic[Proposal]):
             log.warning("member %s: %s %s held: %s", p.dead_uuid, self.what, p.id, reason)
             self.redis.hset(self.keys.takeover_held, p.id, reason)
             self.record(p, now_ms, "held", reason)
+            emit_held(self.redis, self.keys, self.what, p, reason=reason, now_ms=now_ms)
             held.held_logged = True
         held.next_check_ms = now_ms + HELD_RECHECK_MS
         # still ours: reset its idle time so no other replica reclaims it meanwhile
@@ -207,16 +209,17 @@ class ProposalWorker(ABC, Generic[Proposal]):
         log.info("%s worker %s: stopped", self.what, self.consumer)
 
     def prepare(self) -> None:
-        """Create the groups; take back what this consumer held before a restart."""
+        """Create the groups; take back what this consumer held before a restart. Runs again
+        after every transient error (a lost connection, a Redis restarted empty: ``NOGROUP``)."""
         for stream in (self.keys.membership, self.stream):
             ensure_group(self.redis, stream, self.group)
         self._read({self.keys.membership: "0", self.stream: "0"}, block_ms=None)
-        self._ready = True
 
     def step(self) -> None:
         """One pass: read changes and proposals, reclaim and scan now and then, decide due ones."""
-        if not self._ready:
-            self.prepare()
+        self._prepared.run(self._step)
+
+    def _step(self) -> None:
         now_ms = server_time_ms(self.redis)
         fresh = {self.keys.membership: ">", self.stream: ">"}
         read_by_deadline(lambda block: self._read(fresh, block), self._wait_ms(now_ms), self.stop)
@@ -237,25 +240,16 @@ class ProposalWorker(ABC, Generic[Proposal]):
 
     def _read(self, streams: dict[str, str], block_ms: int | None) -> bool:
         """Read and handle new entries of both streams; True when any came."""
-        try:
-            replies = cast(
-                list[tuple[bytes, list[Any]]],
-                self.redis.xreadgroup(
-                    self.group,
-                    self.consumer,
-                    dict(streams.items()),
-                    count=100,
-                    block=block_ms,  # type: ignore[arg-type]
-                ),
-            )
-        except redis.ResponseError as exc:
-            if not str(exc).startswith("NOGROUP"):
-                raise
-            log.warning(
-                "%s worker: consumer groups missing (Redis restarted?); recreating", self.what
-            )
-            self._ready = False
-            return True  # nothing read, but do not wait: recreate the groups at once
+        replies = cast(
+            list[tuple[bytes, list[Any]]],
+            self.redis.xreadgroup(
+                self.group,
+                self.consumer,
+                dict(streams.items()),
+                count=100,
+                block=block_ms,  # type: ignore[arg-type]
+            ),
+        )
         for stream, entries in replies or []:
             if stream.decode() == self.keys.membership:
                 self._on_changes(entries)
@@ -413,7 +407,9 @@ class ProposalWorker(ABC, Generic[Proposal]):
         )
 
     def forget(self, held: Held[Proposal]) -> None:
-        """Acknowledge a decided proposal and stop holding it."""
+        """Tell of the decision (its event, from the audit row: also when a redelivered
+        proposal finds it made before), acknowledge the proposal and stop holding it."""
+        emit_decided(self.redis, self.keys, self.store, self.what, held.proposal.id)
         pipe = self.redis.pipeline(transaction=False)
         ack(self.redis, self.stream, self.group, [held.entry_id], pipeline=pipe)
         self.on_forget(pipe, held)

@@ -24,6 +24,7 @@ RQ does not run on Redis Cluster (rq/rq#1942: its keys span slots); see
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -43,6 +44,7 @@ __all__ = [
     "SOCKET_TIMEOUT_S",
     "RedisSettings",
     "connect",
+    "redis_client_name",
     "redis_url_for",
     "rq_redis_url_for",
     "server_run_id",
@@ -57,6 +59,8 @@ BLOCK_MS_MAX = 2000  # every blocking XREADGROUP blocks at most this long (< SOC
 # (every 100 ms at the default hz 10), so a BLOCK may end up to that much late. A loop with
 # a deadline blocks until this long before it and waits out the rest itself.
 BLOCK_TIMER_SLACK_MS = 100
+# What ``CLIENT SETNAME`` accepts: printable ASCII without the space, '!' to '~'.
+_NOT_IN_CLIENT_NAMES = re.compile(r"[^!-~]")
 
 
 class RedisSettings(Protocol):
@@ -126,6 +130,13 @@ class _SlotClockCluster(RedisCluster):
         return super().time(**kwargs)  # type: ignore[return-value]
 
 
+def redis_client_name(name: str) -> str:
+    """``name`` as Redis accepts it for ``CLIENT SETNAME`` (which refuses spaces, newlines
+    and every other character outside ``!``..``~``): each such character becomes ``_``, so
+    a member named ``web 1`` connects as ``node-web_1`` instead of failing to connect."""
+    return _NOT_IN_CLIENT_NAMES.sub("_", name)
+
+
 def server_run_id(client: redis.Redis) -> str:
     """The ``run_id`` of the Redis server holding the cluster's keys (``INFO server``): it
     changes when Redis restarts or fails over to another server. On a Redis Cluster, of the
@@ -150,12 +161,13 @@ def connect(
     Cluster.
 
     Credentials, database number and TLS options come from the URL. ``client_name`` is set
-    on every connection (``CLIENT LIST`` shows it). ``retries`` > 0 lets redis-py retry a
-    command that lost its connection that many times, silently, with 10 ms..1 s jittered
-    backoff. ``prefix`` (default: the settings' ``redis_prefix``, else ``qwc``) names the
-    hash slot whose node gives the clock on a Redis Cluster. Connecting is lazy: an
-    unreachable server raises ``redis.ConnectionError`` on the first command. The caller
-    closes the client.
+    on every connection (``CLIENT LIST`` shows it), made acceptable to Redis first
+    (:func:`redis_client_name`: it may come from a member's name). ``retries`` > 0 lets
+    redis-py retry a command that lost its connection that many times, silently, with
+    10 ms..1 s jittered backoff. ``prefix`` (default: the settings' ``redis_prefix``, else
+    ``qwc``) names the hash slot whose node gives the clock on a Redis Cluster. Connecting
+    is lazy: an unreachable server raises ``redis.ConnectionError`` on the first command.
+    The caller closes the client.
 
     A Redis Cluster client is a ``redis.cluster.RedisCluster``; it offers every command this
     project sends, with the same signatures, and is typed as ``redis.Redis`` here.
@@ -172,7 +184,7 @@ def connect(
         "socket_timeout": SOCKET_TIMEOUT_S,
         "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
-        "client_name": client_name,
+        "client_name": None if client_name is None else redis_client_name(client_name),
         "retry": retry,
     }
     target = parse_redis_url(url)

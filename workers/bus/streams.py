@@ -114,28 +114,15 @@ def read_group(
     *,
     count: int,
     block_ms: int | None,
-    start_id: str = "0",
 ) -> list[Entry]:
     """XREADGROUP ``>``: up to ``count`` new entries, delivered to ``consumer``.
 
     ``block_ms`` waits up to that long for entries, capped at BLOCK_MS_MAX; None or <= 0
-    does not wait (never "block forever"). When the group is gone (Redis restarted empty,
-    stream deleted) it is recreated at ``start_id`` and the read retried once, with a
-    warning.
+    does not wait (never "block forever"). A missing group (Redis restarted empty, stream
+    deleted) raises ``NOGROUP``, a transient error: the reader's
+    :class:`workers.bus.retry.Prepared` creates its groups again before the next pass.
     """
     block = None if block_ms is None or block_ms <= 0 else min(block_ms, BLOCK_MS_MAX)
-    try:
-        return _xreadgroup(r, stream, group, consumer, ">", count=count, block_ms=block)
-    except redis.ResponseError as exc:
-        if not str(exc).startswith("NOGROUP"):
-            raise
-    log.warning(
-        "stream %s: group %s is missing (Redis restarted empty?); recreating it at %s",
-        stream,
-        group,
-        start_id,
-    )
-    ensure_group(r, stream, group, start_id)
     return _xreadgroup(r, stream, group, consumer, ">", count=count, block_ms=block)
 
 
@@ -144,14 +131,9 @@ def read_pending(
 ) -> list[Entry]:
     """Up to ``count`` entries ``consumer`` was delivered but did not ack (its pending list,
     e.g. before a crash), oldest first. Pending entries deleted from the stream meanwhile
-    are acked and left out. A missing group yields no entries.
+    are acked and left out. A missing group raises ``NOGROUP``, as in :func:`read_group`.
     """
-    try:
-        entries = _xreadgroup(r, stream, group, consumer, "0", count=count, block_ms=None)
-    except redis.ResponseError as exc:
-        if str(exc).startswith("NOGROUP"):
-            return []
-        raise
+    entries = _xreadgroup(r, stream, group, consumer, "0", count=count, block_ms=None)
     deleted = [entry_id for entry_id, fields in entries if not fields]
     if deleted:
         ack(r, stream, group, deleted)

@@ -21,7 +21,7 @@ from schemas.messages import canonical_uuid
 from schemas.settings import Settings
 from schemas.tables import COMMAND_STATUSES
 from workers.bus.connect import connect
-from workers.cli.common import CliContext, echo_json, fail, pass_cli
+from workers.cli.common import CliContext, echo_json, fail, listing_options, pass_cli
 from workers.commands.issue import (
     DEFAULT_EXPIRES_S,
     BadTarget,
@@ -218,21 +218,7 @@ def _command_json(c: CommandRow) -> dict[str, Any]:
 
 @click.command()
 @click.option("--member", callback=_uuid, metavar="UUID", help="Only commands for this member.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(COMMAND_STATUSES),
-    help="Only commands in this status (repeatable).",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="At most this many, newest first.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
+@listing_options("commands", COMMAND_STATUSES)
 @pass_cli
 def commands(
     cli: CliContext, member: str | None, statuses: tuple[str, ...], limit: int, as_json: bool

@@ -9,14 +9,20 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, StoreError
 from schemas.settings import Settings, load_settings, origins
+
+if TYPE_CHECKING:
+    from workers.store import Store
 
 __all__ = [
     "LOG_FORMATS",
@@ -27,6 +33,8 @@ __all__ = [
     "default_consumer_name",
     "echo_json",
     "fail",
+    "listing_options",
+    "opened_store",
     "pass_cli",
     "require_cluster_mode",
     "stop_on_signals",
@@ -70,6 +78,58 @@ def require_cluster_mode(settings: Settings) -> None:
         "does not start. Set it to true, or remove it (the default is true).",
         code=2,
     )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def listing_options(what: str, statuses: Sequence[str]) -> Callable[[_F], _F]:
+    """The options every history listing takes: ``--status`` (repeatable, one of
+    ``statuses``; parameter ``statuses``), ``--limit`` (default 100, newest first) and
+    ``--json`` (parameter ``as_json``). ``what`` names the rows in the help."""
+
+    def decorate(command: _F) -> _F:
+        for option in reversed(
+            (
+                click.option(
+                    "--status",
+                    "statuses",
+                    multiple=True,
+                    type=click.Choice(statuses),
+                    help=f"Only {what} in this status (repeatable).",
+                ),
+                click.option(
+                    "--limit",
+                    type=click.IntRange(min=1),
+                    default=100,
+                    show_default=True,
+                    help="At most this many, newest first.",
+                ),
+                click.option(
+                    "--json", "as_json", is_flag=True, help="Print a JSON list of objects."
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@contextmanager
+def opened_store(cli: CliContext) -> Iterator[Store]:
+    """The configured store, closed on exit; exits 1 when it cannot be opened."""
+    from workers.store import open_store  # SQLAlchemy: only for the commands that need it
+
+    try:
+        store = open_store(cli.settings())
+    except (StoreError, OSError) as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -15,6 +15,7 @@ from schemas.errors import ConfigError, ConfigProblem
 from schemas.redis_urls import redact_url
 from schemas.settings import Settings, find_config_file, load_settings, origins
 from schemas.settings_rules import Origin, display_value
+from schemas.settings_webhooks import Webhook
 from workers.cli.common import CliContext, pass_cli
 
 _URL_FIELDS = ("redis_url", "rq_redis_url", "database_url")
@@ -35,13 +36,15 @@ def check(cli: CliContext, as_json: bool) -> None:
 
     \b
     The file is `qwc --config FILE`, else $QWC_CONFIG, else ./qwcontrol-config.properties
-    if it exists. Precedence: environment > file > default. Every key qwcontrol.X.Y is
+    if it exists (/dev/null: no file); a regular file of at most 1 MiB of UTF-8 text.
+    Precedence: environment > file > default. Every key qwcontrol.X.Y is
     overridden by the variable QWC_ + X_Y upper-cased (qwcontrol.clusterMode.heartbeat.interval
     -> QWC_CLUSTERMODE_HEARTBEAT_INTERVAL); QWC_DATABASE_URL and QWC_HOME are accepted too.
 
     \b
     Output: one line per key: key, value, origin (default, FILE:LINE, environment VAR).
-    Secrets (qwcontrol.manager.token, URL passwords) are shown as ***.
+    Secrets (qwcontrol.manager.token, qwcontrol.notifications.secret, URL passwords) are
+    shown as ***; a webhook receiver's URL only as its scheme, host and port.
     With --json: {"valid": true, "config_file": ..., "settings": {KEY: {"value", "origin",
     "file", "line", "env"}}}, or {"valid": false, "problems": [{"key", "value", "allowed",
     "file", "line", "source"}]}.
@@ -139,7 +142,9 @@ def _settings_json(settings: Settings, path: Path | None) -> dict[str, Any]:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
-        return list(value)
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Webhook):
+        return value.shown()
     if isinstance(value, bool | int | float | str) or value is None:
         return value  # a StrEnum is a str
     return display_value(value)

@@ -52,8 +52,9 @@ def manager(cli: CliContext, host: str, port: int) -> None:
     OpenAPI document at /openapi.json (pages /docs and /redoc) and Prometheus metrics at
     /metrics. Mutating calls need `Authorization: Bearer` with qwcontrol.manager.token;
     reading calls that token or qwcontrol.manager.readToken, unless
-    qwcontrol.manager.readOpen=true. Redis and the store are opened on first use: a call
-    answers 503 while either is down. See docs/manager.md.
+    qwcontrol.manager.readOpen=true. A request body over qwcontrol.manager.maxBodyBytes
+    (1 MiB by default) is refused with 413 before it is read. Redis and the store are
+    opened on first use: a call answers 503 while either is down. See docs/manager.md.
     """
     import uvicorn  # imported here: every other command starts without it
 

@@ -26,7 +26,11 @@ def _split_tags(value: str | None) -> tuple[str, ...] | None:
 
 @click.command()
 @click.option("--uuid", "uuid_", default=None, help="Member UUID (default: qwcontrol.server.uuid).")
-@click.option("--name", default=None, help="Member name (default: qwcontrol.server.name).")
+@click.option(
+    "--name",
+    default=None,
+    help="Member name, at most 200 printable characters (default: qwcontrol.server.name).",
+)
 @click.option("--tags", default=None, help="Comma-separated tags (default: qwcontrol.server.tags).")
 @click.option("--passive", is_flag=True, help="Never receive taken-over jobs or retries.")
 @pass_cli

@@ -16,6 +16,7 @@ from workers.cli.common import (
 )
 from workers.liveness.worker import LivenessWorker
 from workers.proposal_worker import ProposalWorker
+from workers.recovery.retention import RetentionCleaner
 from workers.recovery.worker import RecoveryWorker
 from workers.shutdown import hand_back
 from workers.store import open_store
@@ -106,8 +107,42 @@ def recovery(cli: CliContext, consumer: str | None) -> None:
     left, schedules the retry on an active, non-passive member (after the job's retry
     delay), in one transaction. Run two or more replicas: a proposal held by a dead
     replica is reclaimed.
+
+    It also deletes executions that ended more than qwcontrol.executions.retention.days
+    ago (0: never), in small batches, in a thread (one replica per hour).
     """
-    _run_proposal_worker(cli, RecoveryWorker, "recovery", consumer)
+    _run_proposal_worker(cli, RecoveryWorker, "recovery", consumer, retention=True)
+
+
+@worker.command()
+@click.option(
+    "--consumer",
+    default=None,
+    help="Consumer name in each receiver's 'notify:<name>' group (default: notify-<host>-<pid>).",
+)
+@pass_cli
+def notify(cli: CliContext, consumer: str | None) -> None:
+    """Deliver the cluster's events to the webhook receivers (docs/notifications.md).
+
+    Each receiver (qwcontrol.notifications.webhooks.<name>.url and .events) has its own
+    consumer group on the events stream and its own thread here: events are POSTed as
+    JSON in the order they happened, signed with qwcontrol.notifications.secret when set,
+    retried with exponential backoff (notifications.retry.initial, .max) until
+    notifications.retry.horizon, then kept in the failed list (qwc notifications failed).
+    A slow or dead receiver delays no other, and nothing else waits on this worker. Run
+    two replicas: per receiver one delivers, the other takes over when it stops or dies.
+    """
+    from workers.notify.worker import NotifyWorker  # httpx: the other workers start without it
+
+    settings = cli.settings()
+    require_cluster_mode(settings)
+    name = consumer or default_consumer_name("notify")
+    stop = stop_on_signals()
+    client = connect(settings, client_name=name)
+    try:
+        NotifyWorker(client, settings, consumer=name, stop=stop).run()
+    finally:
+        client.close()
 
 
 def _run_proposal_worker(
@@ -115,9 +150,12 @@ def _run_proposal_worker(
     kind: type[TakeoverWorker] | type[RecoveryWorker],
     group: str,
     consumer: str | None,
+    *,
+    retention: bool = False,
 ) -> None:
-    """Run one replica until SIGTERM/Ctrl-C; on the way out, let another replica take the
-    proposals this one still holds."""
+    """Run one replica until SIGTERM/Ctrl-C (with the execution cleaner's thread when
+    ``retention``); on the way out, let another replica take the proposals this one still
+    holds."""
     settings = cli.settings()
     require_cluster_mode(settings)
     name = consumer or default_consumer_name(group)
@@ -125,10 +163,24 @@ def _run_proposal_worker(
     client = connect(settings, client_name=name)
     store = open_store(settings)
     worker: ProposalWorker[Any] = kind(client, store, settings, consumer=name, stop=stop)
+    cleaner = (
+        RetentionCleaner(
+            client,
+            store,
+            worker.keys,
+            retention_days=settings.executions_retention_days,
+            owner=name,
+        ).start(stop)
+        if retention
+        else None
+    )
     try:
         worker.run()
     finally:
+        stop.set()
         hand_back(worker.redis, worker.stream, worker.group, worker.consumer, list(worker.held))
+        if cleaner is not None:
+            cleaner.join(timeout=5.0)
         client.close()
         store.close()
 

@@ -347,13 +347,14 @@ def _apply_directly(
 ) -> AbortResult:
     """The member processes no commands: abort in the store; stop its RQ job should its
     worker still run (a member cut off from the view, not gone)."""
-    before = abort_execution(store, execution_id, now_ms=now_ms)
+    how = "dead" if state is MemberState.DEAD else "unknown to the liveness view"
+    reason = f"aborted in the store by an operator (member {member} {how})"
+    before = abort_execution(store, execution_id, now_ms=now_ms, reason=reason)
     if before is None:
         return _ended(execution_id, member, get_execution(store, execution_id).status)
     stopped = before.status == "running" and _stop_rq_job(
         client, settings, before.rq_job_id or execution_id
     )
-    how = "dead" if state is MemberState.DEAD else "unknown to the liveness view"
     detail = f"member {member} is {how}: aborted in the store" + (
         "; its RQ job was told to stop" if stopped else ""
     )

@@ -128,7 +128,8 @@ def _apply_abort(
     if row.execution_id is None:
         return _finish(store, row, "failed", now_ms, "abort command without an execution")
     try:
-        before = abort_execution(store, row.execution_id, now_ms=now_ms)
+        reason = f"aborted by command {row.id} of {row.issued_by} (member dead)"
+        before = abort_execution(store, row.execution_id, now_ms=now_ms, reason=reason)
     except NotFoundError:
         return _finish(store, row, "failed", now_ms, f"execution {row.execution_id} does not exist")
     if before is None:

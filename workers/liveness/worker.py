@@ -21,8 +21,9 @@ from schemas.keys import GROUP_LIVENESS, Keys
 from schemas.messages import Heartbeat, MembershipChange, Message
 from schemas.settings import Settings
 from workers.bus.connect import BLOCK_MS_MAX, server_run_id
-from workers.bus.retry import run_forever
+from workers.bus.retry import Prepared, run_forever
 from workers.bus.streams import (
+    Entry,
     ack,
     autoclaim,
     dead_letter,
@@ -33,7 +34,7 @@ from workers.bus.streams import (
     read_group,
     read_pending,
 )
-from workers.liveness import view
+from workers.liveness import trust, view
 from workers.liveness.rules import MemberObservation, Thresholds, decide, next_deadline_ms
 from workers.store import Store, known_member_uuids, record_member_state
 
@@ -75,7 +76,9 @@ class LivenessWorker:
         self._wait_ms = 0
         self._next_housekeeping_ms = 0
         self._next_copy_ms = 0
-        self._ready = False
+        self._prepared = Prepared(self.prepare)
+        secret = settings.heartbeat_secret
+        self.secret = None if secret is None else secret.get_secret_value().encode()
         self._info_denied = False  # INFO refused: the server-change check is off
 
     def run(self) -> None:
@@ -86,7 +89,8 @@ class LivenessWorker:
 
     def prepare(self) -> None:
         """Check which Redis server this is, create the consumer groups and handle what this
-        consumer held before a crash. Runs again after every lost connection."""
+        consumer held before a crash. Runs again after every transient error (a lost
+        connection, a Redis restarted empty: ``NOGROUP``)."""
         self._check_server()
         ensure_group(self.redis, self.keys.heartbeats, GROUP_LIVENESS)
         ensure_group(self.redis, self.keys.membership, GROUP_MEMBERS_STORE)
@@ -95,7 +99,6 @@ class LivenessWorker:
         )
         if pending:  # newer heartbeats may follow unread: judge only up to these
             self._handle_heartbeats(pending, self._horizon(self._clock(), pending, full=True))
-        self._ready = True
 
     def step(self) -> None:
         """One pass: read heartbeats (blocking at most until the next deadline), observe them,
@@ -103,12 +106,8 @@ class LivenessWorker:
 
         Every pass first checks which Redis server it reads (``INFO server`` run_id): redis-py
         reconnects silently, so a failover may show in nothing else before a silent member's
-        deadline. A lost connection makes the next pass prepare again (consumer groups)."""
-        try:
-            self._step()
-        except (redis.ConnectionError, redis.TimeoutError):
-            self._ready = False
-            raise
+        deadline. A transient error makes the next pass prepare again (consumer groups)."""
+        self._prepared.run(self._step)
 
     def _check_server(self) -> bool:
         """Restart the grace rule when the view is now read on another Redis server; returns
@@ -139,8 +138,6 @@ class LivenessWorker:
         return started_ms is not None
 
     def _step(self) -> None:
-        if not self._ready:
-            self.prepare()
         entries = read_by_deadline(
             lambda block_ms: read_group(
                 self.redis,
@@ -208,21 +205,31 @@ class LivenessWorker:
         self._next_housekeeping_ms = clock.now_ms + HOUSEKEEPING_EVERY_MS
 
     def _handle_heartbeats(
-        self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]], clock: view.Clock
+        self, entries: Sequence[Entry], clock: view.Clock
     ) -> tuple[bool, list[MemberObservation]]:
         """Record heartbeats, ack them (one round trip), then apply due transitions.
 
+        Only heartbeats the checks of :mod:`workers.liveness.trust` believe are recorded
+        (stamped in the future; with ``heartbeat.secret``: unsigned, wrongly signed,
+        replayed); the others are dead-lettered with the reason, and acked too.
         A crash between the two only delays a transition to the member's next heartbeat.
         Returns whether this call applied a state change, and the members it observed.
         """
+        ids = [e[0] for e in entries]
+        entries = trust.not_future(self.redis, self.keys, entries, clock.now_ms)
         pipe = self.redis.pipeline(transaction=False)
+        refused: list[trust.Refused] = []
+        if self.secret is not None:
+            entries, refused = trust.signed(entries, self.secret)
         beats = self._valid(entries, Heartbeat, self.keys.heartbeats, pipe)
+        if self.secret is not None:
+            beats, replayed = trust.not_replayed(self.redis, self.keys, beats)
+            refused += replayed
+        self._refuse(pipe, refused, clock.now_ms)
         uuids = view.queue_observe(
             pipe, self.keys, [(entry_ms(i), hb, raw) for i, hb, raw in beats]
         )
-        ack(
-            self.redis, self.keys.heartbeats, GROUP_LIVENESS, [e[0] for e in entries], pipeline=pipe
-        )
+        ack(self.redis, self.keys.heartbeats, GROUP_LIVENESS, ids, pipeline=pipe)
         replies = pipe.execute()
         if not uuids:
             return False, []
@@ -237,9 +244,26 @@ class LivenessWorker:
         )
         return bool(applied), observed
 
+    def _refuse(self, pipe: Any, refused: Sequence[trust.Refused], now_ms: int) -> None:
+        """Dead-letter heartbeats not to believe and delete them from the stream, through
+        ``pipe``: they decode as heartbeats, and ``qwc record`` must not take them for real."""
+        for x in refused:
+            dead_letter(
+                self.redis,
+                self.keys,
+                origin_stream=self.keys.heartbeats,
+                entry_id=x.entry_id,
+                raw=x.raw,
+                reason=x.reason,
+                pipeline=pipe,
+                now_ms=now_ms,
+            )
+        if refused:
+            pipe.xdel(self.keys.heartbeats, *[x.entry_id for x in refused])
+
     def _valid(
         self,
-        entries: Sequence[tuple[bytes, dict[bytes, bytes]]],
+        entries: Sequence[Entry],
         kind: type[M],
         stream: str,
         pipe: Any,

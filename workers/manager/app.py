@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from schemas import __version__
 from schemas.settings import Settings
 from workers.manager.auth import TokenCheck
+from workers.manager.body_limit import BodyLimit
 from workers.manager.errors import install_handlers
 from workers.manager.metrics import ClusterCollector
 from workers.manager.resources import Resources
@@ -28,6 +29,7 @@ from workers.manager.routes import (
     jobs,
     members,
     membership,
+    notifications,
     page,
     recoveries,
     takeovers,
@@ -49,6 +51,7 @@ ROUTERS = (
     takeovers.reader,
     takeovers.writer,
     recoveries.router,
+    notifications.router,
     compat.reader,
     compat.writer,
     metrics_routes.router,
@@ -60,6 +63,9 @@ mass-failure guard, and the compatible calls of the product it replaces.
 
 Mutating calls need `Authorization: Bearer <qwcontrol.manager.token>`; reading calls need
 that token or `qwcontrol.manager.readToken`, unless `qwcontrol.manager.readOpen=true`.
+A request body over `qwcontrol.manager.maxBodyBytes` (1 MiB by default) is refused with 413
+before it is read, before authentication.
+
 Errors answer `{"error": true, "errorCode": "...", "message": "..."}`."""
 
 
@@ -89,6 +95,8 @@ def create_app(
     registry.register(ClusterCollector(resources))
     app.state.registry = registry
     install_handlers(app)
+    # before routing and auth, so no body over the limit is ever read (see body_limit)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.manager_max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
     page.mount_page(app)

@@ -7,6 +7,7 @@ on the compatible calls (``/api/{v}/…``), as the product this replaces answers
     401  no bearer token; 403 a wrong one, or none configured (see ``auth``)
     404  unknown member, job or execution (``NotFoundError``), or route
     409  the cluster's state refuses it (``TakeoverRefused``, ``CommandRefused``)
+    413  a request body over qwcontrol.manager.maxBodyBytes, refused unread (``body_limit``)
     422  a parameter or body that does not validate (``detail`` lists each problem)
     503  Redis or the store does not answer (``redis.RedisError``, ``StoreError``,
          ``EmbeddedRedisError``, SQLAlchemy's connection errors)
@@ -42,6 +43,7 @@ ERROR_CODES = {
     404: "api.error.item.doesnotexist",
     405: "api.error.method.unsupported",
     409: "api.error.conflict",
+    413: "api.error.request.toolarge",
     422: "api.error.invalid.request",
     500: "api.error.unexpected",
     503: "api.error.unavailable",

@@ -21,13 +21,14 @@ from pydantic import (
 )
 
 from schemas.messages import canonical_uuid
-from schemas.tables import EXECUTION_STATUSES, NAME_LEN
+from schemas.tables import CONCURRENCY_POLICIES, EXECUTION_STATUSES, NAME_LEN
 
 __all__ = [
     "AbortOutcome",
     "AbortRequest",
     "CompatJob",
     "Execution",
+    "ExecutionDetail",
     "ExecutionStatus",
     "Guard",
     "Id",
@@ -107,7 +108,15 @@ class Job(BaseModel):
     name: str
     project: str
     group: str
-    command: list[str]
+    command: list[str] = Field(description="argv of a command job; [] for other executors")
+    executor: dict[str, Any] = Field(
+        description="what runs: kind (command, shell, http, python) and its parameters; "
+        "credentials in HTTP headers and URLs shown as ***"
+    )
+    timeout_s: float | None = Field(description="a run is ended after this; null: never")
+    concurrency: Literal[CONCURRENCY_POLICIES] = Field(  # type: ignore[valid-type]
+        description="a run due while one runs: allow (overlap), forbid (skipped), replace"
+    )
     schedule: str | None
     enabled: bool
     owner_uuid: str
@@ -130,6 +139,7 @@ class Execution(BaseModel):
     job_id: str
     member_uuid: str
     status: str
+    reason: str | None = Field(description="why it was skipped, aborted, timed out, …")
     trigger: str
     attempt: int
     retry_of: str | None
@@ -143,7 +153,15 @@ class Execution(BaseModel):
     ended: str | None
     exit_code: int | None
     rq_job_id: str | None
-    output_tail: str | None
+
+
+class ExecutionDetail(Execution):
+    """One execution with its output, as ``qwc executions show --json`` shows it."""
+
+    output: str | None = Field(
+        description="what it printed (stdout and stderr; for HTTP the status line and "
+        "body), up to qwcontrol.executions.output.maxBytes: head and tail when cut"
+    )
 
 
 class Takeover(BaseModel):

@@ -16,8 +16,11 @@ Each pass:
 
 A command past ``expires_at_ms`` (Redis server clock) is recorded ``expired`` and nothing
 else happens. ``execute``: in one transaction, the command ``done`` (only while still
-pending here) and a ``scheduled`` execution of the job on this member with the command's
-execution id, trigger ``remote``, due now; the node's next dispatch pass enqueues it.
+pending here) and an execution of the job on this member with the command's execution id,
+trigger ``remote``, due now, admitted by the job's concurrency policy like a fire
+(``workers.store.admit_execution``): ``scheduled`` (with ``replace``, the job's running
+executions aborted), or ``skipped`` with the reason when ``forbid`` finds one running; the
+node's next dispatch pass enqueues a scheduled one.
 ``abort``: the execution is recorded ``aborted`` first (a not yet started one then never
 starts), then, when it was running, its RQ job is stopped (RQ's stop-job command: the work
 horse and the job's command are killed; the task writes no outcome, so there is no
@@ -38,7 +41,7 @@ import redis
 from schemas.errors import NotFoundError
 from schemas.keys import GROUP_COMMANDS, Keys
 from schemas.messages import RemoteCommand
-from workers.bus.retry import is_transient
+from workers.bus.retry import Prepared, is_transient
 from workers.bus.streams import (
     Entry,
     ack,
@@ -55,11 +58,11 @@ from workers.store import (
     CommandRow,
     Store,
     abort_execution,
+    admit_execution,
     finish_command,
     get_command,
     get_execution,
     get_job,
-    insert_execution,
     list_commands,
 )
 
@@ -83,6 +86,10 @@ class Processed:
     action: str
     status: str
     detail: str
+
+
+class _NotPending(Exception):
+    """The command was processed meanwhile (by another pass): undo what this one did."""
 
 
 class CommandProcessor:
@@ -114,13 +121,19 @@ class CommandProcessor:
         self._keys = keys
         self._clock_ms = clock_ms
         self._stop_job = stop_job
-        self._group_ready = False
+        self._prepared = Prepared(self._prepare)
 
     def process(self) -> list[Processed]:
-        """One pass: read, process what is pending here, ack. Returns what it processed."""
-        if not self._group_ready:
-            ensure_group(self.client, self.stream, GROUP_COMMANDS, "0")
-            self._group_ready = True
+        """One pass: read, process what is pending here, ack. Returns what it processed.
+
+        The consumer group is created before the first pass and again before the pass after
+        a transient error (a Redis restarted empty answers ``NOGROUP``)."""
+        return self._prepared.run(self._pass)
+
+    def _prepare(self) -> None:
+        ensure_group(self.client, self.stream, GROUP_COMMANDS, "0")
+
+    def _pass(self) -> list[Processed]:
         entries = self._read()
         now_ms = server_time_ms(self.client)
         rows = list_commands(
@@ -216,28 +229,32 @@ class CommandProcessor:
             job = get_job(self.store, row.job_id)
         except NotFoundError:
             return self._finish(row, "failed", now_ms, f"job {row.job_id} does not exist")
-        detail = f"execution {row.execution_id} of job {job.id} scheduled on {self.member_uuid}"
-        with self.store.begin() as conn:
-            if not finish_command(
-                conn,
-                row.id,
-                status="done",
-                now_ms=now_ms,
-                by=self.member_uuid,
-                detail=detail,
-                target_uuid=self.member_uuid,
-            ):
-                return None
-            local_ms = self._clock_ms()
-            insert_execution(
-                conn,
-                job_id=job.id,
-                member_uuid=self.member_uuid,
-                trigger="remote",
-                fire_ms=local_ms,
-                now_ms=local_ms,
-                execution_id=row.execution_id,
-            )
+        try:
+            with self.store.begin() as conn:
+                local_ms = self._clock_ms()
+                admitted = admit_execution(
+                    conn,
+                    job_id=job.id,
+                    member_uuid=self.member_uuid,
+                    trigger="remote",
+                    fire_ms=local_ms,
+                    now_ms=local_ms,
+                    execution_id=row.execution_id,
+                )
+                detail = f"execution {row.execution_id} of job {job.id} {admitted.status} on "
+                detail += self.member_uuid + (f": {admitted.reason}" if admitted.reason else "")
+                if not finish_command(
+                    conn,
+                    row.id,
+                    status="done",
+                    now_ms=now_ms,
+                    by=self.member_uuid,
+                    detail=detail,
+                    target_uuid=self.member_uuid,
+                ):
+                    raise _NotPending  # rolls the execution back
+        except _NotPending:
+            return None
         return Processed(row.id, row.action, "done", detail)
 
     def _abort(self, row: CommandRow, now_ms: int) -> Processed | None:
@@ -245,7 +262,12 @@ class CommandProcessor:
         if execution_id is None:
             return self._finish(row, "failed", now_ms, "abort command without an execution")
         try:
-            before = abort_execution(self.store, execution_id, now_ms=self._clock_ms())
+            before = abort_execution(
+                self.store,
+                execution_id,
+                now_ms=self._clock_ms(),
+                reason=f"aborted by command {row.id} of {row.issued_by}",
+            )
         except NotFoundError:
             return self._finish(row, "failed", now_ms, f"execution {execution_id} does not exist")
         if before is None:

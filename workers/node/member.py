@@ -410,6 +410,7 @@ def _run_loop(
     client = connect(redis_url, client_name=f"node-{name}", prefix=settings.redis_prefix)
     rq_client = client if rq_url == redis_url else connect(rq_url, client_name=f"node-{name}-rq")
     keys = Keys(settings.redis_prefix)
+    secret = settings.heartbeat_secret
     producer = HeartbeatProducer(
         client,
         uuid=config.member_uuid,
@@ -419,6 +420,7 @@ def _run_loop(
         keys=keys,
         tags=settings.server_tags,
         passive=passive,
+        secret=secret.get_secret_value() if secret else None,
     )
     producer.start()
     log.info("member %s (%s): running, queue %s", config.member_uuid, name, config.queue)

@@ -23,6 +23,8 @@ __all__ = ["startup_cleanup"]
 
 log = logging.getLogger(__name__)
 
+STARTUP_REASON = "left running when its member stopped; marked at the member's start"
+
 
 def startup_cleanup(
     store: Store, settings: Settings, *, member_uuid: str, now_ms: int
@@ -30,7 +32,7 @@ def startup_cleanup(
     """Mark ``member_uuid``'s running executions incomplete (retrying those with retries
     left when recovery applies, see the module docstring); returns the ids marked."""
     if not eligible(member_uuid, settings)[0]:
-        return mark_incomplete(store, member_uuid=member_uuid, now_ms=now_ms)
+        return mark_incomplete(store, member_uuid=member_uuid, now_ms=now_ms, reason=STARTUP_REASON)
     running = running_executions(store, member_uuid)
     if not running:
         return []
@@ -55,6 +57,7 @@ def startup_cleanup(
         retries=plan.retries,
         detail=f"start-up cleanup: {len(plan.mark)} leftover execution(s) marked incomplete, "
         f"{len(plan.retries)} retried here",
+        reason=STARTUP_REASON,
     )
     log.info(
         "member %s: start-up cleanup: %s marked incomplete, %s retried",

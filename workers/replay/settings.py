@@ -19,6 +19,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from schemas.errors import ConfigError, ConfigProblem
 from schemas.properties import closest, env_name
 from schemas.settings import Settings, load_settings, origins
@@ -53,10 +55,15 @@ def setting_text(value: Any) -> str | None:
 
 
 def recorded_settings(settings: Settings) -> dict[str, str]:
-    """The ``qwcontrol.clusterMode.*`` settings of ``settings`` as key -> text."""
+    """The ``qwcontrol.clusterMode.*`` settings of ``settings`` as key -> text; secrets
+    (``heartbeat.secret``) are left out: a recording never holds them, and the replay
+    does not need them."""
     out: dict[str, str] = {}
     for key, (name, spec) in sorted(_fields().items()):
-        text = setting_text(getattr(settings, name))
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            continue
+        text = setting_text(value)
         if key == spec.key and key.startswith(CLUSTER_MODE) and text is not None:
             out[key] = text
     return out

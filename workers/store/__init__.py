@@ -6,11 +6,13 @@ them can be combined atomically: ``with store.begin() as conn: ...``). Times are
 milliseconds passed in by the caller (``now_ms``); the store never reads a clock.
 
 Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
-``fence`` (``claim_fire``/``fire_job``), ``executions``, ``members``, ``audit``,
+``fence`` (``claim_fire``/``record_fire``/``admit_execution``, with ``concurrency``: the
+job's concurrency policy, a pure decision), ``executions``, ``members``, ``audit``,
 ``takeover`` (``commit_takeover``: one transaction moving a member's jobs), ``recovery``
 (``commit_recovery``: one transaction marking a dead member's executions and inserting
 their retries), ``commands`` (the record of remote commands), ``report`` (double and
-missed fires counted from the executions).
+missed fires counted from the executions), ``retention`` (old executions deleted in
+small batches).
 Tables: ``schemas.tables``.
 """
 
@@ -28,6 +30,8 @@ from workers.store.audit import (
     FINAL_OUTCOMES,
     RecoveryRow,
     TakeoverRow,
+    find_recovery,
+    find_takeover,
     list_recoveries,
     list_takeovers,
     record_recovery,
@@ -42,6 +46,7 @@ from workers.store.commands import (
     pending_command_targets,
     reroute_command,
 )
+from workers.store.concurrency import ActiveExecution, Admission, decide_admission
 from workers.store.engine import Store, create_store_engine, default_sqlite_url, masked_url
 from workers.store.executions import (
     ExecutionRow,
@@ -60,8 +65,16 @@ from workers.store.executions import (
     start_execution,
     unmark_queued,
 )
-from workers.store.fence import claim_fire, fire_job, set_next_fire_ms
+from workers.store.fence import (
+    Admitted,
+    admit_execution,
+    claim_fire,
+    fire_job,
+    record_fire,
+    set_next_fire_ms,
+)
 from workers.store.jobs import (
+    DEFAULT_CONCURRENCY,
     JobRow,
     count_jobs_by_owner,
     create_job,
@@ -101,6 +114,11 @@ from workers.store.report import (
     missing_fire_times,
     split_missed_fires,
 )
+from workers.store.retention import (
+    RETENTION_BATCH_ROWS,
+    delete_expired_executions,
+    expired_before_ms,
+)
 from workers.store.takeover import (
     ALL_OWNERS,
     MovedJob,
@@ -111,7 +129,12 @@ from workers.store.takeover import (
 
 __all__ = [
     "ALL_OWNERS",
+    "DEFAULT_CONCURRENCY",
     "FINAL_OUTCOMES",
+    "RETENTION_BATCH_ROWS",
+    "ActiveExecution",
+    "Admission",
+    "Admitted",
     "CommandRow",
     "Db",
     "ExecutionRow",
@@ -129,6 +152,7 @@ __all__ = [
     "TakeoverRow",
     "Unfinished",
     "abort_execution",
+    "admit_execution",
     "check_migrated",
     "claim_fire",
     "commit_recovery",
@@ -141,7 +165,12 @@ __all__ = [
     "create_job",
     "create_store_engine",
     "current_revision",
+    "decide_admission",
     "default_sqlite_url",
+    "delete_expired_executions",
+    "expired_before_ms",
+    "find_recovery",
+    "find_takeover",
     "finish_command",
     "finish_execution",
     "fire_job",
@@ -171,6 +200,7 @@ __all__ = [
     "open_store",
     "pending_command_targets",
     "reassign_jobs",
+    "record_fire",
     "record_member_state",
     "record_recovery",
     "record_takeover",

@@ -20,6 +20,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from schemas.errors import StoreError
+
 __all__ = [
     "DB_CONNECT_TIMEOUT_S",
     "SQLITE_BUSY_TIMEOUT_MS",
@@ -94,6 +96,22 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _sqlite_pragma(conn: Connection, pragma: str) -> None:
+    """Run ``PRAGMA <pragma>`` on the driver's connection, outside any transaction."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    violation = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+    if violation is not None:
+        table, rowid, parent, _ = violation
+        raise StoreError(f"foreign key violation: {table} row {rowid} refers to no {parent}")
+
+
 class Store:
     """The store's engine and URL. Close what you open: ``Store.close()``.
 
@@ -115,12 +133,28 @@ class Store:
         return self.engine.dialect.name
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+    def begin(self, *, foreign_keys: bool = True) -> Iterator[Connection]:
+        """A connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+        ``foreign_keys=False`` (migrations) turns SQLite's foreign key enforcement off for
+        this transaction, as SQLite's procedure for altering a table that others refer to
+        asks (a batch migration drops and re-creates it), checks every foreign key before
+        the commit (``StoreError`` naming the first violation) and turns enforcement back
+        on. Other databases ignore it.
+        """
         with self.engine.connect() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+            sqlite_fk_off = not foreign_keys and conn.dialect.name == "sqlite"
+            if sqlite_fk_off:
+                _sqlite_pragma(conn, "foreign_keys = OFF")  # a no-op inside a transaction
+            try:
+                conn.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+                    if sqlite_fk_off:
+                        _check_foreign_keys(conn)
+            finally:
+                if sqlite_fk_off:
+                    _sqlite_pragma(conn, "foreign_keys = ON")
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:

@@ -2,6 +2,9 @@
 
 Status changes are conditional UPDATEs (``... WHERE status IN (...)``), so two processes
 deciding about the same execution cannot both win: the one that changed zero rows lost.
+A final status may come with a ``reason`` in words (why it was skipped, aborted, replaced,
+timed out, marked incomplete); ``output`` is what the execution printed, bounded by its
+member (head and tail, ``workers.node.executors.OutputCollector``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from dataclasses import dataclass
 from sqlalchemy import RowMapping, select
 
 from schemas.errors import NotFoundError
-from schemas.tables import EXECUTION_STATUSES, EXECUTION_TRIGGERS, executions
+from schemas.tables import (
+    EXECUTION_STATUSES,
+    EXECUTION_TRIGGERS,
+    FINAL_EXECUTION_STATUSES,
+    executions,
+)
 from workers.store._db import Db, reading, writing
 
 __all__ = [
@@ -36,7 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = frozenset({"succeeded", "failed", "aborted", "incomplete"})
+FINAL_STATUSES = frozenset(FINAL_EXECUTION_STATUSES)
 
 _t = executions
 
@@ -58,9 +66,10 @@ class ExecutionRow:
     started_ms: int | None
     ended_ms: int | None
     exit_code: int | None
-    output_tail: str | None
+    output: str | None
     rq_job_id: str | None
     queued_ms: int | None
+    reason: str | None
 
     @property
     def first_id(self) -> str:
@@ -69,8 +78,13 @@ class ExecutionRow:
 
     @classmethod
     def from_mapping(cls, row: RowMapping) -> ExecutionRow:
-        """Build from a row of ``executions`` (all columns)."""
-        return cls(**row)
+        """Build from a row of ``executions`` (all columns). A row a member of the previous
+        release finished has its output in ``output_tail`` only: that is its output."""
+        values = dict(row)
+        legacy = values.pop("output_tail", None)
+        if values["output"] is None:
+            values["output"] = legacy
+        return cls(**values)
 
 
 def insert_execution(
@@ -87,11 +101,13 @@ def insert_execution(
     owner_epoch: int | None = None,
     rq_job_id: str | None = None,
     execution_id: str | None = None,
+    reason: str | None = None,
 ) -> str:
     """Insert an execution and return its id; ``fire_ms``/``now_ms`` are epoch ms.
 
-    ``retry_of`` is the id of the FIRST execution of a retry chain. Raises ``ValueError``
-    for an unknown status or trigger, ``sqlalchemy.exc.IntegrityError`` for an unknown job.
+    ``retry_of`` is the id of the FIRST execution of a retry chain. An execution inserted in
+    a final status (``skipped``) ends at ``now_ms``. Raises ``ValueError`` for an unknown
+    status or trigger, ``sqlalchemy.exc.IntegrityError`` for an unknown job.
     """
     if status not in EXECUTION_STATUSES:
         raise ValueError(f"unknown execution status {status!r}")
@@ -110,6 +126,8 @@ def insert_execution(
         "owner_epoch": owner_epoch,
         "created_ms": now_ms,
         "rq_job_id": rq_job_id,
+        "reason": reason,
+        "ended_ms": now_ms if status in FINAL_STATUSES else None,
     }
     with writing(db) as conn:
         conn.execute(_t.insert().values(values))
@@ -277,22 +295,33 @@ def finish_execution(
     status: str,
     now_ms: int,
     exit_code: int | None = None,
-    output_tail: str | None = None,
+    output: str | None = None,
     retry: NewExecution | None = None,
+    reason: str | None = None,
+    output_tail: str | None = None,
 ) -> bool:
-    """``scheduled``/``running`` -> a final ``status`` at ``now_ms``; in the same
-    transaction, insert ``retry`` when the change happened.
+    """``scheduled``/``running`` -> a final ``status`` at ``now_ms``, with what it printed
+    (``output``) and why (``reason``, e.g. "timed out after 5 s"); in the same transaction,
+    insert ``retry`` when the change happened.
 
     False when the execution had already ended (e.g. it was marked ``incomplete`` by a
-    recovery, or aborted): then no retry is inserted. Raises ``ValueError`` when ``status``
-    is not final.
+    recovery, aborted, or replaced): then no retry is inserted. Raises ``ValueError`` when
+    ``status`` is not final. ``output_tail`` is the previous name of ``output`` (the
+    runner of the previous release passes it).
     """
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final execution status")
+    values = {
+        "status": status,
+        "ended_ms": now_ms,
+        "exit_code": exit_code,
+        "output": output if output is not None else output_tail,
+        "reason": reason,
+    }
     stmt = (
         _t.update()
         .where(_t.c.id == execution_id, _t.c.status.in_(["scheduled", "running"]))
-        .values(status=status, ended_ms=now_ms, exit_code=exit_code, output_tail=output_tail)
+        .values(values)
     )
     with writing(db) as conn:
         changed: bool = conn.execute(stmt).rowcount == 1
@@ -301,8 +330,11 @@ def finish_execution(
     return changed
 
 
-def abort_execution(db: Db, execution_id: str, *, now_ms: int) -> ExecutionRow | None:
-    """Mark a ``scheduled`` or ``running`` execution ``aborted`` at ``now_ms``.
+def abort_execution(
+    db: Db, execution_id: str, *, now_ms: int, reason: str | None = None
+) -> ExecutionRow | None:
+    """Mark a ``scheduled`` or ``running`` execution ``aborted`` at ``now_ms``, because of
+    ``reason`` (words).
 
     Returns the row as it was just before (its status says whether it had started, its
     member where it runs), or None when it had already ended. Raises ``NotFoundError``
@@ -316,7 +348,7 @@ def abort_execution(db: Db, execution_id: str, *, now_ms: int) -> ExecutionRow |
             stmt = (
                 _t.update()
                 .where(_t.c.id == execution_id, _t.c.status == before.status)
-                .values(status="aborted", ended_ms=now_ms)
+                .values(status="aborted", ended_ms=now_ms, reason=reason)
             )
             if conn.execute(stmt).rowcount == 1:
                 return before
@@ -324,9 +356,15 @@ def abort_execution(db: Db, execution_id: str, *, now_ms: int) -> ExecutionRow |
 
 
 def mark_incomplete(
-    db: Db, *, member_uuid: str, now_ms: int, execution_ids: Collection[str] | None = None
+    db: Db,
+    *,
+    member_uuid: str,
+    now_ms: int,
+    execution_ids: Collection[str] | None = None,
+    reason: str | None = None,
 ) -> list[str]:
-    """Mark ``member_uuid``'s running executions ``incomplete`` (all, or only the given ids).
+    """Mark ``member_uuid``'s running executions ``incomplete`` (all, or only the given ids),
+    because of ``reason`` (words).
 
     One set-based UPDATE conditional on ``status = 'running'``; returns the ids it changed,
     so a second call (or a racing worker) gets only what it changed itself.
@@ -334,7 +372,8 @@ def mark_incomplete(
     stmt = _t.update().where(_t.c.member_uuid == member_uuid, _t.c.status == "running")
     if execution_ids is not None:
         stmt = stmt.where(_t.c.id.in_(list(execution_ids)))
-    stmt = stmt.values(status="incomplete", ended_ms=now_ms).returning(_t.c.id)
+    values = {"status": "incomplete", "ended_ms": now_ms, "reason": reason}
+    stmt = stmt.values(values).returning(_t.c.id)
     with writing(db) as conn:
         marked = sorted(conn.execute(stmt).scalars())
     log.info("member %s: %s running execution(s) marked incomplete", member_uuid, len(marked))

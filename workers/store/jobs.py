@@ -4,24 +4,31 @@ Ownership rule of the product: a job is owned by the last member that modified i
 ``create_job`` and ``update_job`` make the modifying member the owner, and every change of
 owner increments ``owner_epoch`` in the same statement — the epoch is what the fire fence
 (``workers.store.fence``) checks.
+
+What a job runs is its ``executor`` kind with, for ``command``, the argv in ``command`` and,
+for the other kinds (``shell``, ``http``, ``python``), the parameters in ``executor_spec``
+(validated by ``workers.jobs.executor`` before they get here). ``timeout_s`` (None: none) and
+``concurrency`` (``allow|forbid|replace``, applied by the fence) are per job too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import RowMapping, func, select
 from sqlalchemy.exc import IntegrityError
 
 from schemas.errors import NotFoundError, StoreError
-from schemas.tables import scheduled_jobs
+from schemas.tables import CONCURRENCY_POLICIES, EXECUTOR_KINDS, scheduled_jobs
 from workers.store._db import Db, reading, writing
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "UPDATABLE_FIELDS",
     "JobRow",
     "count_jobs_by_owner",
@@ -45,15 +52,22 @@ UPDATABLE_FIELDS = frozenset(
         "retry_count",
         "retry_delay_s",
         "next_fire_ms",
+        "executor",
+        "executor_spec",
+        "timeout_s",
+        "concurrency",
     }
 )
+DEFAULT_CONCURRENCY: Final = "forbid"  # a new job, as Rundeck's multipleExecutions: false
 
 _t = scheduled_jobs
 
 
 @dataclass(frozen=True)
 class JobRow:
-    """One ``scheduled_jobs`` row. ``command`` is the decoded argv; times are epoch ms."""
+    """One ``scheduled_jobs`` row. ``command`` is the decoded argv (executor ``command``;
+    empty for the other kinds, whose parameters are ``executor_spec``); times are epoch ms;
+    ``timeout_s`` None means no timeout."""
 
     id: str
     project: str
@@ -71,6 +85,10 @@ class JobRow:
     modified_by: str
     modified_ms: int
     created_ms: int
+    executor: str = "command"
+    executor_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    timeout_s: float | None = None
+    concurrency: str = DEFAULT_CONCURRENCY
 
     @classmethod
     def from_mapping(cls, row: RowMapping) -> JobRow:
@@ -79,6 +97,8 @@ class JobRow:
         values["command"] = tuple(values["command"])
         values["enabled"] = bool(values["enabled"])
         values["retry_delay_s"] = float(values["retry_delay_s"])
+        if values["timeout_s"] is not None:
+            values["timeout_s"] = float(values["timeout_s"])
         return cls(**values)
 
 
@@ -96,13 +116,20 @@ def create_job(
     retry_count: int = 0,
     retry_delay_s: float = 0.0,
     job_id: str | None = None,
+    executor: str = "command",
+    executor_spec: Mapping[str, Any] | None = None,
+    timeout_s: float | None = None,
+    concurrency: str = DEFAULT_CONCURRENCY,
 ) -> JobRow:
     """Insert a job owned by ``modified_by`` at ``owner_epoch`` 1; ``now_ms`` is epoch ms.
 
     ``group_name`` is ``""`` for an ungrouped job. ``schedule`` is a cron text, or None for a
-    job run on demand only. Raises ``StoreError`` when (project, group_name, name) or the id
-    already exists.
+    job run on demand only. ``command`` is the argv of a ``command`` job (``[]`` for the
+    other executors, whose parameters are ``executor_spec``). Raises ``ValueError`` for an
+    unknown executor or concurrency policy, ``StoreError`` when (project, group_name, name)
+    or the id already exists.
     """
+    _check_kinds(executor, concurrency)
     values: dict[str, Any] = {
         "id": job_id or str(uuid.uuid4()),
         "project": project,
@@ -118,6 +145,10 @@ def create_job(
         "modified_by": modified_by,
         "modified_ms": now_ms,
         "created_ms": now_ms,
+        "executor": executor,
+        "executor_spec": dict(executor_spec or {}),
+        "timeout_s": timeout_s,
+        "concurrency": concurrency,
     }
     try:
         with writing(db) as conn:
@@ -140,8 +171,11 @@ def update_job(db: Db, job_id: str, *, modified_by: str, now_ms: int, **changes:
     unknown = sorted(set(changes) - UPDATABLE_FIELDS)
     if unknown:
         raise ValueError(f"cannot update job field(s) {', '.join(unknown)}")
+    _check_kinds(changes.get("executor", "command"), changes.get("concurrency", "allow"))
     if "command" in changes:
         changes["command"] = list(changes["command"])
+    if "executor_spec" in changes:
+        changes["executor_spec"] = dict(changes["executor_spec"])
     stmt = (
         _t.update()
         .where(_t.c.id == job_id)
@@ -163,6 +197,15 @@ def update_job(db: Db, job_id: str, *, modified_by: str, now_ms: int, **changes:
         raise NotFoundError(f"job {job_id} does not exist")
     log.info("job %s: modified by %s, epoch %s", job_id, modified_by, row["owner_epoch"])
     return JobRow.from_mapping(row)
+
+
+def _check_kinds(executor: str, concurrency: str) -> None:
+    """``ValueError`` for an executor kind or concurrency policy the table refuses."""
+    if executor not in EXECUTOR_KINDS:
+        raise ValueError(f"unknown executor {executor!r}; one of {', '.join(EXECUTOR_KINDS)}")
+    if concurrency not in CONCURRENCY_POLICIES:
+        allowed = ", ".join(CONCURRENCY_POLICIES)
+        raise ValueError(f"unknown concurrency policy {concurrency!r}; one of {allowed}")
 
 
 def get_job(db: Db, job_id: str) -> JobRow:

@@ -42,7 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCRIPT_LOCATION = "workers.store:migrations"
-HEAD_REVISION = "0002"  # the newest file in migrations/versions (a test checks it)
+HEAD_REVISION = "0003"  # the newest file in migrations/versions (a test checks it)
 # pg_advisory_xact_lock key of the migration: any fixed bigint (here b"qwc-migr" as int).
 MIGRATION_LOCK_KEY = int.from_bytes(b"qwc-migr", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -97,7 +97,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     try:
-        with _sqlite_file_lock(engine), Store(engine).begin() as conn:
+        with _sqlite_file_lock(engine), Store(engine).begin(foreign_keys=False) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}

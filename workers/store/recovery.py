@@ -135,13 +135,15 @@ def commit_recovery(
     retries: Mapping[str, NewExecution],
     reschedule_to: str | None = None,
     detail: str = "",
+    reason: str | None = None,
 ) -> RecoveryResult:
     """In one transaction: claim the audit row of ``proposal_id``; mark the executions
     ``mark`` of ``dead_uuid`` ``incomplete`` (those still running); insert
     ``retries[execution id]`` for each one marked; move ``dead_uuid``'s not yet started
     executions to ``reschedule_to`` (when given); record the outcome ``committed``.
 
-    Times are epoch ms.
+    The executions marked get ``reason`` (default: their member was dead, and which
+    recovery marked them). Times are epoch ms.
     """
     audit: dict[str, Any] = {
         "proposal_id": proposal_id,
@@ -154,8 +156,11 @@ def commit_recovery(
         if not record_recovery(conn, **audit):
             log.info("recovery %s: already decided; nothing done", proposal_id)
             return RecoveryResult(committed=False)
+        why = reason or f"member {dead_uuid} dead; marked by recovery {proposal_id}"
         marked = (
-            mark_incomplete(conn, member_uuid=dead_uuid, now_ms=now_ms, execution_ids=mark)
+            mark_incomplete(
+                conn, member_uuid=dead_uuid, now_ms=now_ms, execution_ids=mark, reason=why
+            )
             if mark
             else []
         )

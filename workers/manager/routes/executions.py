@@ -1,4 +1,5 @@
-"""``/api/cluster/executions``: list and read executions; abort one (``qwc abort``)."""
+"""``/api/cluster/executions``: list executions, read one with its output; abort one
+(``qwc abort``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from workers.cli.jobs_spec import execution_json
 from workers.commands.issue import DEFAULT_EXPIRES_S, abort_json, request_abort
+from workers.jobs import execution_detail_json, execution_json
 from workers.manager.auth import require_read, require_write
 from workers.manager.deps import ExecutionIdPath, Res
 from workers.manager.errors import ErrorBody
@@ -16,6 +17,7 @@ from workers.manager.models import (
     AbortOutcome,
     AbortRequest,
     Execution,
+    ExecutionDetail,
     ExecutionStatus,
     Id,
     MemberId,
@@ -39,7 +41,7 @@ def executions(
     status: Annotated[list[ExecutionStatus] | None, Query(description="Repeatable.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Executions, newest first (the filters of ``qwc executions``)."""
+    """Executions, newest first (the filters of ``qwc executions``), without their output."""
     rows = list_executions(
         res.store(), job_id=job, member_uuid=member, statuses=status or None, limit=limit
     )
@@ -47,11 +49,16 @@ def executions(
 
 
 @reader.get(
-    "/executions/{execution_id}", response_model=Execution, responses={404: {"model": ErrorBody}}
+    "/executions/{execution_id}",
+    response_model=ExecutionDetail,
+    responses={404: {"model": ErrorBody}},
 )
 def execution(execution_id: ExecutionIdPath, res: Res) -> dict[str, Any]:
-    """One execution (404 when it does not exist)."""
-    return execution_json(get_execution(res.store(), execution_id))
+    """One execution with its output (``qwc executions show``; 404 when it does not exist).
+    ``output`` is what it printed, up to ``qwcontrol.executions.output.maxBytes`` of it:
+    when it printed more, its head and its tail, joined by a line saying how many bytes
+    were dropped."""
+    return execution_detail_json(get_execution(res.store(), execution_id))
 
 
 @writer.post(

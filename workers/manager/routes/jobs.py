@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from workers.cli.jobs_spec import job_json
 from workers.commands.issue import DEFAULT_EXPIRES_S, issued_json, request_execute
+from workers.jobs import job_json
 from workers.manager.auth import require_read, require_write
 from workers.manager.deps import JobIdPath, Res
 from workers.manager.errors import ErrorBody

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from schemas.errors import NotFoundError
-from workers.cli.jobs_spec import job_json
+from workers.jobs import job_json
 from workers.liveness.listing import collect_member_rows
 from workers.manager.auth import require_read
 from workers.manager.deps import MemberPath, Res

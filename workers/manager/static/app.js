@@ -1,7 +1,8 @@
 // The Cluster Manager's web page: reads the JSON API under /api/cluster (members every
 // second, the rest every two seconds) and sends the three actions (take over, run on member,
-// abort) after a confirmation. No framework, no build step, nothing from another origin.
-// Data is put in the page with textContent only (never as HTML).
+// abort) after a confirmation; an execution's output opens on demand. No framework, no build
+// step, nothing from another origin. Data is put in the page with textContent only (never
+// as HTML).
 "use strict";
 
 const API = "../api/cluster";
@@ -14,7 +15,7 @@ const ACTIVE_STATUSES = ["scheduled", "running"];
 
 const data = {
   members: [], jobs: [], executions: [], takeovers: [], recoveries: [], membership: [],
-  guard: null,
+  guard: null, failures: [],
 };
 let round = 0;
 let timer = null;
@@ -63,16 +64,43 @@ async function call(method, path, body) {
   return answer;
 }
 
-// What a refused or failed call means, in one line for the page.
+// Where a token comes from, said in the page when a call is refused.
+const TOKEN_HELP =
+  "Reading needs the read token (qwcontrol.manager.readToken, env QWC_MANAGER_READTOKEN) or " +
+  "the admin token (qwcontrol.manager.token, env QWC_MANAGER_TOKEN); acting (take over, run, " +
+  "abort) needs the admin token. `qwc cluster up` and `qwc demo` print this page's address " +
+  "with a read token in it (open that address) and keep both tokens in " +
+  "manager-tokens.properties in their data directory.";
+
+// What a refused or failed call means, for the page.
 function explain(what, error) {
   if (error.status === 401) {
-    return `${what}: 401 Unauthorized: ${error.message}. Type the manager's token above.`;
+    return `${what}: 401 Unauthorized: ${error.message}. Type the manager's token above.\n` +
+      TOKEN_HELP;
   }
   if (error.status === 403) {
-    return `${what}: 403 Forbidden: ${error.message}.`;
+    return `${what}: 403 Forbidden: ${error.message}.\n${TOKEN_HELP}`;
   }
   if (!error.status) return `${what}: ${error.message}`;
   return `${what}: ${error.status}: ${error.message}`;
+}
+
+// A token handed over in the address (#token=…, as `qwc cluster up` prints it): kept for
+// this tab and taken out of the address bar and the history. A fragment never reaches the
+// server, so no access log holds it.
+function tokenFromAddress() {
+  const match = /^#token=([^&]+)/.exec(location.hash);
+  if (!match) return false;
+  let value = "";
+  try {
+    value = decodeURIComponent(match[1]);
+  } catch (_) {
+    value = "";
+  }
+  history.replaceState(null, "", location.pathname + location.search);
+  if (!value) return false;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  return true;
 }
 
 // ---- small helpers ----------------------------------------------------------------------
@@ -240,6 +268,36 @@ async function abort(execution) {
   refreshNow();
 }
 
+// An execution's output (GET /executions/{id}: up to output.maxBytes, head and tail), in a
+// dialog. Read when asked: lists never carry outputs.
+async function showOutput(execution) {
+  let detail;
+  try {
+    detail = await call("GET", `/executions/${encodeURIComponent(execution.id)}`);
+  } catch (error) {
+    notice(explain("Reading the output refused", error), false);
+    return;
+  }
+  document.getElementById("output-title").textContent =
+    `Execution ${shortId(detail.id)} of ${jobLabel(detail.job_id)}`;
+  document.getElementById("output-facts").textContent = executionFacts(detail);
+  const text = document.getElementById("output-text");
+  text.textContent = detail.output || "(no output)";
+  text.classList.toggle("empty", !detail.output);
+  const dialog = document.getElementById("output");
+  if (!dialog.open) dialog.showModal();
+}
+
+// One line of what happened to an execution: status, exit code, why, where, when.
+function executionFacts(e) {
+  const parts = [e.status + (e.exit_code === null ? "" : ` (exit ${e.exit_code})`)];
+  if (e.reason) parts.push(e.reason);
+  parts.push(`on ${memberName(e.member_uuid)}`, `attempt ${e.attempt}`);
+  if (e.started_ms) parts.push(`started ${clock(e.started_ms)}`);
+  if (e.ended_ms) parts.push(`ended ${clock(e.ended_ms)}`);
+  return parts.join(" · ");
+}
+
 async function releaseGuard() {
   const ok = await confirmAction("Release the mass-failure guard?",
     "The takeovers it holds proceed at the workers' next check.", null, "Release");
@@ -379,17 +437,48 @@ function renderExecutions() {
     c[2].textContent = memberName(e.member_uuid);
     c[3].textContent = e.status + (e.attempt > 1 ? ` (attempt ${e.attempt})` : "");
     c[3].className = "status status-" + e.status;
+    c[3].title = e.reason || "";
     c[4].textContent = clock(e.started_ms || e.fire_ms);
-    c[5].querySelector("button").hidden = !ACTIVE_STATUSES.includes(e.status);
+    c[5].querySelector(".abort").hidden = !ACTIVE_STATUSES.includes(e.status);
+    c[6].textContent = e.started_ms ? age((e.started_ms - e.fire_ms) / 1000) : "";
+    c[6].title = "started − fire time";
   });
 }
 
 function makeExecutionRow(e) {
+  const current = () => data.executions.find((x) => x.id === row.dataset.id) || e;
   const row = el("tr", {}, el("td", { class: "mono" }), el("td"), el("td"), el("td"),
     el("td", { class: "mono" }),
-    el("td", { class: "actions" }, el("button", { type: "button", class: "abort danger", text: "Abort",
-      onclick: () => abort(data.executions.find((x) => x.id === row.dataset.id) || e) })));
+    el("td", { class: "actions" },
+      el("button", { type: "button", class: "show-output", text: "Output",
+        onclick: () => showOutput(current()) }),
+      el("button", { type: "button", class: "abort danger", text: "Abort",
+        onclick: () => abort(current()) })),
+    el("td", { class: "late num" }));
   return row;
+}
+
+// Webhook deliveries given up (qwc notifications failed), newest first.
+function renderFailures() {
+  const tbody = document.querySelector("#failures tbody");
+  syncRows(tbody, data.failures, (f) => f.id, makeFailureRow, (row, f) => {
+    row.dataset.receiver = f.receiver;
+    row.dataset.type = f.event_type;
+    const c = row.cells;
+    c[0].textContent = clock(f.failed_at_ms);
+    c[1].textContent = f.receiver;
+    c[2].textContent = f.event_type;
+    c[3].textContent = f.event_id;
+    c[4].textContent = String(f.attempts);
+    c[5].textContent = f.error;
+  });
+  document.getElementById("failures-summary").textContent =
+    data.failures.length ? `${data.failures.length} given up` : "none";
+}
+
+function makeFailureRow() {
+  return el("tr", {}, el("td", { class: "mono" }), el("td"), el("td"), el("td", { class: "mono" }),
+    el("td", { class: "num" }), el("td", { class: "error" }));
 }
 
 // The timeline: takeovers, recoveries and member state changes, newest first.
@@ -469,6 +558,7 @@ function render() {
   renderExecutions();
   renderTimeline();
   renderGuard();
+  renderFailures();
 }
 
 // ---- polling ----------------------------------------------------------------------------
@@ -489,7 +579,7 @@ async function refresh() {
   if (round % OTHERS_EVERY === 0) {
     reads.push(read("/jobs", "jobs"), executionsRead(), read("/takeovers?limit=100", "takeovers"),
       read("/recoveries?limit=50", "recoveries"), read("/membership?limit=100", "membership"),
-      read("/guard", "guard"));
+      read("/guard", "guard"), read("/notifications/failed?limit=20", "failures"));
   }
   round += 1;
   const results = await Promise.allSettled(reads);
@@ -533,8 +623,10 @@ function refreshNow() {
 // ---- start ------------------------------------------------------------------------------
 
 function start() {
+  const handedOver = tokenFromAddress();
   const input = document.getElementById("token");
   input.value = token();
+  if (handedOver) notice("Token from the address kept for this tab (sessionStorage).", true);
   document.getElementById("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     if (input.value) sessionStorage.setItem(TOKEN_KEY, input.value);

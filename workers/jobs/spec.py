@@ -1,5 +1,11 @@
-"""What ``qwc jobs`` reads and prints, without I/O of its own: job specs (from options or
-an import file, validated) and the JSON shapes of jobs and executions."""
+"""Job specs, as ``qwc jobs add`` options or the entries of an import file give them, and
+as the API will take them: validated, with every problem naming its entry and field.
+
+A spec names exactly one executor (``command``, ``shell``, ``http`` or ``python``;
+``workers.jobs.executor``), and may carry a ``timeout`` (seconds, None: none) and a
+``concurrency`` policy (``allow|forbid|replace``, default ``forbid``). No I/O but reading
+an import file.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +14,50 @@ import shlex
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml  # type: ignore[import-untyped]
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.cron import validate_cron
+from schemas.errors import QwcError
 from schemas.tables import NAME_LEN
-from workers.liveness.listing import iso_utc
-from workers.store import ExecutionRow, JobRow
+from workers.jobs.executor import (
+    CommandExecutor,
+    Executor,
+    HttpExecutor,
+    PythonExecutor,
+    Script,
+    ShellExecutor,
+)
+from workers.store import DEFAULT_CONCURRENCY
 
 __all__ = [
     "DEFAULT_PROJECT",
+    "EXECUTOR_FIELDS",
     "IMPORT_SUFFIXES",
+    "Concurrency",
     "JobSpec",
     "SpecError",
-    "execution_json",
-    "job_json",
     "load_specs",
     "parse_spec",
 ]
 
 DEFAULT_PROJECT = "default"
 IMPORT_SUFFIXES = (".yaml", ".yml", ".json")
+EXECUTOR_FIELDS = ("command", "shell", "http", "python")
+Concurrency = Literal["allow", "forbid", "replace"]  # schemas.tables.CONCURRENCY_POLICIES
 
 
-class SpecError(ValueError):
+class SpecError(QwcError, ValueError):
     """Invalid job spec(s); ``problems`` has one line per problem, naming entry and field."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -42,12 +66,20 @@ class SpecError(ValueError):
 
 
 class JobSpec(BaseModel):
-    """One job to create, from ``jobs add`` options or an entry of an import file."""
+    """One job to create, from ``jobs add`` options or an entry of an import file: exactly
+    one of ``command`` (argv, or a text split like a shell would), ``shell`` (a script for
+    ``/bin/sh -c``), ``http`` (an object: method, url, expect_status, timeout, headers,
+    body) and ``python`` (``pkg.module:function``, or an object: callable, kwargs)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=NAME_LEN)
-    command: tuple[str, ...]
+    command: tuple[str, ...] | None = None
+    shell: Script | None = None
+    http: HttpExecutor | None = None
+    python: PythonExecutor | None = None
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
+    concurrency: Concurrency = DEFAULT_CONCURRENCY
     schedule: str | None = None
     project: str = Field(DEFAULT_PROJECT, min_length=1, max_length=NAME_LEN)
     group: str = Field("", max_length=NAME_LEN)
@@ -64,6 +96,34 @@ class JobSpec(BaseModel):
         if isinstance(argv, list | tuple) and not argv:
             raise ValueError("the command is empty")
         return argv
+
+    @field_validator("python", mode="before")
+    @classmethod
+    def _callable_only(cls, value: Any) -> Any:
+        """``python: pkg.module:function`` is short for ``{callable: …}`` (no kwargs)."""
+        return {"callable": value} if isinstance(value, str) else value
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_executor(self) -> JobSpec:
+        given = [f for f in EXECUTOR_FIELDS if getattr(self, f) is not None]
+        if len(given) != 1:
+            found = f" (found {', '.join(given)})" if given else ""
+            raise ValueError(f"give exactly one executor: command, shell, http or python{found}")
+        return self
+
+    @property
+    def executor(self) -> Executor:
+        """The one executor the spec names."""
+        if self.command is not None:
+            return CommandExecutor(argv=self.command)
+        if self.shell is not None:
+            return ShellExecutor(script=self.shell)
+        return self.http or self.python  # type: ignore[return-value]  # one is set
 
     @field_validator("schedule")
     @classmethod
@@ -129,57 +189,11 @@ def load_specs(file: Path) -> list[JobSpec]:
 
 
 def _problems(exc: ValidationError, where: str) -> list[str]:
+    """One line per error, naming the field (``http.url``); a rule between fields (one
+    executor) names none."""
     lines = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "entry"
+        field = ".".join(str(part) for part in error["loc"])
         reason = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where}field {field!r}: {reason}")
+        lines.append(f"{where}field {field!r}: {reason}" if field else f"{where}{reason}")
     return lines
-
-
-def job_json(job: JobRow) -> dict[str, Any]:
-    """A job as the JSON object ``qwc jobs list --json`` prints (times: epoch ms + ISO)."""
-    return {
-        "id": job.id,
-        "name": job.name,
-        "project": job.project,
-        "group": job.group_name,
-        "command": list(job.command),
-        "schedule": job.schedule,
-        "enabled": job.enabled,
-        "owner_uuid": job.owner_uuid,
-        "owner_epoch": job.owner_epoch,
-        "retry_count": job.retry_count,
-        "retry_delay_s": job.retry_delay_s,
-        "next_fire_ms": job.next_fire_ms,
-        "next_fire": iso_utc(job.next_fire_ms),
-        "last_fire_ms": job.last_fire_ms,
-        "last_fire": iso_utc(job.last_fire_ms),
-        "modified_by": job.modified_by,
-        "modified_ms": job.modified_ms,
-        "created_ms": job.created_ms,
-    }
-
-
-def execution_json(run: ExecutionRow) -> dict[str, Any]:
-    """An execution as the JSON object ``qwc executions --json`` prints."""
-    return {
-        "id": run.id,
-        "job_id": run.job_id,
-        "member_uuid": run.member_uuid,
-        "status": run.status,
-        "trigger": run.trigger,
-        "attempt": run.attempt,
-        "retry_of": run.retry_of,
-        "fire_ms": run.fire_ms,
-        "fire_time": iso_utc(run.fire_ms),
-        "owner_epoch": run.owner_epoch,
-        "created_ms": run.created_ms,
-        "started_ms": run.started_ms,
-        "started": iso_utc(run.started_ms),
-        "ended_ms": run.ended_ms,
-        "ended": iso_utc(run.ended_ms),
-        "exit_code": run.exit_code,
-        "rq_job_id": run.rq_job_id,
-        "output_tail": run.output_tail,
-    }
