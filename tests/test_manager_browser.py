@@ -133,7 +133,6 @@ RECORD_STATES = """uuid => {
 }"""
 
 
-@pytest.mark.parametrize("cluster", ["embedded+sqlite"], indirect=True)
 def test_the_page_shows_the_cluster_live_and_takes_over_by_hand(
     cluster: Cluster, browser: Browser, tmp_path: Path
 ) -> None:

@@ -254,3 +254,27 @@ def test_running_executions_are_sent_with_the_heartbeats(
     parts.producer.beat()
     ((_, fields),) = r.xrange(Keys().heartbeats)
     assert decode_as(fields[MESSAGE_FIELD], Heartbeat).running == (running,)
+
+
+def test_a_fire_once_job_behind_its_times_is_claimed_once_as_a_catchup(
+    store: Store, parts: Parts
+) -> None:
+    """The member's batched claim records what the scheduler decided: several due times of
+    a fire_once job (the member fell behind) make one execution at the newest, trigger
+    ``catchup``, with the missed times and their count and span as its reason."""
+    job_id = job(store, ["true"], misfire="fire_once", misfire_grace_s=60.0)
+    parts.step()  # planned: next fire T0 + 750
+    parts.clock.now_ms = T0 + 3750  # 4 times due at once
+    parts.member.step()
+    (e,) = list_executions(store, job_id=job_id)
+    missed = tuple(T0 + 750 + 1000 * i for i in range(4))
+    assert (e.trigger, e.fire_ms, e.missed_ms, e.status) == (
+        "catchup",
+        missed[-1],
+        missed,
+        "scheduled",
+    )
+    assert e.reason == (
+        "catch-up of 4 missed fire time(s): 2026-01-01T00:00:01+00:00 to 2026-01-01T00:00:04+00:00"
+    )
+    assert get_job(store, job_id).next_fire_ms == missed[-1] + 1000

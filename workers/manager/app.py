@@ -25,6 +25,7 @@ from workers.manager.metrics import ClusterCollector
 from workers.manager.resources import Resources
 from workers.manager.routes import (
     compat,
+    compat_jobs,
     executions,
     jobs,
     members,
@@ -54,6 +55,7 @@ ROUTERS = (
     notifications.router,
     compat.reader,
     compat.writer,
+    compat_jobs.writer,
     metrics_routes.router,
 )
 

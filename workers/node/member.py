@@ -13,7 +13,9 @@ see :mod:`workers.node.node`), never a fire. Each pass:
    unscheduled and logged once; a later reload schedules it again if the member owns it.
    A fire that ``forbid`` refused is recorded ``skipped`` (its time is claimed all the
    same); one that replaced running executions (``replace``) is handed to
-   ``on_replaced``: the node ends those running in its own pool at once;
+   ``on_replaced``: the node ends those running in its own pool at once. A catch-up of a
+   ``fire_once`` job (:mod:`workers.node.scheduler`) is claimed the same way, at the
+   newest of its missed times, recorded with the trigger ``catchup`` and the missed times;
 3. it wakes the dispatcher (``on_fired``), which queues the new executions.
 
 Log lines start with ``member <uuid>:``.
@@ -150,7 +152,14 @@ class Member:
         not claimed."""
         uuid = self.config.member_uuid
         claims = {
-            FireClaim(f.job_id, f.owner_epoch, f.fire_ms, self.schedule.next_after(f)): f
+            FireClaim(
+                f.job_id,
+                f.owner_epoch,
+                f.fire_ms,
+                self.schedule.next_after(f),
+                f.trigger,
+                f.missed_ms,
+            ): f
             for f in fires
             if self.schedule.is_planned(f)
         }
@@ -167,10 +176,11 @@ class Member:
                 fired[fire] = admitted
         for fire, admitted in fired.items():
             log.debug(
-                "member %s: fired job %s at %s: %s %s",
+                "member %s: fired job %s at %s (%s): %s %s",
                 uuid,
                 fire.job_id,
                 fire.fire_ms,
+                fire.trigger,
                 admitted.execution_id,
                 admitted.status,
             )

@@ -52,6 +52,7 @@ from workers.node.dispatcher import DISPATCH_POLL_MS, Dispatcher, queue_name
 from workers.node.member import Member, MemberConfig, wall_clock_ms
 from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
+from workers.node.scheduler import JobSchedule
 from workers.node.watchdog import Watchdog, WatchdogConfig
 from workers.proposal_worker import candidates_from_members, candidates_from_view
 from workers.recovery.startup import DRAIN_REASON, recover_own, startup_cleanup
@@ -186,6 +187,7 @@ class _Node:
         )
         self.member = Member(
             MemberConfig(member_uuid, settings.heartbeat_interval_s),
+            schedule=JobSchedule(default_time_zone=settings.scheduler_time_zone),
             store=store,
             producer=self.producer,
             stop=stop,

@@ -32,6 +32,7 @@ from workers.store import (
     Store,
     finish_execution,
     finish_executions,
+    lock_jobs,
 )
 
 __all__ = [
@@ -127,9 +128,14 @@ def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
 def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> None:
     """Record many outcomes at ``now_ms`` in one transaction: those with a retry one by one
     (:func:`record_outcome`), the others with one statement for all
-    (:func:`workers.store.finish_executions`). Store errors propagate (nothing written)."""
+    (:func:`workers.store.finish_executions`). The jobs of those with a retry are locked
+    first, before any execution changes, as a fire locks its job before its ``replace``
+    aborts executions: one lock order, no deadlock. Store errors propagate (nothing
+    written)."""
     plain: list[Finish] = []
+    retried = {o.execution.job_id for o in ended if retry_for(o, now_ms=now_ms) is not None}
     with store.begin() as conn:
+        lock_jobs(conn, retried)
         for one in ended:
             status = one.status
             if status is None or retry_for(one, now_ms=now_ms) is not None:

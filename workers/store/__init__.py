@@ -5,15 +5,16 @@
 them can be combined atomically: ``with store.begin() as conn: ...``). Times are epoch
 milliseconds passed in by the caller (``now_ms``); the store never reads a clock.
 
-Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
-``fence`` (``claim_fire``/``claim_fires``/``record_fire``), ``admission`` (new executions
-admitted by their job's concurrency policy; ``concurrency``: its pure decision),
-``executions``, ``members``, ``audit``, ``takeover`` (``commit_takeover``: one
-transaction moving a member's jobs), ``recovery`` (``commit_recovery``: one transaction
-marking a dead member's executions and inserting their retries), ``running`` (a member's
-pool: batched start, still running here, what runs and waits per member), ``commands``
-(the record of remote commands), ``report`` (double and missed fires counted from the
-executions), ``retention`` (old executions deleted in small batches).
+Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs`` and
+``job_reads``, ``job_delete`` (a deleted job's row stays marked until retention), ``fence``
+(``claim_fire``/``claim_fires``/``record_fire``), ``admission`` (new executions admitted by
+their job's concurrency policy; ``concurrency``: its pure decision), ``executions``,
+``members``, ``audit``, ``takeover`` (``commit_takeover``: one transaction moving a
+member's jobs), ``recovery`` (``commit_recovery``: one transaction marking a dead member's
+executions and inserting their retries), ``running`` (a member's pool: batched start,
+still running here, what runs and waits per member), ``commands`` (the record of remote
+commands), ``report`` (double and missed fires counted from the executions), ``retention``
+(old executions deleted in small batches).
 Tables: ``schemas.tables``.
 """
 
@@ -61,6 +62,7 @@ from workers.store.executions import (
     list_executions,
     list_queued_before,
     list_unqueued,
+    lock_jobs,
     mark_incomplete,
     mark_queued,
     move_scheduled_executions,
@@ -75,13 +77,19 @@ from workers.store.fence import (
     record_fire,
     set_next_fire_ms,
 )
+from workers.store.job_delete import (
+    DELETED_REASON,
+    DeletedJob,
+    delete_job,
+    purge_deleted_jobs,
+)
+from workers.store.job_reads import count_jobs_by_owner, find_job, get_job, list_jobs
 from workers.store.jobs import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_MISFIRE,
     JobRow,
-    count_jobs_by_owner,
     create_job,
-    get_job,
-    list_jobs,
+    job_path,
     reassign_jobs,
     update_job,
 )
@@ -141,6 +149,8 @@ from workers.store.takeover import (
 __all__ = [
     "ALL_OWNERS",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_MISFIRE",
+    "DELETED_REASON",
     "FINAL_OUTCOMES",
     "RETENTION_BATCH_ROWS",
     "ActiveExecution",
@@ -149,6 +159,7 @@ __all__ = [
     "Backlog",
     "CommandRow",
     "Db",
+    "DeletedJob",
     "ExecutionRow",
     "Finish",
     "FireClaim",
@@ -185,7 +196,9 @@ __all__ = [
     "decide_admission",
     "default_sqlite_url",
     "delete_expired_executions",
+    "delete_job",
     "expired_before_ms",
+    "find_job",
     "find_recovery",
     "find_takeover",
     "finish_command",
@@ -201,6 +214,7 @@ __all__ = [
     "insert_command",
     "insert_execution",
     "insert_executions",
+    "job_path",
     "known_member_uuids",
     "list_commands",
     "list_executions",
@@ -210,6 +224,7 @@ __all__ = [
     "list_recoveries",
     "list_takeovers",
     "list_unqueued",
+    "lock_jobs",
     "mark_incomplete",
     "mark_queued",
     "masked_url",
@@ -217,6 +232,7 @@ __all__ = [
     "move_scheduled_executions",
     "open_store",
     "pending_command_targets",
+    "purge_deleted_jobs",
     "reassign_jobs",
     "record_fire",
     "record_member_state",

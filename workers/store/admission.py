@@ -11,10 +11,13 @@ distinct jobs it runs, whatever the batch size:
 2. the pure decision per job (:func:`workers.store.concurrency.decide_admission`);
 3. with ``replace``, one UPDATE marking the replaced executions ``aborted`` with the reason
    ``replaced by <new id>`` (only those still active);
-4. one INSERT of the new executions, ``scheduled`` or ``skipped`` with the reason.
+4. one INSERT of the new executions, ``scheduled`` or ``skipped`` with the reason (a
+   scheduled one keeps its own, e.g. a catch-up's).
 
 The caller holds each job's row lock (the fence's claim UPDATE, or ``SELECT … FOR
-UPDATE``), so two admissions of one job never both see "nothing running".
+UPDATE``) and has checked that the job is live with its executions enabled, so two
+admissions of one job never both see "nothing running", and nothing is admitted for a
+deleted or disabled job.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, case, select
 
-from schemas.errors import NotFoundError
+from schemas.errors import ConflictError, NotFoundError
 from schemas.tables import executions, scheduled_jobs
 from workers.store._db import Db, writing
 from workers.store.concurrency import ACTIVE_STATUSES, ActiveExecution, decide_admission
-from workers.store.executions import NewExecution, insert_executions
+from workers.store.executions import NewExecution, insert_checked
 
 __all__ = ["Admitted", "admit", "admit_execution"]
 
@@ -71,10 +74,10 @@ def admit(
     reasons = {old: d.abort_reason or "" for d in decided for old in d.abort}
     aborted = _abort(conn, reasons, now_ms=now_ms)
     rows = [
-        dataclasses.replace(n, status=d.status, reason=d.reason)
+        dataclasses.replace(n, status=d.status, reason=d.reason or n.reason)
         for n, d in zip(new, decided, strict=True)
     ]
-    insert_executions(conn, rows, now_ms=now_ms)
+    insert_checked(conn, rows, now_ms=now_ms)
     admitted = []
     for n, d in zip(new, decided, strict=True):
         replaced = tuple(sorted(aborted.intersection(d.abort)))
@@ -98,12 +101,20 @@ def admit_execution(
 ) -> Admitted:
     """Record an execution of ``job_id`` not fired by its schedule (a remote run) on
     ``member_uuid``, as the job's concurrency policy admits it; the job's row is locked
-    first, as a fire's claim locks it. Raises ``NotFoundError`` for an unknown job."""
+    first, as a fire's claim locks it. Raises ``NotFoundError`` for an unknown (or
+    deleted) job, ``ConflictError`` when its executions are disabled."""
     with writing(db) as conn:
-        lock = select(_t.c.concurrency).where(_t.c.id == job_id).with_for_update()
-        policy = conn.execute(lock).scalar_one_or_none()
-        if policy is None:
+        lock = (
+            select(_t.c.concurrency, _t.c.execution_enabled)
+            .where(_t.c.id == job_id, _t.c.deleted_ms.is_(None))
+            .with_for_update()
+        )
+        found = conn.execute(lock).first()
+        if found is None:
             raise NotFoundError(f"job {job_id} does not exist")
+        policy, execution_enabled = found
+        if not execution_enabled:
+            raise ConflictError(f"job {job_id}: its executions are disabled")
         new = NewExecution(
             id=execution_id or str(uuid.uuid4()),
             job_id=job_id,

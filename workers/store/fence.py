@@ -1,10 +1,11 @@
 """The fire fence: a member fires a job only if the database agrees it still owns it.
 
 One conditional UPDATE checks, in the database, that the member is the owner at the epoch
-it knows, that the job is enabled, and that this fire time was not claimed yet (nor a later
-one). Zero rows changed means the member lost the job (taken over or modified elsewhere)
-or another process already fired this time: it unschedules the job and moves on. Double
-fires are impossible by construction, whatever the timing.
+it knows, that the job is live with its schedule and its execution enabled, and that this
+fire time was not claimed yet (nor a later one). Zero rows changed means the member lost
+the job (taken over or modified elsewhere; disabled or deleted) or another process already
+fired this time: it unschedules the job and moves on. Double fires are impossible by
+construction, whatever the timing.
 
 The same transaction applies the job's concurrency policy (``workers.store.concurrency``,
 through :func:`workers.store.admission.admit`): the claim returns the policy, the job's
@@ -15,8 +16,18 @@ serialised (only its owner fires it, and the claim's UPDATE locks the job's row 
 commit). A remote run (``qwc run``) goes through
 :func:`workers.store.admission.admit_execution`, which takes the same row lock (``SELECT …
 FOR UPDATE``; SQLite has one writer at a time anyway), so a remote run and a fire of one
-job never both see "nothing running". A retry replaces the execution it retries in one
-transaction, so an active execution never disappears from view between the two.
+job never both see "nothing running"; it refuses a job whose executions are disabled
+(``ConflictError``) or that was deleted (``NotFoundError``), whoever asks.
+
+A catch-up (misfire policy ``fire_once``) is a fire like any other: it claims its
+``fire_ms`` (the newest of the missed times, so every older one is claimed with it) at the
+member's epoch, and records the execution with the trigger ``catchup``, the missed times
+(``missed_ms``) and their count and span as its reason. A member that lost the job (taken
+over while it was cut off) is refused like for any fire: the catch-up runs once, on the
+owner.
+
+A retry replaces the execution it retries in one transaction, so an active execution never
+disappears from view between the two.
 
 A member's scheduling pass claims all its due fires with :func:`claim_fires`: one fenced
 UPDATE per batch of distinct jobs, then their admission as a batch (one SELECT, one
@@ -30,6 +41,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, Connection, case, or_
 from sqlalchemy.sql.dml import UpdateBase
@@ -42,6 +54,7 @@ from workers.store.executions import NewExecution
 __all__ = [
     "CLAIM_CHUNK",
     "FireClaim",
+    "catchup_reason",
     "claim_fire",
     "claim_fires",
     "fire_job",
@@ -68,7 +81,8 @@ def claim_fire(
     """Claim fire time ``fire_ms`` (epoch ms) of ``job_id`` for ``member_uuid``.
 
     True iff exactly one row changed: the member owns the job at ``owner_epoch``, the job is
-    enabled, and no fire time >= ``fire_ms`` was claimed before. ``now_ms`` is only logged.
+    live with its schedule and execution enabled, and no fire time >= ``fire_ms`` was
+    claimed before. ``now_ms`` is only logged.
     """
     with writing(conn) as tx:
         return _claim(tx, job_id, member_uuid, owner_epoch, fire_ms, now_ms) is not None
@@ -98,7 +112,10 @@ def _fenced(
     return [
         _t.c.owner_uuid == member_uuid,
         _t.c.owner_epoch == owner_epoch,
-        _t.c.enabled.is_(True),
+        _t.c.enabled.is_(True),  # what the previous release checks: kept = both flags
+        _t.c.schedule_enabled.is_(True),
+        _t.c.execution_enabled.is_(True),
+        _t.c.deleted_ms.is_(None),
         or_(_t.c.last_fire_ms.is_(None), _t.c.last_fire_ms < fire_ms),
     ]
 
@@ -123,24 +140,36 @@ def record_fire(
     fire_ms: int,
     now_ms: int,
     execution_id: str | None = None,
+    trigger: str = "schedule",
+    missed_ms: Sequence[int] = (),
 ) -> Admitted | None:
-    """Claim ``fire_ms`` and record its execution (trigger ``schedule``, with ``fire_ms``
-    and ``owner_epoch``) as the job's concurrency policy admits it, in one transaction.
+    """Claim ``fire_ms`` and record its execution (``trigger`` ``schedule``, or ``catchup``
+    with the ``missed_ms`` it stands for; with ``fire_ms`` and ``owner_epoch``) as the job's
+    concurrency policy admits it, in one transaction.
 
-    None when the fence refused: the member lost the job or that fire time was already
-    claimed. Otherwise the fire time is claimed, whatever the policy decided. Times are
-    epoch ms.
+    None when the fence refused: the member lost the job, the job was disabled or deleted,
+    or that fire time was already claimed. Otherwise the fire time is claimed, whatever the
+    policy decided. Times are epoch ms.
     """
     with writing(db) as conn:
         policy = _claim(conn, job_id, member_uuid, owner_epoch, fire_ms, now_ms)
         if policy is None:
             return None
-        new = _fired(job_id, member_uuid, owner_epoch, fire_ms, execution_id)
+        claim = FireClaim(job_id, owner_epoch, fire_ms, None, trigger, tuple(missed_ms))
+        new = _fired(claim, member_uuid, execution_id)
         return admit(conn, [policy], [new], now_ms=now_ms)[0]
 
 
 def fire_job(
-    db: Db, *, job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int, now_ms: int
+    db: Db,
+    *,
+    job_id: str,
+    member_uuid: str,
+    owner_epoch: int,
+    fire_ms: int,
+    now_ms: int,
+    trigger: str = "schedule",
+    missed_ms: Sequence[int] = (),
 ) -> str | None:
     """:func:`record_fire`, answering only the new execution's id (``scheduled``, or
     ``skipped`` by the job's concurrency policy: nothing to dispatch), or None when the
@@ -152,33 +181,53 @@ def fire_job(
         owner_epoch=owner_epoch,
         fire_ms=fire_ms,
         now_ms=now_ms,
+        trigger=trigger,
+        missed_ms=missed_ms,
     )
     return None if admitted is None else admitted.execution_id
 
 
-def _fired(
-    job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int, execution_id: str | None
-) -> NewExecution:
-    """The execution of a claimed fire (trigger ``schedule``), before its admission."""
-    return NewExecution(
-        id=execution_id or str(uuid.uuid4()),
-        job_id=job_id,
-        member_uuid=member_uuid,
-        fire_ms=fire_ms,
-        trigger="schedule",
-        owner_epoch=owner_epoch,
+def catchup_reason(missed_ms: Sequence[int]) -> str | None:
+    """The reason a catch-up execution carries: how many times it stands for, from when to
+    when (None for an execution that stands for no missed time)."""
+    if not missed_ms:
+        return None
+    first, last = (
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+        for ms in (min(missed_ms), max(missed_ms))
     )
+    span = first if first == last else f"{first} to {last}"
+    return f"catch-up of {len(missed_ms)} missed fire time(s): {span}"
 
 
 @dataclass(frozen=True)
 class FireClaim:
     """One fire time to claim: ``job_id`` at ``fire_ms`` (epoch ms), owned at
-    ``owner_epoch``; ``next_fire_ms`` is recorded as the job's next planned time."""
+    ``owner_epoch``; ``next_fire_ms`` is recorded as the job's next planned time (None:
+    left as it is, for :func:`record_fire`). ``trigger`` ``schedule``, or ``catchup``
+    standing for ``missed_ms``."""
 
     job_id: str
     owner_epoch: int
     fire_ms: int
     next_fire_ms: int | None
+    trigger: str = "schedule"
+    missed_ms: tuple[int, ...] = ()
+
+
+def _fired(claim: FireClaim, member_uuid: str, execution_id: str | None) -> NewExecution:
+    """The execution of a claimed fire, before its admission."""
+    catchup = claim.trigger == "catchup"
+    return NewExecution(
+        id=execution_id or str(uuid.uuid4()),
+        job_id=claim.job_id,
+        member_uuid=member_uuid,
+        fire_ms=claim.fire_ms,
+        trigger=claim.trigger,
+        owner_epoch=claim.owner_epoch,
+        reason=catchup_reason(claim.missed_ms),
+        missed_ms=claim.missed_ms if catchup else None,
+    )
 
 
 def claim_fires(
@@ -202,7 +251,7 @@ def claim_fires(
                 if fire.job_id not in won:
                     _log_refused(fire.job_id, fire.fire_ms, member_uuid, fire.owner_epoch, now_ms)
             ok = [f for f in batch if f.job_id in won]
-            new = [_fired(f.job_id, member_uuid, f.owner_epoch, f.fire_ms, None) for f in ok]
+            new = [_fired(f, member_uuid, None) for f in ok]
             policies = [won[f.job_id] for f in ok]
             claimed.update(zip(ok, admit(conn, policies, new, now_ms=now_ms), strict=True))
     return claimed

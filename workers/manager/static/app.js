@@ -1,6 +1,6 @@
 // The Cluster Manager's web page: reads the JSON API under /api/cluster (members every
-// second, the rest every two seconds) and sends the three actions (take over, run on member,
-// abort) after a confirmation; an execution's output opens on demand. No framework, no build
+// second, the rest every two seconds) and sends the actions (take over, run on member,
+// abort; disable, enable and delete a job) after a confirmation; an execution's output opens on demand. No framework, no build
 // step, nothing from another origin. Data is put in the page with textContent only (never
 // as HTML).
 "use strict";
@@ -200,7 +200,7 @@ function confirmAction(title, text, extra, confirmLabel) {
   });
 }
 
-// ---- the three actions ------------------------------------------------------------------
+// ---- the actions ------------------------------------------------------------------------
 
 async function takeOver(member) {
   const targets = data.members.filter(
@@ -234,7 +234,7 @@ async function takeOver(member) {
 async function runOn(job, memberUuid) {
   const where = memberUuid ? memberName(memberUuid) : "the member the policy picks";
   const ok = await confirmAction(
-    `Run ${job.project}/${job.group ? job.group + "/" : ""}${job.name} now?`,
+    `Run ${jobPath(job)} now?`,
     `Sends an execute command to ${where}; it runs within the member's processing interval.`,
     null, "Run");
   if (!ok) return;
@@ -245,6 +245,50 @@ async function runOn(job, memberUuid) {
       `${memberName(issued.target_uuid)}: execution ${issued.execution_id}.`, true);
   } catch (error) {
     notice(explain("Run refused", error), false);
+  }
+  refreshNow();
+}
+
+function jobPath(job) {
+  return `${job.project}/${job.group ? job.group + "/" : ""}${job.name}`;
+}
+
+// Disable a job (its schedule and its execution: it is neither fired nor run), or enable
+// both again: PATCH /jobs/{id}.
+async function toggleJob(job) {
+  const enable = !(job.schedule_enabled && job.execution_enabled);
+  const ok = await confirmAction(
+    `${enable ? "Enable" : "Disable"} ${jobPath(job)}?`,
+    enable
+      ? "Its schedule fires it again from its next time, and it may be run."
+      : "It is fired no more and cannot be run (its schedule and its execution are disabled); " +
+        "an execution running now finishes.",
+    null, enable ? "Enable" : "Disable");
+  if (!ok) return;
+  try {
+    const body = { schedule_enabled: enable, execution_enabled: enable };
+    const done = await call("PATCH", `/jobs/${encodeURIComponent(job.id)}`, body);
+    notice(`${jobPath(done)} ${enable ? "enabled" : "disabled"} (owner epoch ${done.owner_epoch}).`,
+      true);
+  } catch (error) {
+    notice(explain(`${enable ? "Enable" : "Disable"} refused`, error), false);
+  }
+  refreshNow();
+}
+
+async function deleteJob(job) {
+  const ok = await confirmAction(
+    `Delete ${jobPath(job)}?`,
+    "It is fired and run no more; its executions that have not started are aborted, running " +
+      "ones finish; its executions stay listed until retention removes them.",
+    null, "Delete");
+  if (!ok) return;
+  try {
+    const done = await call("DELETE", `/jobs/${encodeURIComponent(job.id)}`);
+    const running = done.running.length ? `; ${done.running.length} running execution(s) finish` : "";
+    notice(`Deleted ${jobPath(done.job)}${running}.`, true);
+  } catch (error) {
+    notice(explain("Delete refused", error), false);
   }
   refreshNow();
 }
@@ -315,7 +359,7 @@ async function releaseGuard() {
 
 function jobLabel(jobId) {
   const job = data.jobs.find((j) => j.id === jobId);
-  return job ? `${job.project}/${job.group ? job.group + "/" : ""}${job.name}` : shortId(jobId);
+  return job ? jobPath(job) : shortId(jobId);
 }
 
 function renderMembers() {
@@ -403,9 +447,16 @@ function renderJobs() {
   syncRows(tbody, shown, (j) => j.id, makeJobRow, (row, j) => {
     row.dataset.id = j.id;
     row.dataset.owner = j.owner_uuid;
+    const on = j.schedule_enabled && j.execution_enabled;
+    row.dataset.enabled = String(on);
     const c = row.cells;
-    c[0].textContent = `${j.project}/${j.group ? j.group + "/" : ""}${j.name}`;
+    c[0].querySelector(".path").textContent = jobPath(j);
     c[0].title = j.id;
+    const off = !j.execution_enabled ? (j.schedule_enabled ? "execution off" : "disabled")
+      : (j.schedule_enabled ? "" : "schedule off");
+    c[0].querySelector(".badge").textContent = off;
+    c[0].querySelector(".badge").hidden = !off;
+    c[4].querySelector(".toggle").textContent = on ? "Disable" : "Enable";
     c[1].textContent = memberName(j.owner_uuid);
     const owner = data.members.find((m) => m.uuid === j.owner_uuid);
     c[1].className = "state-text state-" + (owner ? owner.state : "unknown");
@@ -419,11 +470,17 @@ function renderJobs() {
 
 function makeJobRow(j) {
   const select = el("select", { class: "run-on", "aria-label": "member to run on" });
-  const row = el("tr", {}, el("td", { class: "job" }), el("td"), el("td", { class: "mono" }),
-    el("td", { class: "mono" }),
+  const current = () => data.jobs.find((x) => x.id === row.dataset.id) || j;
+  const row = el("tr", {},
+    el("td", { class: "job" }, el("span", { class: "path" }), el("span", { class: "badge" })),
+    el("td"), el("td", { class: "mono" }), el("td", { class: "mono" }),
     el("td", { class: "actions" }, select,
       el("button", { type: "button", class: "run", text: "Run",
-        onclick: () => runOn(data.jobs.find((x) => x.id === row.dataset.id) || j, select.value) })));
+        onclick: () => runOn(current(), select.value) }),
+      el("button", { type: "button", class: "toggle", text: "Disable",
+        onclick: () => toggleJob(current()) }),
+      el("button", { type: "button", class: "delete danger", text: "Delete",
+        onclick: () => deleteJob(current()) })));
   return row;
 }
 
