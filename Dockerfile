@@ -1,12 +1,17 @@
-# syntax=docker/dockerfile:1
 # One image for every QW Control cluster-mode process: the workers (`qwc worker liveness|
 # takeover|recovery`), the manager (`qwc manager`) and the reference node (`qwc node`).
 # The command is the qwc sub-command: `docker run IMAGE worker liveness`. See compose.yaml
-# and docs/operations.md.
-ARG PYTHON_VERSION=3.11
+# and docs/operations.md. Needs BuildKit (the default builder since Docker 23) and the
+# built-in Dockerfile frontend only: no `# syntax=` image to pull, so it builds offline.
+#
+# BASE_IMAGE: a Python 3.11 image with `python` on PATH (deploy/smoke builds on a local one).
+# pip reads two optional build secrets, neither kept in a layer: a pip.conf (a private index,
+# its credentials) and a CA bundle, usable as `cert = /run/secrets/pip-cert` in that pip.conf:
+#   docker build --secret id=pip.conf,src=pip.conf --secret id=pip-cert,src=ca.pem .
+ARG BASE_IMAGE=python:3.11-slim
 
 # -- build: the project and its dependencies into a venv (every dependency ships a wheel) --
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/qwc
 WORKDIR /src
@@ -14,10 +19,12 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY producers ./producers
 COPY workers ./workers
-RUN /opt/qwc/bin/pip install . && /opt/qwc/bin/qwc --version
+RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    --mount=type=secret,id=pip-cert \
+    /opt/qwc/bin/pip install . && /opt/qwc/bin/qwc --version
 
 # -- runtime: the venv only, run as an unprivileged user --------------------------------
-FROM python:${PYTHON_VERSION}-slim
+FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 qwc \
     && useradd --system --uid 10001 --gid qwc --home-dir /var/lib/qwc --create-home \
         --shell /usr/sbin/nologin qwc

@@ -11,7 +11,10 @@
     ├── SpecError (ValueError)          a job spec is invalid: names entry and field
     │                                   (defined in workers.jobs.spec)
     └── StoreError (RuntimeError)       the SQL store refused an operation
-        └── NotFoundError (LookupError) a job, member or execution does not exist
+        ├── NotFoundError (LookupError) a job, member or execution does not exist
+        └── ConflictError               the store's state refuses it: a job of that name or
+                                        id exists (``existing_id``), or the job's
+                                        executions are disabled
 
 Builtins are subclassed where the meaning fits, so ``except ValueError`` still works.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConfigProblem",
+    "ConflictError",
     "DecodeError",
     "EmbeddedRedisError",
     "NotFoundError",
@@ -90,3 +94,13 @@ class StoreError(QwcError, RuntimeError):
 
 class NotFoundError(StoreError, LookupError):
     """A job, member or execution that does not exist."""
+
+
+class ConflictError(StoreError):
+    """The store's state refuses the operation: a job of that project/group/name (or id)
+    already exists — ``existing_id`` is that job's id —, or the job's executions are
+    disabled."""
+
+    def __init__(self, message: str, *, existing_id: str | None = None) -> None:
+        super().__init__(message)
+        self.existing_id = existing_id

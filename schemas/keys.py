@@ -27,6 +27,13 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:takeover:released     string   server ms of the last `qwc takeover release`
     {qwc}:remote-exec:round-robin   string   INCR: whose turn it is (RoundRobin remote execution)
     {qwc}:retention:pass        string   SET NX PX: one execution-retention pass per period
+    {qwc}:events                stream   Event messages (docs/notifications.md);
+                                         group "notify:<receiver>" per webhook receiver
+    {qwc}:events:once:<event id>    string   SET NX PX: an event id is appended once
+    {qwc}:notifications:failed  stream   FailedNotification messages: deliveries given up
+    {qwc}:notify:lease:<receiver>   string   SET NX PX: the replica delivering to a receiver
+    {qwc}:notify:retry:<receiver>   hash     failed attempts at the receiver's oldest event
+    {qwc}:notify:counts         hash     "<receiver>:<outcome>" -> deliveries (metrics)
 
 Stream entries carry one field, ``m``, holding the msgpack-encoded message; a heartbeat
 signed with ``qwcontrol.clusterMode.heartbeat.secret`` also carries ``s``, the hex
@@ -45,6 +52,7 @@ __all__ = [
     "MESSAGE_FIELD",
     "SIGNATURE_FIELD",
     "Keys",
+    "notify_group",
 ]
 
 MESSAGE_FIELD = b"m"
@@ -53,6 +61,11 @@ GROUP_LIVENESS = "liveness"
 GROUP_TAKEOVER = "takeover"
 GROUP_RECOVERY = "recovery"
 GROUP_COMMANDS = "commands"  # on each member's own command stream; the member is its consumer
+
+
+def notify_group(receiver: str) -> str:
+    """The consumer group of one webhook receiver on the events stream: ``notify:<name>``."""
+    return f"notify:{receiver}"
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,35 @@ class Keys:
     def retention_pass(self) -> str:
         return self._k("retention:pass")
 
+    @property
+    def events(self) -> str:
+        return self._k("events")
+
+    def event_once(self, event_id: str) -> str:
+        return self._k(f"events:once:{event_id}")
+
+    @property
+    def notifications_failed(self) -> str:
+        return self._k("notifications:failed")
+
+    def notify_lease(self, receiver: str) -> str:
+        return self._k(f"notify:lease:{receiver}")
+
+    def notify_retry(self, receiver: str) -> str:
+        return self._k(f"notify:retry:{receiver}")
+
+    @property
+    def notify_counts(self) -> str:
+        return self._k("notify:counts")
+
     def all_streams(self) -> tuple[str, ...]:
         """The fixed streams (not the per-member command streams)."""
-        return (self.heartbeats, self.membership, self.takeover, self.recovery, self.dead_letters)
+        return (
+            self.heartbeats,
+            self.membership,
+            self.takeover,
+            self.recovery,
+            self.dead_letters,
+            self.events,
+            self.notifications_failed,
+        )

@@ -12,12 +12,14 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
     "MEMBER_NAME_MAX_CHARS",
     "MESSAGE_TYPES",
     "CommandAction",
+    "Event",
+    "FailedNotification",
     "Heartbeat",
     "MemberState",
     "MemberUuid",
@@ -148,6 +150,45 @@ class ViewRestart(Message):
     reason: str = "server"
 
 
+class Event(Message):
+    """Something the cluster tells the outside (docs/notifications.md), on ``{qwc}:events``.
+
+    ``id`` is deterministic — the same happening emitted again (after a crash) has the same
+    id — and is the idempotency key receivers dedupe on. ``kind`` is a
+    :class:`schemas.events.EventType` value (a plain string here, so a newer type does not
+    make an older reader dead-letter the event). ``at_ms``: when it happened, epoch ms.
+    ``data`` is the type's payload, JSON values only. ``hook_urls``: the per-job webhooks
+    this event also goes to (set by the member for ``execution.*`` events of jobs with
+    hooks; never part of the payload).
+    """
+
+    TYPE: ClassVar[str] = "event"
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=300)
+    kind: str = Field(min_length=1, max_length=100)
+    at_ms: NonNegativeMs
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+    hook_urls: tuple[str, ...] = ()
+
+
+class FailedNotification(Message):
+    """A delivery given up (``{qwc}:notifications:failed``): the receiver, the event, how
+    many attempts from ``first_attempt_ms`` to ``failed_at_ms`` (epoch ms), the last
+    ``error`` and HTTP ``status`` (None: no answer), and the JSON ``body`` that was sent."""
+
+    TYPE: ClassVar[str] = "notification-failed"
+    v: Literal[1] = 1
+    receiver: str = Field(min_length=1)
+    event_id: str = Field(min_length=1)
+    event_type: str
+    attempts: int = Field(ge=1)
+    first_attempt_ms: NonNegativeMs
+    failed_at_ms: NonNegativeMs
+    error: str
+    status: int | None = None
+    body: str
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -157,5 +198,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         RecoveryProposal,
         RemoteCommand,
         ViewRestart,
+        Event,
+        FailedNotification,
     )
 }

@@ -64,6 +64,12 @@ allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are a
 | `qwcontrol.scheduler.timeZone` (an IANA zone name) | scheduler_time_zone | UTC |
 | `qwcontrol.executions.output.maxBytes` (1024 to 16777216) | executions_output_max_bytes | 65536 |
 | `qwcontrol.executions.retention.days` (0 to 36500; 0: forever) | executions_retention_days | 30 |
+| `qwcontrol.notifications.webhooks.<name>.url` / `.events` | notification_webhooks | — |
+| `qwcontrol.notifications.secret` (>= 16 characters, never shown) | notification_secret | — |
+| `qwcontrol.notifications.timeout` (0.01 to 300) | notification_timeout_s | 10 |
+| `qwcontrol.notifications.retry.initial` (>= 0.01) | notification_retry_initial_s | 1 |
+| `qwcontrol.notifications.retry.max` (>= 0.01) | notification_retry_max_s | 300 |
+| `qwcontrol.notifications.retry.horizon` (>= 0) | notification_retry_horizon_s | 3600 |
 
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
@@ -88,6 +94,14 @@ MORE than this fraction of the members, and at least 2, would turn dead within o
 
 Executions: each keeps up to ``output.maxBytes`` of its output (its head and its tail when
 it printed more); ``retention.days`` after it ended it is deleted (by the recovery worker).
+
+Notifications (docs/notifications.md): each webhook receiver is ``…webhooks.<name>.url``
+(http or https) and ``…webhooks.<name>.events`` (patterns such as ``member.*``), both
+required; see :mod:`schemas.settings_webhooks`. Its events are POSTed, signed with
+``secret`` when set, each attempt answered within ``timeout``; a failed delivery is
+retried after ``retry.initial`` s, doubling up to ``retry.max`` s, until ``retry.horizon``
+s after the first attempt, then kept in the failed list. Unknown keys under
+``qwcontrol.notifications.`` are errors too.
 
 Rules: ``static`` policies need a non-empty ``allowed`` list of UUIDs, ``preset`` needs
 ``remoteExecution.config.allowed``. Unknown keys under ``qwcontrol.clusterMode.``, and
@@ -147,8 +161,10 @@ from schemas.settings_types import (
     Token,
     UuidList,
 )
+from schemas.settings_webhooks import HttpTimeoutSeconds, NotifySecret, WebhookList
 
 _CM = "qwcontrol.clusterMode."
+_NOTIFY = "qwcontrol.notifications."
 
 
 class Settings(BaseSettings):
@@ -221,6 +237,14 @@ class Settings(BaseSettings):
         RetentionDays, Key("qwcontrol.executions.retention.days")
     ] = 30.0
     # ---------------------------------------------------------------------------------
+    # -- notifications (docs/notifications.md) ------------------------------------------
+    notification_webhooks: Annotated[WebhookList, Key(_NOTIFY + "webhooks")] = ()
+    notification_secret: Annotated[NotifySecret, Key(_NOTIFY + "secret")] = None
+    notification_timeout_s: Annotated[HttpTimeoutSeconds, Key(_NOTIFY + "timeout")] = 10.0
+    notification_retry_initial_s: Annotated[IntervalSeconds, Key(_NOTIFY + "retry.initial")] = 1.0
+    notification_retry_max_s: Annotated[IntervalSeconds, Key(_NOTIFY + "retry.max")] = 300.0
+    notification_retry_horizon_s: Annotated[DelaySeconds, Key(_NOTIFY + "retry.horizon")] = 3600.0
+    # -----------------------------------------------------------------------------------
 
     # field -> (origin, value it was loaded with); filled by load_settings only
     _loaded: Mapping[str, tuple[Origin, Any]] = PrivateAttr(default_factory=dict)

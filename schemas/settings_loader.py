@@ -25,10 +25,15 @@ from schemas.redis_urls import redact_url
 from schemas.settings import Settings
 from schemas.settings_rules import Origin, broken_rules, display_value
 from schemas.settings_types import Allowed, Key, ValueDetail
+from schemas.settings_webhooks import WebhookPart, combine, parse_env_name, parse_file_key
 
 # Key prefixes that are all ours: an unknown key under them is a typo, never ignored.
-_STRICT_PREFIXES = ("qwcontrol.clusterMode.", "qwcontrol.executions.")
-_SECRET_FIELDS = frozenset({"manager_token", "manager_read_token", "heartbeat_secret"})
+_STRICT_PREFIXES = ("qwcontrol.clusterMode.", "qwcontrol.executions.", "qwcontrol.notifications.")
+_SECRET_FIELDS = frozenset(
+    {"manager_token", "manager_read_token", "heartbeat_secret", "notification_secret"}
+)
+_WEBHOOKS = "notification_webhooks"  # given as one key per receiver and attribute,
+_PARTS = "\0webhook parts"  # kept aside in a layer under this name until combined
 _URL_FIELDS = frozenset({"redis_url", "rq_redis_url", "database_url"})  # passwords masked
 
 
@@ -90,6 +95,7 @@ def load_layers(
         _env_layer(environ, problems),
         _override_layer(overrides or {}, problems),
     ]
+    _combine_webhooks(layers, problems)
     values, loaded, given = _validate(layers, problems)
     problems.extend(_rule_problems(values, loaded, given))
     if problems:
@@ -106,6 +112,8 @@ def _file_layer(path: Path, problems: list[ConfigProblem]) -> dict[str, _Raw]:
     layer: dict[str, _Raw] = {}
     for entry in entries.values():
         origin = Origin("file", entry.key, file=str(path), line=entry.line)
+        if _webhook_part(layer, parse_file_key(entry.key, entry.value, origin), problems):
+            continue
         field = _field_of_key(entry.key, entry.value, origin, problems)
         if field is not None:
             _add(layer, field, _Raw(entry.value, origin), problems)
@@ -142,6 +150,31 @@ def _strict_prefix(name: str, *, lower: bool) -> str | None:
     return None
 
 
+def _webhook_part(
+    layer: dict[str, _Raw], part: WebhookPart | ConfigProblem | None, problems: list[ConfigProblem]
+) -> bool:
+    """Keep a receiver's key (or its problem) aside in ``layer``; False: not such a key."""
+    if part is None:
+        return False
+    if isinstance(part, ConfigProblem):
+        problems.append(part)
+        return True
+    parts = layer.setdefault(_PARTS, _Raw({}, part.origin)).value
+    assert isinstance(parts, dict)
+    parts[(part.name, part.attr)] = part
+    return True
+
+
+def _combine_webhooks(layers: list[dict[str, _Raw]], problems: list[ConfigProblem]) -> None:
+    """Replace the receivers' keys kept aside in the file and environment layers by the
+    receivers they make, in the highest of those layers (an override stays as given)."""
+    given = [layer.pop(_PARTS).value for layer in layers[:2] if _PARTS in layer]
+    combined = combine(given, problems)  # type: ignore[arg-type]
+    if combined is not None:
+        receivers, origin = combined
+        layers[1 if origin.source == "environment" else 0][_WEBHOOKS] = _Raw(receivers, origin)
+
+
 def _env_layer(environ: Mapping[str, str], problems: list[ConfigProblem]) -> dict[str, _Raw]:
     known = _env_vars()
     layer: dict[str, _Raw] = {}
@@ -149,6 +182,8 @@ def _env_layer(environ: Mapping[str, str], problems: list[ConfigProblem]) -> dic
         value = environ[name]
         if value == "":
             continue  # an empty variable counts as unset
+        if _webhook_part(layer, parse_env_name(name, value), problems):
+            continue
         if name in known:
             field, key = known[name]
             _add(layer, field, _Raw(value, Origin("environment", key, env=name)), problems)

@@ -13,17 +13,24 @@ Conventions:
 
     cluster_members  uuid PK; state active|inactive|dead|unknown; first recorded, last heard
                      (NULL: never heard, e.g. an orphaned job owner), state changed
-    scheduled_jobs   id PK; (project, group_name, name) unique; owner_uuid + owner_epoch
-                     (the fence: every owner change increments the epoch); last_fire_ms is
-                     the last fire time claimed; what runs: executor (kind) with command
-                     (argv, kind ``command``) or executor_spec (the other kinds); timeout_s
-                     (NULL: none) and concurrency (allow|forbid|replace)
+    scheduled_jobs   id PK; (project, group_name, name) unique among live jobs (deleted_ms
+                     NULL); owner_uuid + owner_epoch (the fence: every owner change
+                     increments the epoch); last_fire_ms is the last fire time claimed; what
+                     runs: executor (kind) with command (argv, kind ``command``) or
+                     executor_spec (the other kinds); timeout_s (NULL: none) and concurrency
+                     (allow|forbid|replace); 0004: schedule_enabled and execution_enabled
+                     (``enabled`` is kept as their AND, what the release before 0004 reads),
+                     time_zone (NULL: qwcontrol.scheduler.timeZone), misfire (skip|fire_once)
+                     and misfire_grace_s (NULL: 60 s), description, deleted_ms (a deleted
+                     job's row stays, so its executions keep their foreign key, until
+                     retention removes the row with the last of them)
     executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of
                      (first execution of the chain), trigger, fire_ms (not before: a retry's
                      fire_ms is when its delay ends), queued_ms (when its member put it on
                      its RQ queue; NULL: not yet), owner_epoch; reason (why it was skipped,
                      aborted, replaced, timed out); output (bounded: head and tail;
-                     output_tail is what releases before 0003 wrote)
+                     output_tail is what releases before 0003 wrote); missed_ms (0004: the
+                     fire times a ``catchup`` execution stands for)
     takeovers        audit of takeover proposals, proposal_id unique
     recoveries       audit of recovery proposals, proposal_id unique
     commands         remote execute / abort commands: the record behind each message on a
@@ -49,8 +56,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
     text,
+    true,
 )
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "EXECUTOR_KINDS",
     "FINAL_EXECUTION_STATUSES",
     "MEMBER_STATES",
+    "MISFIRE_POLICIES",
     "NAMING_CONVENTION",
     "TAKEOVER_OUTCOMES",
     "cluster_members",
@@ -77,11 +85,13 @@ MEMBER_STATES = ("active", "inactive", "dead", "unknown")
 # 0003: timedout (the job's timeout ended it), skipped (its concurrency policy refused a fire).
 FINAL_EXECUTION_STATUSES = ("succeeded", "failed", "aborted", "incomplete", "timedout", "skipped")
 EXECUTION_STATUSES = ("scheduled", "running", *FINAL_EXECUTION_STATUSES)
-EXECUTION_TRIGGERS = ("schedule", "manual", "retry", "remote")
+# 0004: catchup (one execution for the fire times a job missed: misfire policy fire_once).
+EXECUTION_TRIGGERS = ("schedule", "manual", "retry", "remote", "catchup")
 COMMAND_ACTIONS = ("execute", "abort")
 COMMAND_STATUSES = ("pending", "done", "expired", "failed", "cancelled")
 CONCURRENCY_POLICIES = ("allow", "forbid", "replace")  # 0003, as Kubernetes' concurrencyPolicy
 EXECUTOR_KINDS = ("command", "shell", "http", "python")  # 0003
+MISFIRE_POLICIES = ("skip", "fire_once")  # 0004
 TAKEOVER_OUTCOMES = ("committed", "cancelled", "skipped", "no_destination", "held", "manual")
 
 # Deterministic constraint names, so migrations can name what they alter or drop.
@@ -97,6 +107,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 UUID_LEN = 36
 NAME_LEN = 255
+ZONE_LEN = 64  # IANA names are at most about 30 characters
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -149,13 +160,34 @@ scheduled_jobs = Table(
     Column("executor_spec", JSON, nullable=False, server_default=text("'{}'")),
     Column("timeout_s", Float, nullable=True),
     Column("concurrency", String(16), nullable=False, server_default="allow"),
-    UniqueConstraint("project", "group_name", "name"),
+    # 0004. ``enabled`` stays what the previous release reads and the fence checks: the
+    # store keeps it equal to schedule_enabled AND execution_enabled. The defaults are what a
+    # row the previous release inserts gets: its behaviour until then.
+    Column("schedule_enabled", Boolean, nullable=False, server_default=true()),
+    Column("execution_enabled", Boolean, nullable=False, server_default=true()),
+    Column("time_zone", String(ZONE_LEN), nullable=True),
+    Column("misfire", String(16), nullable=False, server_default="skip"),
+    Column("misfire_grace_s", Float, nullable=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("deleted_ms", BigInteger, nullable=True),
+    # 0004: a name is unique among live jobs only, so a deleted job's name can be used again.
+    Index(
+        "uq_scheduled_jobs_live_path",
+        "project",
+        "group_name",
+        "name",
+        unique=True,
+        sqlite_where=text("deleted_ms IS NULL"),
+        postgresql_where=text("deleted_ms IS NULL"),
+    ),
     CheckConstraint("owner_epoch >= 1", name="owner_epoch"),
     CheckConstraint("retry_count >= 0", name="retry_count"),
     CheckConstraint("retry_delay_s >= 0", name="retry_delay_s"),
     CheckConstraint(_one_of("executor", EXECUTOR_KINDS), name="executor"),
     CheckConstraint(_one_of("concurrency", CONCURRENCY_POLICIES), name="concurrency"),
     CheckConstraint("timeout_s IS NULL OR timeout_s > 0", name="timeout_s"),
+    CheckConstraint(_one_of("misfire", MISFIRE_POLICIES), name="misfire"),
+    CheckConstraint("misfire_grace_s IS NULL OR misfire_grace_s >= 0", name="misfire_grace_s"),
 )
 
 executions = Table(
@@ -180,6 +212,7 @@ executions = Table(
     Column("queued_ms", BigInteger, nullable=True),  # 0002
     Column("reason", Text, nullable=True),  # 0003
     Column("output", Text, nullable=True),  # 0003: head and tail, up to output.maxBytes
+    Column("missed_ms", JSON, nullable=True),  # 0004: a catchup's missed fire times (epoch ms)
     # member_uuid leads, so this index also serves lookups by member alone.
     Index(None, "member_uuid", "status"),
     # 0003: a fire finds the job's running executions without reading all of its history

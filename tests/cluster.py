@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,7 +82,13 @@ class Cluster:
         log = self.home / f"proc-{len(self.procs)}-{args[0]}.log"
         self.home.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:
-            proc = subprocess.Popen([QWC, "-v", *args], env=self.env, stdout=out, stderr=out)
+            proc = subprocess.Popen(
+                [QWC, "-v", *args],
+                env=self.env,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # its own process group: stop_all kills it whole
+            )
         self.procs.append(proc)
         self.logs.append(log)
         return proc
@@ -104,24 +111,41 @@ class Cluster:
         return json.loads(self.run("members", "--json").stdout)  # type: ignore[no-any-return]
 
     def stop_all(self) -> None:
+        """SIGKILL every process the test started: each one's process group (a node's RQ
+        worker and the commands it runs), then anything else left with this cluster's
+        ``QWC_HOME`` (the children ``qwc cluster up`` starts in sessions of their own, the
+        children of a process that was already reaped).
+        Shutdown is not the subject of a teardown; a test about stopping stops its
+        processes itself (SIGTERM) before the test ends."""
         for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.kill(p.pid, signal.SIGCONT)
-                    p.terminate()
-                except ProcessLookupError:
-                    pass
+            if p.returncode is None:  # not reaped: its pid (= its group's id) is still its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
         for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+            p.wait(10)
+        for pid in pids_with_env(f"QWC_HOME={self.home}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def dump_logs(self) -> str:
         return "\n".join(
             f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in self.logs
         )
+
+
+def pids_with_env(entry: str) -> list[int]:
+    """Processes whose environment holds ``entry`` (``NAME=value``), other than this one."""
+    mark = f"{entry}\0".encode()
+    found = []
+    for path in Path("/proc").iterdir():
+        if not path.name.isdigit() or int(path.name) == os.getpid():
+            continue
+        try:
+            if mark in (path / "environ").read_bytes():
+                found.append(int(path.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def membership_changes(

@@ -1,8 +1,10 @@
 """The ``cluster`` fixture: real processes on one Redis + database pair, flushed per test.
 
-Stacks: embedded Redis + SQLite always; when QWC_TEST_REDIS_URL / QWC_TEST_DATABASE_URL are
-set, a second stack uses them (so each backend runs at least once without a 2x2 product of
-slow process tests). A service that was asked for and does not answer fails the test.
+Stacks (tests/backends.py): embedded Redis + SQLite for every test; a test marked
+``@pytest.mark.both_stacks`` runs also on the stack of QWC_TEST_REDIS_URL /
+QWC_TEST_DATABASE_URL when they are set. A service that was asked for and does not answer
+fails the test. Teardown SIGKILLs every process the test started (tests/cluster.py
+``Cluster.stop_all``): a test about stopping stops its processes itself.
 """
 
 from __future__ import annotations
@@ -14,34 +16,25 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.backends import DATABASE_URL_ENV, EXTERNAL_REDIS_ENV
 from tests.cluster import Cluster
 from tests.fixtures_redis import require_ping
 from tests.fixtures_sql import reset_postgres_schema
 from workers.store import create_store_engine, upgrade
 
 
-def _stacks() -> list[str]:
-    ext_redis = bool(os.environ.get("QWC_TEST_REDIS_URL"))
-    ext_db = bool(os.environ.get("QWC_TEST_DATABASE_URL"))
-    stacks = ["embedded+sqlite"]
-    if ext_redis or ext_db:
-        stacks.append(
-            f"{'external' if ext_redis else 'embedded'}+{'postgresql' if ext_db else 'sqlite'}"
-        )
-    return stacks
-
-
-@pytest.fixture(params=_stacks())
+@pytest.fixture
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """A ``Cluster`` on the stack ``request.param`` (``"<redis>+<sql>"``)."""
     redis_kind, db_kind = request.param.split("+")
     if redis_kind == "external":
-        redis_url = os.environ["QWC_TEST_REDIS_URL"]
+        redis_url = os.environ[EXTERNAL_REDIS_ENV]
     else:
         redis_url = request.getfixturevalue("embedded_redis_url")
     require_ping(redis_url)
     redis.Redis.from_url(redis_url).flushdb()
     if db_kind == "postgresql":
-        db_url = os.environ["QWC_TEST_DATABASE_URL"]
+        db_url = os.environ[DATABASE_URL_ENV]
         reset_postgres_schema(db_url)
     else:
         db_url = f"sqlite:///{tmp_path / 'qwc.db'}"

@@ -1,9 +1,9 @@
 """Real Redis for tests: the embedded server, and QWC_TEST_REDIS_URL when it is set.
 
-``redis_url`` runs a test once per variant: ``embedded`` (a private server in a session
-temp dir, started once per session) and ``external`` (only when QWC_TEST_REDIS_URL is set;
-a server that does not answer PING fails the test, it is never skipped). ``r`` is a
-client on it, the database flushed before each test.
+``redis_url`` is one variant (tests/backends.py chooses which a test runs on):
+``embedded`` (a private server in a session temp dir, started once per session) or
+``external`` (QWC_TEST_REDIS_URL; a server that does not answer PING fails the test, it is
+never skipped). ``r`` is a client on it, the database flushed before each test.
 """
 
 from __future__ import annotations
@@ -14,16 +14,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.backends import EXTERNAL_REDIS_ENV
 from workers.bus.connect import connect
 from workers.bus.embedded import EmbeddedRedis
 
-__all__ = ["EXTERNAL_REDIS_ENV", "embedded_redis_url", "r", "redis_url"]
-
-EXTERNAL_REDIS_ENV = "QWC_TEST_REDIS_URL"
-
-
-def _variants() -> list[str]:
-    return ["embedded", "external"] if os.environ.get(EXTERNAL_REDIS_ENV) else ["embedded"]
+__all__ = ["EXTERNAL_REDIS_ENV", "embedded_redis_url", "r", "redis_url", "require_ping"]
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +31,10 @@ def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         server.stop()
 
 
-@pytest.fixture(scope="session", params=_variants())
+@pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> str:
-    """URL of a real Redis server: the embedded one, or $QWC_TEST_REDIS_URL."""
+    """URL of a real Redis server: the embedded one, or $QWC_TEST_REDIS_URL (the variant is
+    ``request.param``, set by tests/backends.py)."""
     if request.param == "external":
         url = os.environ[EXTERNAL_REDIS_ENV]
         require_ping(url)

@@ -1,5 +1,5 @@
-"""SQL fixtures: ``db_url`` (SQLite file, and PostgreSQL when QWC_TEST_DATABASE_URL is set)
-and ``store`` (a migrated ``Store`` on it).
+"""SQL fixtures: ``db_url`` (a SQLite file, or PostgreSQL when QWC_TEST_DATABASE_URL is set;
+tests/backends.py chooses which a test runs on) and ``store`` (a migrated ``Store`` on it).
 
 For PostgreSQL the ``public`` schema of that database is dropped and re-created before each
 test; a server that does not answer makes the test fail (never skip).
@@ -15,16 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from tests.backends import DATABASE_URL_ENV
 from workers.store import Store, create_store_engine, upgrade
 
-__all__ = ["db_url", "reset_postgres_schema", "run_threads", "sql_backends", "store"]
-
-DATABASE_URL_ENV = "QWC_TEST_DATABASE_URL"
-
-
-def sql_backends() -> list[str]:
-    """``["sqlite"]``, plus ``"postgresql"`` when QWC_TEST_DATABASE_URL is set."""
-    return ["sqlite", "postgresql"] if os.environ.get(DATABASE_URL_ENV) else ["sqlite"]
+__all__ = ["db_url", "reset_postgres_schema", "run_threads", "store"]
 
 
 def reset_postgres_schema(url: str) -> None:
@@ -38,7 +32,7 @@ def reset_postgres_schema(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture(params=sql_backends())
+@pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty database: a SQLite file in ``tmp_path``, or the (reset) PostgreSQL
     database of QWC_TEST_DATABASE_URL."""

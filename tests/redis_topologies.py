@@ -238,6 +238,8 @@ class SentinelSet:
                 f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {down_after_ms}\n"
                 f"sentinel failover-timeout {SENTINEL_SERVICE} 10000\n"
                 f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+                # known from the start: else it waits for the primary's INFO (every 10 s)
+                f"sentinel known-replica {SENTINEL_SERVICE} 127.0.0.1 {replica_port}\n"
             )
             servers.spawn("sentinel", [str(conf), "--sentinel"])
             for port in (primary_port, replica_port, sentinel_port):
@@ -246,12 +248,13 @@ class SentinelSet:
             wait_for(made.replica_in_sync, timeout_s=20, every_s=0.1, what="replica in sync")
 
             def sentinel_knows_replica() -> bool:
+                """The sentinel has the replica's INFO: it can promote it."""
                 client = made.sentinel()
                 try:
                     replicas = client.execute_command("SENTINEL", "REPLICAS", SENTINEL_SERVICE)
                 finally:
                     client.close()
-                return len(replicas) == 1
+                return len(replicas) == 1 and replicas[0].get(b"master-link-status") == b"ok"
 
             wait_for(sentinel_knows_replica, timeout_s=20, every_s=0.1, what="sentinel sees it")
             yield made

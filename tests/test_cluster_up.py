@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, pids_with_env, wait_for
 from workers.cluster_plan import (
     CRASH_LOOP_EXITS,
     MIN_UPTIME_S,
@@ -91,15 +91,7 @@ def descendants(pid: int) -> list[int]:
 def processes_of(cluster: Cluster) -> list[int]:
     """Live processes whose environment names this cluster's data directory: every process
     ``qwc cluster up`` started, and their children, wherever they were re-parented."""
-    mark = f"QWC_HOME={cluster.home}\0".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and mark in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return [p for p in found if running(p)]
+    return [p for p in pids_with_env(f"QWC_HOME={cluster.home}") if running(p)]
 
 
 def at_least(n: int, items: list[T]) -> list[T] | None:

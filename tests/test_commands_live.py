@@ -142,6 +142,7 @@ def test_abort_stops_a_running_execution_within_the_interval_without_retry(
     assert [x.id for x in list_executions(db, job_id=job)] == [execution_id]
 
 
+@pytest.mark.both_stacks
 def test_an_execute_for_a_member_killed_before_processing_it_runs_elsewhere(
     cluster: Cluster, db: Store, tmp_path: Path
 ) -> None:

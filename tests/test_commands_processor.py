@@ -10,23 +10,21 @@ from pathlib import Path
 import pytest
 import redis
 
-from schemas.codec import decode_as, encode
+from schemas.codec import decode_as
 from schemas.errors import NotFoundError
 from schemas.keys import GROUP_COMMANDS, Keys
 from schemas.messages import CommandAction, Heartbeat, MemberState, RemoteCommand
 from schemas.settings import Settings
 from tests.cluster import new_uuid
+from tests.inprocess import View
 from workers.bus.streams import publish, read_group, server_time_ms
 from workers.commands.issue import (
     BadTarget,
     NoReceiver,
-    find_job,
     publish_command,
     request_abort,
     request_execute,
 )
-from workers.liveness import view
-from workers.liveness.rules import Transition
 from workers.node.commands import CommandProcessor
 from workers.store import (
     Store,
@@ -47,38 +45,6 @@ KEYS = Keys()
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class View:
-    """Members in the liveness view, set by hand through the view's own functions."""
-
-    def __init__(self, r: redis.Redis) -> None:
-        self.r = r
-
-    def beat(self, uuid: str, *, running: tuple[str, ...] = (), passive: bool = False) -> None:
-        """A heartbeat now; the member is active."""
-        at_ms = server_time_ms(self.r)
-        hb = Heartbeat(
-            uuid=uuid,
-            name=uuid[:8],
-            seq=1,
-            started_at_ms=0,
-            sent_at_ms=at_ms,
-            running=running,
-            passive=passive,
-        )
-        pipe = self.r.pipeline(transaction=False)
-        view.queue_observe(pipe, KEYS, [(at_ms, hb, encode(hb))])
-        pipe.execute()
-        self.to(uuid, MemberState.ACTIVE)
-
-    def to(self, uuid: str, state: MemberState) -> None:
-        snap = view.read_snapshot(self.r, KEYS)
-        before = snap.states.get(uuid)
-        if before is not state:
-            t = Transition(uuid, before, state, snap.seen_ms.get(uuid))
-            at_ms = server_time_ms(self.r)
-            assert view.apply_transitions(self.r, KEYS, [t], now_ms=at_ms, names={}, reason="t")
 
 
 @pytest.fixture
@@ -438,24 +404,3 @@ def test_run_without_on_follows_the_policy(
     for c in list_commands(store, limit=None):  # each on its target's stream
         stream = r.xrange(KEYS.commands(c.target_uuid))
         assert c.id in {decode_as(fields[b"m"], RemoteCommand).id for _, fields in stream}
-
-
-def test_find_job_by_id_or_path(store: Store) -> None:
-    m = new_uuid()
-    grouped = add_job(store, m, "a")
-    plain = create_job(
-        store,
-        project="p",
-        group_name="",
-        name="b",
-        command=["true"],
-        schedule=None,
-        modified_by=m,
-        now_ms=1,
-    ).id
-    assert find_job(store, grouped).id == grouped
-    assert find_job(store, "p/g/a").id == grouped
-    assert find_job(store, "p/b").id == plain
-    for bad in ("p/a", "q/g/a", "a", ""):
-        with pytest.raises(NotFoundError):
-            find_job(store, bad)

@@ -15,7 +15,8 @@ from schemas.codec import decode_as
 from schemas.messages import MemberState, RemoteCommand
 from schemas.settings import Settings
 from tests.cluster import new_uuid
-from tests.test_commands_processor import KEYS, View, add_job, processor, record
+from tests.inprocess import View
+from tests.test_commands_processor import KEYS, add_job, processor, record
 from workers.bus.streams import server_time_ms
 from workers.commands.reroute import Rerouted, reroute_commands
 from workers.store import (

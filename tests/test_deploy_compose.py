@@ -84,6 +84,7 @@ def test_the_topology_of_the_issue() -> None:
     assert kinds[("worker", "liveness")] == 2
     assert kinds[("worker", "takeover")] == 2
     assert kinds[("worker", "recovery")] == 1
+    assert kinds[("worker", "notify")] == 1
     assert kinds[("db", "upgrade")] == 1
     managers = [s for s in services.values() if s["command"][0] == "manager"]
     assert len(managers) == 1 and managers[0]["ports"] == ["4440:4440"]
@@ -97,14 +98,14 @@ def test_the_topology_of_the_issue() -> None:
         for c in (s["command"] for s in services.values())
         if "--consumer" in c
     ]
-    assert len(consumers) == len(set(consumers)) == 5  # a stable, unique name per replica
+    assert len(consumers) == len(set(consumers)) == 6  # a stable, unique name per replica
     assert doc["services"]["redis"]["image"].startswith("redis:")
     assert doc["services"]["postgres"]["image"].startswith("postgres:")
 
 
 def test_every_service_command_is_a_real_qwc_command() -> None:
     services = qwc_services(load_compose())
-    assert len(services) == 10
+    assert len(services) == 11
     paths = {name: resolve_qwc(s["command"]) for name, s in services.items()}
     assert paths["liveness-1"] == ["qwc", "worker", "liveness"]
     assert paths["manager"] == ["qwc", "manager"]

@@ -53,8 +53,8 @@ def test_add_defaults_the_owner_to_the_server_uuid_and_runs_on_demand(run: Any) 
         (["--schedule", "61 * * * *", "--as", A], "minute field '61' is not acceptable"),
         (["--schedule", "* * * * * * *", "--as", A], "Quartz needs '?' in day-of-month"),
         (["--schedule", "0 0 30 2 *", "--as", A], "never fires"),
-        (["--as", "not-a-uuid"], "'not-a-uuid' is not a member UUID"),
-        ([], "no owner: pass --as UUID"),
+        (["--as", "not-a-uuid"], "no member is named 'not-a-uuid'"),
+        ([], "no owner: no active member to give the job to; pass --as MEMBER"),
         (["--as", A, "--retry", "-1"], "x>=0"),
     ],
 )
@@ -166,7 +166,8 @@ def test_import_is_one_transaction(run: Any, tmp_path: Path, store: Store) -> No
     )
     result = run("jobs", "import", "jobs.yaml", QWC_SERVER_UUID=A)
     assert result.exit_code == 2
-    assert "jobs.yaml: entry [1] field 'name': job default/taken" in result.stderr
+    taken = list_jobs(store)[0].id  # the existing job's id is named, not the new one's
+    assert f"jobs.yaml: entry [1] field 'name': job default/taken (id {taken})" in result.stderr
     assert [j.name for j in list_jobs(store)] == ["taken"]
 
 

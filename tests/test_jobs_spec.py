@@ -135,3 +135,36 @@ def test_listings_mask_credentials_and_describe_what_runs() -> None:
     assert describe(CommandExecutor(argv=("echo", "hi"))) == "echo hi"
     assert describe(ShellExecutor(script="a | b")) == "sh -c 'a | b'"
     assert describe(PythonExecutor(callable="m:f")) == "python m:f"
+
+
+def test_zone_misfire_flags_owner_and_id_of_a_spec() -> None:
+    spec = parse_spec(
+        {"name": "x", "command": "true", "timezone": " Europe/Paris ", "misfire": "FIRE_ONCE",
+         "misfire_grace": 30, "schedule_enabled": False, "execution_enabled": False,
+         "as": " node-1 ", "id": "0b2e3c6a-7d41", "description": "d"}
+    )  # fmt: skip
+    assert (spec.time_zone, spec.misfire, spec.misfire_grace) == ("Europe/Paris", "fire_once", 30)
+    assert (spec.enabled, spec.execution_enabled, spec.description) == (False, False, "d")
+    assert (spec.owner, spec.id) == ("node-1", "0b2e3c6a-7d41")
+    upper = "AAAAAAAA-0000-4000-8000-000000000001"
+    assert parse_spec({"name": "x", "command": "t", "owner": upper}).owner == upper.lower()
+    assert parse_spec({"name": "x", "command": "t", "time_zone": ""}).time_zone is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"time_zone": "Europe/Pariss"}, "field 'time_zone': unknown time zone 'Europe/Pariss'"),
+        ({"misfire": "later"}, "field 'misfire': Input should be 'skip' or 'fire_once'"),
+        (
+            {"misfire_grace": 0.5},
+            "field 'misfire_grace': Input should be greater than or equal to 1",
+        ),
+        ({"misfire_grace": 700000}, "field 'misfire_grace': Input should be less than or equal"),
+        ({"id": "a/b"}, "field 'id': String should match pattern"),
+    ],
+)
+def test_zone_and_misfire_refusals_name_the_field(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({"name": "x", "command": "true", **fields})
+    assert problem in "\n".join(caught.value.problems)

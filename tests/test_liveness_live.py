@@ -46,6 +46,7 @@ def start_cluster(c: Cluster, members: int = 3) -> list[tuple[str, subprocess.Po
     return nodes
 
 
+@pytest.mark.both_stacks
 def test_sigkill_member_turns_inactive_then_dead_on_time(cluster: Cluster) -> None:
     nodes = start_cluster(cluster)
     victim, proc = nodes[2]
@@ -111,6 +112,7 @@ def _store_state(cluster: Cluster, member: str) -> str | None:
         engine.dispose()
 
 
+@pytest.mark.both_stacks
 def test_sigstop_past_dead_then_sigcont_comes_back_active(cluster: Cluster) -> None:
     nodes = start_cluster(cluster)
     paused, proc = nodes[0]
@@ -200,6 +202,7 @@ def test_malformed_heartbeats_go_to_dead_letters_and_workers_carry_on(cluster: C
     assert r.xpending(KEYS.heartbeats, "liveness")["pending"] <= 10
 
 
+@pytest.mark.both_stacks
 def test_client_kill_workers_and_nodes_reconnect(cluster: Cluster) -> None:
     nodes = start_cluster(cluster)
     r = cluster.client()

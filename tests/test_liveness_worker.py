@@ -4,9 +4,7 @@ redelivery, replicas racing on the same view, and exact deadlines."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from producers.heartbeat import HeartbeatProducer
 from schemas.keys import GROUP_LIVENESS, Keys
 from schemas.settings import Settings
 from tests.cluster import membership_changes, new_uuid, wait_for
+from tests.inprocess import Threads, worker_client
 from workers.bus.connect import server_run_id
 from workers.bus.streams import server_time_ms
 from workers.liveness import view
@@ -36,32 +35,10 @@ def settings(redis_url: str, tmp_path: Path, inactive_s: float, dead_s: float) -
     )
 
 
-class Running:
-    """Liveness workers running in threads until the test ends."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def start(self, r: redis.Redis, store: Store, s: Settings, consumer: str) -> LivenessWorker:
-        w = LivenessWorker(r, store, s, consumer=consumer, stop=self.stop)
-        t = threading.Thread(target=w.run, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return w
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(5)
-            assert not t.is_alive()
-
-
-@pytest.fixture
-def running() -> Iterator[Running]:
-    runner = Running()
-    yield runner
-    runner.close()
+def start(threads: Threads, redis_url: str, store: Store, s: Settings, consumer: str) -> None:
+    """A liveness worker running in a thread (a client of its own) until the test ends."""
+    client = worker_client(redis_url)
+    threads.start(LivenessWorker(client, store, s, consumer=consumer, stop=threads.stop))
 
 
 def state(r: redis.Redis, member: str) -> str | None:
@@ -71,10 +48,10 @@ def state(r: redis.Redis, member: str) -> str | None:
 
 @pytest.mark.parametrize("skew_s", [-3600, 3600])
 def test_member_clock_skew_changes_nothing(
-    r: redis.Redis, store: Store, tmp_path: Path, running: Running, skew_s: int, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, skew_s: int, redis_url: str
 ) -> None:
     s = settings(redis_url, tmp_path, 0.5, 1.0)
-    running.start(r, store, s, "w1")
+    start(threads, redis_url, store, s, "w1")
     member = new_uuid()
     producer = HeartbeatProducer(
         r, uuid=member, name="skewed", interval_s=0.1, clock=lambda: time.time() + skew_s
@@ -112,15 +89,14 @@ def test_redelivered_heartbeats_change_nothing(
 
 
 def test_two_replicas_emit_each_change_once(
-    r: redis.Redis, store: Store, tmp_path: Path, running: Running, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     s = settings(redis_url, tmp_path, 1.0, 2.0)
     members = [new_uuid() for _ in range(50)]
     for m in members:
         HeartbeatProducer(r, uuid=m, name=m[:8], interval_s=1).beat()
-    other = redis.Redis.from_url(redis_url)
-    running.start(r, store, s, "w1")
-    running.start(other, store, s, "w2")
+    start(threads, redis_url, store, s, "w1")
+    start(threads, redis_url, store, s, "w2")
     wait_for(lambda: all(state(r, m) == "dead" for m in members), timeout_s=15, what="all dead")
     changes = membership_changes(r, KEYS)
     for m in members:
@@ -136,14 +112,14 @@ def test_two_replicas_emit_each_change_once(
 
 
 def test_deadline_is_exact_beyond_the_block_cap(
-    r: redis.Redis, store: Store, tmp_path: Path, running: Running, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     """considerInactive 2.5 s is longer than one blocking read (2 s): the worker must still
     wake at the member's deadline, not at the next multiple of the cap."""
     s = settings(redis_url, tmp_path, 2.5, 3.0)
     member = new_uuid()
     HeartbeatProducer(r, uuid=member, name="once", interval_s=1).beat()
-    running.start(r, store, s, "w1")
+    start(threads, redis_url, store, s, "w1")
     wait_for(lambda: state(r, member) == "dead", timeout_s=10, what="dead")
     inactive, dead = membership_changes(r, KEYS, member)[1:]
     assert 0 <= inactive.at_ms - inactive.last_seen_ms - 2500 <= 150

@@ -25,7 +25,7 @@ from workers.manager.auth import (
 )
 from workers.store import Store, list_commands, list_jobs, list_takeovers
 
-PATH_VALUES = {"v": "14", "uuid": "0e5f6c3a-8d1b-4c2e-9f70-1a2b3c4d5e6f"}
+PATH_VALUES = {"v": "14", "uuid": "0e5f6c3a-8d1b-4c2e-9f70-1a2b3c4d5e6f", "action": "disable"}
 
 
 def every_route() -> set[tuple[str, str]]:
@@ -52,7 +52,7 @@ def routes(api: Api, *, mutating: bool) -> list[tuple[str, str]]:
 def test_the_routers_are_all_the_app_serves(api: Api) -> None:
     doc = api.get("/openapi.json").json()
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert documented == every_route() and len(documented) == 19
+    assert documented == every_route() and len(documented) == 28
     for router in ROUTERS:  # each route carries exactly one of the two checks
         for route in router.routes:
             assert isinstance(route, APIRoute)
@@ -63,6 +63,14 @@ def test_the_routers_are_all_the_app_serves(api: Api) -> None:
 
 def test_the_walk_covers_every_mutating_route(api: Api) -> None:
     assert set(routes(api, mutating=True)) == {
+        ("POST", "/api/cluster/jobs"),
+        ("PUT", "/api/cluster/jobs/some-id"),
+        ("PATCH", "/api/cluster/jobs/some-id"),
+        ("DELETE", "/api/cluster/jobs/some-id"),
+        ("DELETE", "/api/14/job/some-id"),
+        ("POST", "/api/14/job/some-id/schedule/disable"),
+        ("POST", "/api/14/job/some-id/execution/disable"),
+        ("POST", "/api/14/project/some-id/jobs/import"),
         ("POST", "/api/cluster/jobs/some-id/run"),
         ("POST", "/api/cluster/executions/some-id/abort"),
         ("POST", "/api/cluster/takeovers"),

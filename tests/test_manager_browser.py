@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,6 @@ RECORD_STATES = """uuid => {
 }"""
 
 
-@pytest.mark.parametrize("cluster", ["embedded+sqlite"], indirect=True)
 def test_the_page_shows_the_cluster_live_and_takes_over_by_hand(
     cluster: Cluster, browser: Browser, tmp_path: Path
 ) -> None:
@@ -159,6 +160,8 @@ def test_the_page_shows_the_cluster_live_and_takes_over_by_hand(
     problem = page.locator("#problem")
     expect(problem).to_contain_text("401 Unauthorized", timeout=WAIT_MS)
     expect(problem).to_contain_text("Type the manager's token above")
+    expect(problem).to_contain_text("qwcontrol.manager.readToken")  # where a token comes from
+    expect(problem).to_contain_text("`qwc cluster up` and `qwc demo` print this page's address")
     page.fill("#token", "wrong-token")
     page.click("#token-use")
     expect(problem).to_contain_text("403 Forbidden", timeout=WAIT_MS)
@@ -250,3 +253,37 @@ def test_the_page_shows_the_cluster_live_and_takes_over_by_hand(
     posts = [u for u in requested if u.endswith("/api/cluster/takeovers")]
     assert len(posts) == 1  # the cancelled dialog sent nothing
     assert all(u.startswith(f"{base}/") or u.startswith("data:") for u in requested), requested
+
+
+def page_address(c: Cluster, proc: Any) -> str | None:
+    """The page's address `qwc cluster up` printed, once it did."""
+    log = c.logs[c.procs.index(proc)].read_text(errors="replace")
+    found = re.search(r"the page: (http://\S+)", log)
+    return found.group(1) if found else None
+
+
+@pytest.mark.parametrize("cluster", ["embedded+sqlite"], indirect=True)
+def test_the_address_cluster_up_prints_opens_the_page_without_typing_a_token(
+    cluster: Cluster, browser: Browser
+) -> None:
+    port = closed_port()
+    proc = cluster.start("cluster", "up", "--members", "2", "--manager-port", str(port))
+    url = wait_for(lambda: page_address(cluster, proc), timeout_s=30, what="the page's address")
+    base = f"http://127.0.0.1:{port}/ui/"
+    assert url.startswith(base + "#token=")
+    wait_for(lambda: answers(base), timeout_s=30, what="the manager to serve the page")
+
+    page = browser.new_page()
+    page.goto(url)
+    rows = page.locator("#members tbody tr")
+    expect(rows).to_have_count(2, timeout=WAIT_MS)
+    for row in rows.all():
+        expect(row).to_have_attribute("data-state", "active", timeout=WAIT_MS)
+    expect(page.locator("#problem")).to_be_hidden()
+    assert page.url == base  # the token left the address bar (and the history entry)
+    token = url.partition("#token=")[2]
+    assert page.evaluate("sessionStorage.getItem('qwc.manager.token')") == token
+    tokens = cluster.home / "manager-tokens.properties"
+    assert tokens.stat().st_mode & 0o777 == 0o600 and token in tokens.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

@@ -49,7 +49,9 @@ def _serve_from(api: Api, page: Page) -> None:
     def forward(route: Route) -> None:
         request = route.request
         headers = {
-            k: v for k, v in request.headers.items() if k.lower() in ("authorization", "accept")
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "accept", "content-type")
         }
         answer = api.request(
             request.method, request.url.removeprefix(BASE), token=None, headers=headers,
@@ -60,17 +62,24 @@ def _serve_from(api: Api, page: Page) -> None:
     page.route(f"{BASE}/**", forward)
 
 
-@pytest.mark.parametrize("redis_url", ["embedded"], indirect=True)
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_the_page_shows_an_executions_output(api: Api, store: Store, browser: Browser) -> None:
-    done, skipped = _executions(store)
+def open_page(api: Api, browser: Browser, token: str) -> tuple[Page, list[str]]:
+    """The page, served by ``api``, opened with ``token``; the errors it throws or logs
+    are collected in the list."""
     page = browser.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     _serve_from(api, page)
-    page.add_init_script(f"sessionStorage.setItem('qwc.manager.token', '{READ_TOKEN}')")
+    page.add_init_script(f"sessionStorage.setItem('qwc.manager.token', '{token}')")
     page.goto(f"{BASE}/ui/")
+    return page, problems
+
+
+@pytest.mark.parametrize("redis_url", ["embedded"], indirect=True)
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_page_shows_an_executions_output(api: Api, store: Store, browser: Browser) -> None:
+    done, skipped = _executions(store)
+    page, problems = open_page(api, browser, READ_TOKEN)
 
     row = page.locator(f'#executions tbody tr[data-id="{done}"]')
     expect(row).to_be_visible(timeout=WAIT_MS)

@@ -11,6 +11,8 @@ from schemas.errors import DecodeError
 from schemas.messages import (
     MESSAGE_TYPES,
     CommandAction,
+    Event,
+    FailedNotification,
     Heartbeat,
     MembershipChange,
     MemberState,
@@ -63,6 +65,24 @@ SAMPLES: list[Message] = [
         expires_at_ms=2,
     ),
     ViewRestart(run_id="9f1c" * 10),
+    Event(
+        id=f"member.dead:{U1}:5",
+        kind="member.dead",
+        at_ms=5,
+        data={"member": {"uuid": U1, "name": "n"}, "nested": [1, 2.5, None, True, "x"]},
+    ),
+    Event(id="execution.failed:e1", kind="execution.failed", at_ms=6, hook_urls=("http://h/",)),
+    FailedNotification(
+        receiver="ops",
+        event_id="takeover.committed:p1",
+        event_type="takeover.committed",
+        attempts=7,
+        first_attempt_ms=1,
+        failed_at_ms=9,
+        error="HTTP 503",
+        status=503,
+        body='{"schema":"qwc.event/1"}',
+    ),
 ]
 
 

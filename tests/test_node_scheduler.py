@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,9 @@ def job(
     last_fire_ms: int | None = None,
     enabled: bool = True,
     command: tuple[str, ...] = ("true",),
+    **settings: Any,
 ) -> JobRow:
+    """A job row; ``settings`` are the other fields (time_zone, misfire, …)."""
     return JobRow(
         id=job_id,
         project="ops",
@@ -48,6 +51,7 @@ def job(
         modified_by=OWNER,
         modified_ms=0,
         created_ms=0,
+        **settings,
     )
 
 

@@ -1,6 +1,8 @@
 """Recover executions end to end: real nodes, liveness and recovery workers, real Redis and
 SQL. A member is SIGKILLed while it runs executions; they become ``incomplete`` and those
-of jobs with retries left run again on another member."""
+of jobs with retries left run again on another member. Only what needs real processes lives
+here (SIGKILL and SIGSTOP of members and replicas, on both stacks); the worker's decisions
+are tested in-process in tests/test_recovery_worker.py."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from workers.store import (
 pytestmark = pytest.mark.processes
 
 KEYS = Keys()
-DELAY_MS, RETRY_DELAY_S = 500, 1.0
+DELAY_MS, RETRY_DELAY_S = 500, 0.5
 RECOVERY_ENV = {
     "QWC_CLUSTERMODE_RECOVEREXECUTIONS_ENABLED": "true",
     "QWC_CLUSTERMODE_RECOVEREXECUTIONS_DELAY": str(DELAY_MS / 1000),
@@ -159,6 +161,7 @@ def wait_running(db: Db, execution_ids: list[str]) -> None:
     )
 
 
+@pytest.mark.both_stacks
 def test_sigkill_retries_a_running_job_on_another_member_after_both_delays(
     rc: Cluster, tmp_path: Path
 ) -> None:
@@ -209,37 +212,9 @@ def test_sigkill_retries_a_running_job_on_another_member_after_both_delays(
     assert (other["outcome"], other["executions_marked"], other["retried"]) == ("committed", 1, 0)
 
 
-def test_static_policy_gives_no_retry_to_a_member_outside_allowed(
-    rc: Cluster, tmp_path: Path
-) -> None:
-    allowed = new_uuid()
-    rc.extra_env.update(
-        QWC_CLUSTERMODE_RECOVEREXECUTIONS_POLICY="static",
-        QWC_CLUSTERMODE_RECOVEREXECUTIONS_ALLOWED=allowed,  # the short spelling of the key
-    )
-    db = Db(rc)
-    start_workers(rc)
-    outside, outside_proc = node(rc, "outside")
-    _, allowed_proc = node(rc, "allowed", allowed)
-    survivors = [node(rc, f"survivor-{i}")[0] for i in range(2)]
-    wait_state(rc, [outside, allowed, *survivors], "active")
-    j = db.job("j", once_then_quick(tmp_path, "s"), retry_count=1)
-    other = db.job("other", ["sleep", "30"], retry_count=1)
-    on_allowed, on_outside = db.run_on(j, allowed), db.run_on(other, outside)
-    wait_running(db, [on_allowed, on_outside])
-    outside_proc.kill()
-    allowed_proc.kill()
-
-    wait_for(lambda: db.retries(on_allowed), timeout_s=15, what="allowed member retried")
-    (skip,) = wait_for(lambda: db.recoveries("skipped"), what="skip recorded")
-    assert skip.dead_uuid == outside and "allowed" in skip.detail
-    assert db.retries(on_outside) == []
-    assert db.execution(on_outside).status == "running"  # not recovered at all
-    assert rc.client().xlen(KEYS.recovery) == 1  # only the allowed member was proposed
-
-
+@pytest.mark.both_stacks
 def test_a_redelivered_proposal_creates_no_second_retry(rc: Cluster, tmp_path: Path) -> None:
-    rc.extra_env["QWC_CLUSTERMODE_RECOVEREXECUTIONS_DELAY"] = "2"
+    rc.extra_env["QWC_CLUSTERMODE_RECOVEREXECUTIONS_DELAY"] = "1.5"
     db = Db(rc)
     start_workers(rc, recovery_workers=2)
     live, _ = node(rc, "live")
@@ -271,6 +246,7 @@ def _delivered_and_acked(r: Any) -> bool:
     return bool(group["last-delivered-id"] != b"0-0" and group["pending"] == 0)
 
 
+@pytest.mark.both_stacks
 def test_a_paused_member_s_recovered_command_is_killed_while_it_is_still_paused(
     rc: Cluster, tmp_path: Path
 ) -> None:

@@ -1,30 +1,31 @@
 """The recovery worker in-process, against real Redis and a real store.
 
-The liveness view is written through its own API (heartbeats recorded with
-``queue_observe``, states compare-and-set with ``apply_transitions``, which also appends
-the membership change), so each test decides exactly who is active, passive or dead.
+The liveness view is set by hand through its own API (tests/inprocess.py ``View``), so
+each test decides exactly who is active, passive or dead.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
-from schemas.codec import encode
 from schemas.keys import GROUP_RECOVERY, Keys
-from schemas.messages import Heartbeat, MemberState, RecoveryProposal
+from schemas.messages import RecoveryProposal
 from schemas.settings import RecoverPolicy, Settings
 from tests.cluster import new_uuid, wait_for
+from tests.inprocess import (
+    Threads,
+    View,
+    redelivered_and_acked,
+    step_until,
+    worker_client,
+    worker_settings,
+)
 from workers.bus.propose import new_proposal, publish_once_per_sleep
-from workers.bus.streams import server_time_ms
 from workers.liveness import view
-from workers.liveness.rules import Transition
 from workers.recovery.worker import RecoveryWorker
 from workers.store import (
     RecoveryRow,
@@ -40,114 +41,20 @@ from workers.store import (
 from workers.takeover.guard import release_guard
 
 KEYS = Keys()
-DELAY_S, SLEEP_S = 0.3, 2.0
+DELAY_S, SLEEP_S = 0.3, 1.0
+RECOVERY = (KEYS.recovery, GROUP_RECOVERY)
 
 
 def settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "home_dir": tmp_path,
-        "heartbeat_interval_s": 0.1,
-        "heartbeat_delay_s": 0,
-        "heartbeat_consider_inactive_s": 0.5,
-        "heartbeat_consider_dead_s": 1.0,
-        "recover_enabled": True,
-        "recover_delay_s": DELAY_S,
-        "recover_sleep_s": SLEEP_S,
-    }
-    values.update(overrides)
-    return Settings(**values)
+    values = {"recover_enabled": True, "recover_delay_s": DELAY_S, "recover_sleep_s": SLEEP_S}
+    return worker_settings(redis_url, tmp_path, **(values | overrides))
 
 
-class View:
-    """Members in the liveness view, set by hand through the view's own functions."""
-
-    def __init__(self, r: redis.Redis) -> None:
-        self.r = r
-
-    def beat(self, uuid: str, *, passive: bool = False, running: tuple[str, ...] = ()) -> None:
-        """A heartbeat now; the member is active."""
-        now_ms = server_time_ms(self.r)
-        hb = Heartbeat(
-            uuid=uuid,
-            name=uuid[:8],
-            seq=1,
-            started_at_ms=0,
-            sent_at_ms=now_ms,
-            passive=passive,
-            running=running,
-        )
-        pipe = self.r.pipeline(transaction=False)
-        view.queue_observe(pipe, KEYS, [(now_ms, hb, encode(hb))])
-        pipe.execute()
-        self._to(uuid, MemberState.ACTIVE)
-
-    def die(self, uuid: str) -> None:
-        """The member turns dead (the membership change is emitted)."""
-        self._to(uuid, MemberState.DEAD)
-
-    def _to(self, uuid: str, state: MemberState) -> None:
-        snap = view.read_snapshot(self.r, KEYS)
-        before = snap.states.get(uuid)
-        if before is state:
-            return
-        t = Transition(uuid, before, state, snap.seen_ms.get(uuid))
-        applied = view.apply_transitions(
-            self.r, KEYS, [t], now_ms=server_time_ms(self.r), names={}, reason="test"
-        )
-        assert len(applied) == 1
-
-
-class Workers:
-    """Recovery workers running in threads until the test ends, each with its own client."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.errors: list[BaseException] = []
-
-    def worker(self, store: Store, s: Settings, consumer: str) -> RecoveryWorker:
-        client = redis.Redis.from_url(self.redis_url)
-        return RecoveryWorker(client, store, s, consumer=consumer, stop=self.stop)
-
-    def start(self, store: Store, s: Settings, consumer: str) -> RecoveryWorker:
-        w = self.worker(store, s, consumer)
-        t = threading.Thread(target=self._run, args=(w,), daemon=True)
-        t.start()
-        self.threads.append(t)
-        return w
-
-    def _run(self, w: RecoveryWorker) -> None:
-        try:
-            w.run()
-        except BaseException as exc:
-            self.errors.append(exc)
-            raise
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(5)
-            assert not t.is_alive()
-        assert not self.errors, self.errors
-
-
-@pytest.fixture
-def workers(redis_url: str) -> Iterator[Workers]:
-    w = Workers(redis_url)
-    yield w
-    w.close()
-
-
-def step_until(w: RecoveryWorker, condition: Callable[[], object], what: str) -> None:
-    """Step ``w`` in this thread until ``condition`` holds."""
-
-    def stepped() -> object:
-        w.step()
-        return condition()
-
-    wait_for(stepped, what=what)
+def worker(
+    threads: Threads, redis_url: str, store: Store, s: Settings, consumer: str
+) -> RecoveryWorker:
+    """A replica with a client of its own, stopped with the test's other threads."""
+    return RecoveryWorker(worker_client(redis_url), store, s, consumer=consumer, stop=threads.stop)
 
 
 def now_ms() -> int:
@@ -196,7 +103,7 @@ def status(store: Store, execution_id: str) -> str:
 
 
 def test_running_executions_become_incomplete_and_retry_on_the_least_loaded_live_member(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     dead, busy, idle, passive, other_dead = (new_uuid() for _ in range(5))
     v = View(r)
@@ -212,7 +119,7 @@ def test_running_executions_become_incomplete_and_retry_on_the_least_loaded_live
     done = execution(store, without, dead)
     finish_execution(store, done, status="succeeded", now_ms=now_ms(), exit_code=0)
     waiting = execution(store, without, dead, running=False)
-    workers.start(store, settings(redis_url, tmp_path), "w1")
+    threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
     v.die(dead)
     (row,) = wait_for(lambda: recoveries(store, "committed"), what="recovery committed")
 
@@ -231,11 +138,12 @@ def test_running_executions_become_incomplete_and_retry_on_the_least_loaded_live
     assert retries_of(store, marked_only) == []
     assert get_execution(store, waiting).member_uuid == idle  # waiting work moves too
     assert row.executions_marked == 2 and [x["retry_execution"] for x in row.retries] == [retry.id]
-    assert r.xpending(KEYS.recovery, GROUP_RECOVERY)["pending"] == 0
+    # acknowledged once decided (the audit row is written first)
+    wait_for(lambda: r.xpending(*RECOVERY)["pending"] == 0, what="acknowledged")
 
 
 def test_a_redelivered_or_second_proposal_starts_no_second_retry(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     dead, live = new_uuid(), new_uuid()
     v = View(r)
@@ -243,13 +151,13 @@ def test_a_redelivered_or_second_proposal_starts_no_second_retry(
     v.beat(live)
     first = execution(store, job(store, "j", retry_count=3), dead)
     s = settings(redis_url, tmp_path)
-    w1 = workers.worker(store, s, "w1")
+    w1 = worker(threads, redis_url, store, s, "w1")
     v.die(dead)
     step_until(w1, lambda: recoveries(store, "committed"), "first commit")
     # the same proposal delivered again, to another replica (as after a crash before XACK)
     r.xgroup_setid(KEYS.recovery, GROUP_RECOVERY, "0")
-    w2 = workers.worker(store, s, "w2")
-    step_until(w2, lambda: _redelivered(r) and _all_acked(r), "redelivery handled")
+    w2 = worker(threads, redis_url, store, s, "w2")
+    step_until(w2, lambda: redelivered_and_acked(r, *RECOVERY), "redelivery handled")
     # and a second proposal for the same death, after the attempt key expired
     r.delete(KEYS.recovery_attempt(dead))
     snap = view.read_snapshot(r, KEYS)
@@ -273,24 +181,17 @@ def test_a_redelivered_or_second_proposal_starts_no_second_retry(
     assert len(by_id) == 2 and len(recoveries(store, "committed")) == 1
 
 
-def _redelivered(r: redis.Redis) -> bool:
-    (group,) = r.xinfo_groups(KEYS.recovery)
-    return bool(group["last-delivered-id"] != b"0-0")
-
-
-def _all_acked(r: redis.Redis) -> bool:
-    return int(r.xpending(KEYS.recovery, GROUP_RECOVERY)["pending"]) == 0
-
-
 def test_member_back_before_the_delay_cancels(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     dead, live = new_uuid(), new_uuid()
     v = View(r)
     v.beat(dead)
     v.beat(live)
     running = execution(store, job(store, "j", retry_count=1), dead)
-    workers.start(store, settings(redis_url, tmp_path, recover_delay_s=1.0), "w1")
+    threads.start(
+        worker(threads, redis_url, store, settings(redis_url, tmp_path, recover_delay_s=0.6), "w1")
+    )
     v.die(dead)
     wait_for(lambda: r.xlen(KEYS.recovery) == 1, what="proposed")
     v.beat(dead)
@@ -301,14 +202,14 @@ def test_member_back_before_the_delay_cancels(
 
 
 def test_no_destination_is_recorded_and_retried_after_sleep(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     dead, passive, newcomer = new_uuid(), new_uuid(), new_uuid()
     v = View(r)
     v.beat(dead)
     v.beat(passive, passive=True)
     running = execution(store, job(store, "j", retry_count=1), dead)
-    workers.start(store, settings(redis_url, tmp_path), "w1")
+    threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
     v.die(dead)
     (first,) = wait_for(lambda: recoveries(store, "no_destination"), what="no destination")
     assert status(store, running) == "running"  # nothing changed
@@ -321,7 +222,7 @@ def test_no_destination_is_recorded_and_retried_after_sleep(
 
 
 def test_static_policy_recovers_only_allowed_members(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     allowed, other = new_uuid(), new_uuid()
     lives = [new_uuid() for _ in range(3)]  # 2 of 5 dying is no mass failure
@@ -333,7 +234,7 @@ def test_static_policy_recovers_only_allowed_members(
     s = settings(
         redis_url, tmp_path, recover_policy=RecoverPolicy.STATIC, recover_allowed=(allowed,)
     )
-    workers.start(store, s, "w1")
+    threads.start(worker(threads, redis_url, store, s, "w1"))
     v.die(other)
     v.die(allowed)
     wait_for(lambda: recoveries(store, "committed"), what="allowed member recovered")
@@ -345,7 +246,7 @@ def test_static_policy_recovers_only_allowed_members(
 
 
 def test_a_death_the_worker_missed_is_found_by_the_scan(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     dead, live = new_uuid(), new_uuid()
     v = View(r)
@@ -354,29 +255,31 @@ def test_a_death_the_worker_missed_is_found_by_the_scan(
     running = execution(store, job(store, "j"), dead)
     v.die(dead)
     r.delete(KEYS.membership)  # the change is gone (trimmed, or emitted before any worker)
-    workers.start(store, settings(redis_url, tmp_path), "w1")
+    threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
     (row,) = wait_for(lambda: recoveries(store, "committed"), what="recovered by the scan")
     assert row.dead_uuid == dead and status(store, running) == "incomplete"
     assert retries_of(store, running) == []  # a job without retries is only marked
 
 
 def test_a_proposal_held_by_a_dead_replica_is_reclaimed(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     dead, live = new_uuid(), new_uuid()
     v = View(r)
     v.beat(dead)
     v.beat(live)
     running = execution(store, job(store, "j", retry_count=1), dead)
-    s = settings(redis_url, tmp_path)
-    doomed = workers.worker(store, s, "doomed")
+    # a sleep longer than delay + the reclaim margin: no second attempt meanwhile
+    s = settings(redis_url, tmp_path, recover_sleep_s=5.0)
+    doomed = worker(threads, redis_url, store, s, "doomed")
     v.die(dead)
     step_until(doomed, lambda: doomed.held, "held by the doomed replica")
     # the doomed replica never steps again; another one reclaims after delay + margin
-    workers.start(store, s, "w2")
+    threads.start(worker(threads, redis_url, store, s, "w2"))
     (row,) = wait_for(lambda: recoveries(store, "committed"), timeout_s=10, what="reclaimed")
     assert len(retries_of(store, running)) == 1 and row.dead_uuid == dead
-    assert _all_acked(r)
+    # acknowledged once decided (the commit and its event come first)
+    wait_for(lambda: r.xpending(*RECOVERY)["pending"] == 0, what="acknowledged")
 
 
 def test_disabled_recovery_proposes_nothing(
@@ -396,14 +299,14 @@ def test_disabled_recovery_proposes_nothing(
 
 
 def test_the_mass_failure_guard_holds_recoveries_until_released(
-    r: redis.Redis, store: Store, tmp_path: Path, workers: Workers, redis_url: str
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
 ) -> None:
     a, b, c, live = (new_uuid() for _ in range(4))
     v = View(r)
     for member in (a, b, c, live):
         v.beat(member)
     runs = {m: execution(store, job(store, f"j-{m[:8]}", retry_count=1), m) for m in (a, b, c)}
-    w = workers.worker(store, settings(redis_url, tmp_path), "w1")
+    w = worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1")
     for member in (a, b, c):  # 3 of 4 silent within one considerDead: the observer is suspect
         v.die(member)
     step_until(w, lambda: len(recoveries(store, "held")) == 3, "three recoveries held")

@@ -122,6 +122,12 @@ DESIGN_DEFAULTS = {
     "scheduler_time_zone": "UTC",
     "executions_output_max_bytes": 65536,
     "executions_retention_days": 30,
+    "notification_webhooks": (),
+    "notification_secret": None,
+    "notification_timeout_s": 10,
+    "notification_retry_initial_s": 1,
+    "notification_retry_max_s": 300,
+    "notification_retry_horizon_s": 3600,
 }
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from typing import Any
 
@@ -18,9 +17,10 @@ from schemas.codec import decode_as
 from schemas.keys import GROUP_LIVENESS, GROUP_RECOVERY, GROUP_TAKEOVER, Keys
 from schemas.messages import TakeoverProposal
 from tests.cluster import Cluster, wait_for
+from tests.test_takeover_live import add_jobs, open_test_store
 from workers.bus.streams import server_time_ms
 from workers.liveness.view import read_snapshot
-from workers.store import Store, create_job, create_store_engine, list_jobs, list_takeovers
+from workers.store import list_jobs, list_takeovers
 
 pytestmark = pytest.mark.processes
 
@@ -82,31 +82,9 @@ def _answers(url: str) -> bool:
 
 # -- a takeover worker stopped while it holds a proposal ------------------------------------
 
-DELAY_S = 8  # replicas reclaim a proposal idle for delay + 1 s; hand-back is much sooner
-
-
-def open_store(cluster: Cluster) -> Store:
-    return Store(create_store_engine(cluster.database_url))
-
-
-def add_jobs(cluster: Cluster, owner: str, count: int) -> list[str]:
-    store = open_store(cluster)
-    try:
-        return [
-            create_job(
-                store,
-                project="p",
-                group_name="",
-                name=f"job-{i}",
-                command=["true"],
-                schedule=None,
-                modified_by=owner,
-                now_ms=int(time.time() * 1000),
-            ).id
-            for i in range(count)
-        ]
-    finally:
-        store.close()
+# replicas reclaim a proposal idle for delay + 1 s; a hand-back is taken within a heartbeat
+# interval (0.2 s) of the stop, by a replica already running
+DELAY_S = 3
 
 
 def held_proposal(client: redis.Redis, consumer: str) -> TakeoverProposal | None:
@@ -131,7 +109,10 @@ def test_a_stopped_takeover_worker_hands_its_proposal_to_another_replica(
     )
     client = cluster.client()
     cluster.start("worker", "liveness")
-    first = cluster.start("worker", "takeover", "--consumer", "takeover-a")
+    replicas = {
+        name: cluster.start("worker", "takeover", "--consumer", name)
+        for name in ("takeover-a", "takeover-b")
+    }
     victim, victim_proc = cluster.node("victim")
     survivor, _ = cluster.node("survivor")
     wait_for(
@@ -142,19 +123,27 @@ def test_a_stopped_takeover_worker_hands_its_proposal_to_another_replica(
         timeout_s=20,
         what="both members active",
     )
+    wait_for(
+        lambda: set(consumers(client, KEYS.takeover, GROUP_TAKEOVER)) == set(replicas),
+        what="both replicas reading",
+    )
     jobs = add_jobs(cluster, victim, 4)
     victim_proc.kill()
-    proposal = wait_for(lambda: held_proposal(client, "takeover-a"), timeout_s=15, what="held")
+    holder, proposal = wait_for(
+        lambda: next(((n, p) for n in replicas if (p := held_proposal(client, n))), None),
+        timeout_s=15,
+        what="held",
+    )
+    (other,) = set(replicas) - {holder}
     assert server_time_ms(client) < proposal.due_at_ms  # held, not due yet
-    assert stop(first) == 0
-    assert "takeover-a: handed back 1 pending entries" in log_of(cluster, first)
-    cluster.start("worker", "takeover", "--consumer", "takeover-b")
-    taken = wait_for(lambda: held_proposal(client, "takeover-b"), timeout_s=15, what="taken")
+    assert stop(replicas[holder]) == 0
+    assert f"{holder}: handed back 1 pending entries" in log_of(cluster, replicas[holder])
+    taken = wait_for(lambda: held_proposal(client, other), what="taken")
     assert taken.id == proposal.id
     # Taken before it was due: only the hand-back allows that (a reclaim needs the entry
     # idle for delay + 1 s, i.e. until after the due time).
     assert server_time_ms(client) < proposal.due_at_ms
-    store = open_store(cluster)
+    store = open_test_store(cluster)
     try:
         wait_for(
             lambda: {j.owner_uuid for j in list_jobs(store) if j.id in jobs} == {survivor},
@@ -165,4 +154,5 @@ def test_a_stopped_takeover_worker_hands_its_proposal_to_another_replica(
     finally:
         store.close()
     assert outcomes.count((proposal.id, "committed")) == 1
-    assert held_proposal(client, "takeover-b") is None  # acknowledged
+    # acknowledged once its event is told, right after the commit
+    wait_for(lambda: held_proposal(client, other) is None, what="acknowledged")

@@ -54,9 +54,9 @@ def engine(db_url: str) -> Iterator[Engine]:
 def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0003"
+    assert current_revision(engine) == head_revision() == "0004"
     upgrade(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
@@ -186,7 +186,7 @@ def test_upgrade_from_0001_keeps_the_executions(engine: Engine) -> None:
             "fire_ms, created_ms) VALUES ('e', 'j', 'o', 'running', 1, 'schedule', 5, 5)"
         )
     upgrade(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, status, queued_ms FROM executions").all()
     assert [tuple(r) for r in rows] == [("e", "running", None)]
@@ -213,7 +213,7 @@ def test_upgrade_from_0002_keeps_jobs_and_executions_as_they_were(engine: Engine
     upgrade(engine, "0002")
     _insert_0002_rows(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     job = get_job(engine, "j")
     # an existing job runs as before: its argv, no timeout, overlapping runs allowed
     assert (job.executor, job.executor_spec, job.command) == ("command", {}, ("echo", "hi"))
@@ -294,3 +294,78 @@ def test_downgrade_to_0002_and_up_again(engine: Engine) -> None:
 
 def test_the_head_revision_constant_is_the_newest_script() -> None:
     assert head_revision() == script_head_revision()
+
+
+def test_upgrade_from_0003_keeps_each_jobs_enabled_as_its_schedule_flag(engine: Engine) -> None:
+    upgrade(engine, "0003")
+    _insert_0002_rows(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO scheduled_jobs (id, project, group_name, name, command, schedule, "
+            "enabled, owner_uuid, owner_epoch, retry_count, retry_delay_s, modified_by, "
+            "modified_ms, created_ms) VALUES ('off', 'p', '', 'off', '[\"true\"]', "
+            "'* * * * *', false, 'o', 1, 0, 0, 'o', 1, 1)"
+        )
+    upgrade(engine)
+    on, off = get_job(engine, "j"), get_job(engine, "off")
+    assert (on.schedule_enabled, on.execution_enabled, on.enabled) == (True, True, True)
+    assert (off.schedule_enabled, off.execution_enabled, off.enabled) == (False, True, False)
+    assert (on.time_zone, on.misfire, on.misfire_grace_s) == (None, "skip", None)
+    assert on.description == ""
+    assert get_execution(engine, "e1").missed_ms is None
+
+
+def test_the_previous_release_keeps_working_on_0004(engine: Engine) -> None:
+    """During a rolling upgrade, the previous release inserts jobs and executions without
+    the 0004 columns; a second live job of one name is refused as before, a deleted job's
+    name is free."""
+    upgrade(engine)
+    insert_job = (
+        "INSERT INTO scheduled_jobs (id, project, group_name, name, command, schedule, "
+        "enabled, owner_uuid, owner_epoch, retry_count, retry_delay_s, modified_by, "
+        "modified_ms, created_ms, executor, executor_spec, timeout_s, concurrency) VALUES "
+        "('{id}', 'p', '', 'n', '[\"true\"]', NULL, true, 'o', 1, 0, 0, 'o', 1, 1, "
+        "'command', '{{}}', NULL, 'forbid')"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(insert_job.format(id="k1"))
+    job = get_job(engine, "k1")
+    assert (job.schedule_enabled, job.execution_enabled, job.misfire) == (True, True, "skip")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.exec_driver_sql(insert_job.format(id="k2"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE scheduled_jobs SET deleted_ms = 5 WHERE id = 'k1'")
+        conn.exec_driver_sql(insert_job.format(id="k2"))
+
+
+def test_downgrade_to_0003_drops_deleted_jobs_and_catchups(engine: Engine) -> None:
+    from alembic import command
+
+    upgrade(engine)
+    _insert_0002_rows(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE executions SET \"trigger\" = 'catchup', missed_ms = '[1, 2]' WHERE id = 'e1'"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO scheduled_jobs (id, project, group_name, name, command, schedule, "
+            "enabled, owner_uuid, owner_epoch, retry_count, retry_delay_s, modified_by, "
+            "modified_ms, created_ms, deleted_ms) VALUES ('gone', 'p', '', 'n', '[]', NULL, "
+            "false, '', 2, 0, 0, 'o', 1, 1, 9)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO executions (id, job_id, member_uuid, status, attempt, trigger, "
+            "fire_ms, created_ms) VALUES ('e3', 'gone', 'o', 'succeeded', 1, 'schedule', 5, 5)"
+        )
+    with Store(engine).begin(foreign_keys=False) as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql('SELECT id, "trigger" FROM executions ORDER BY id').all()
+        assert [tuple(r) for r in rows] == [("e1", "schedule"), ("e2", "schedule")]
+        assert conn.exec_driver_sql("SELECT id FROM scheduled_jobs").scalars().all() == ["j"]
+    upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []

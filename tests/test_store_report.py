@@ -64,6 +64,16 @@ def test_retries_and_manual_runs_are_not_fires(store: Store) -> None:
     assert fire_times_by_job(store) == {job_id: [1_000]}
 
 
+def test_a_catchup_is_a_fire_of_its_schedule(store: Store) -> None:
+    job_id = _job(store, "one")
+    _fire(store, job_id, 1_000)
+    _fire(store, job_id, 3_000, trigger="catchup")  # stands for 2 s and 3 s
+    assert count_double_fires(store) == 0
+    assert fire_times_by_job(store) == {job_id: [1_000, 3_000]}
+    _fire(store, job_id, 3_000, member=B)  # 3 s fired again by another member: double
+    assert count_double_fires(store) == 1
+
+
 def test_fire_times_by_job_are_distinct_sorted_and_bounded(store: Store) -> None:
     one, two = _job(store, "one"), _job(store, "two")
     for fire_ms in (3_000, 1_000, 2_000, 2_000):

@@ -1,7 +1,8 @@
 """What a local cluster consists of, and what to do when one of its processes exits (pure).
 
 :func:`topology` lists the ``qwc`` processes of one cluster — the same set compose.yaml
-runs: liveness x2, takeover x2, recovery, the manager and N reference nodes — as labelled
+runs: liveness x2, takeover x2, recovery, the manager and N reference nodes; a notify
+worker when webhook receivers are configured — as labelled
 argument lists; ``qwc cluster up`` and ``qwc demo`` start them with
 :class:`workers.local.LocalProcesses`. :func:`on_exit` is the supervisor's decision when a
 process ends unasked: restart it, or stop the cluster (a configuration error, or a crash
@@ -56,14 +57,16 @@ def topology(
     liveness: int = 2,
     takeover: int = 2,
     recovery: int = 1,
+    notify: int = 0,
     manager: tuple[str, int] | None = None,
 ) -> list[ProcessSpec]:
     """The workers (each replica with a stable consumer name ``<kind>-<i>``), the manager
     when ``manager`` gives its (host, port), then one node per member (uuid -> name)."""
+    counts = (("liveness", liveness), ("takeover", takeover), ("recovery", recovery))
     specs = [
         ProcessSpec(f"{kind}-{i}", ("worker", kind, "--consumer", f"{kind}-{i}"))
-        for i in range(1, max(liveness, takeover, recovery) + 1)
-        for kind, count in (("liveness", liveness), ("takeover", takeover), ("recovery", recovery))
+        for i in range(1, max(liveness, takeover, recovery, notify) + 1)
+        for kind, count in (*counts, ("notify", notify))
         if i <= count
     ]
     if manager is not None:

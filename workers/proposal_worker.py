@@ -44,6 +44,7 @@ from workers.bus.streams import (
     server_time_ms,
 )
 from workers.liveness import view
+from workers.notify.emit import emit_decided, emit_held
 from workers.proposal_decide import (
     HELD_RECHECK_MS,
     cancel_reason,
@@ -192,6 +193,7 @@ class ProposalWorker(ABC, Generic[Proposal]):
             log.warning("member %s: %s %s held: %s", p.dead_uuid, self.what, p.id, reason)
             self.redis.hset(self.keys.takeover_held, p.id, reason)
             self.record(p, now_ms, "held", reason)
+            emit_held(self.redis, self.keys, self.what, p, reason=reason, now_ms=now_ms)
             held.held_logged = True
         held.next_check_ms = now_ms + HELD_RECHECK_MS
         # still ours: reset its idle time so no other replica reclaims it meanwhile
@@ -405,7 +407,9 @@ class ProposalWorker(ABC, Generic[Proposal]):
         )
 
     def forget(self, held: Held[Proposal]) -> None:
-        """Acknowledge a decided proposal and stop holding it."""
+        """Tell of the decision (its event, from the audit row: also when a redelivered
+        proposal finds it made before), acknowledge the proposal and stop holding it."""
+        emit_decided(self.redis, self.keys, self.store, self.what, held.proposal.id)
         pipe = self.redis.pipeline(transaction=False)
         ack(self.redis, self.stream, self.group, [held.entry_id], pipeline=pipe)
         self.on_forget(pipe, held)

@@ -19,7 +19,7 @@ from workers.cli.common import (
     stop_on_signals,
 )
 from workers.cluster_plan import member_identities, topology
-from workers.cluster_up import Supervisor, child_env
+from workers.cluster_up import PageAccess, Supervisor, child_env, local_tokens, page_url
 from workers.local import LocalProcesses
 from workers.store import open_store
 
@@ -42,12 +42,17 @@ def up(
 ) -> None:
     """Start the topology of compose.yaml as local processes; stop them on Ctrl-C/SIGTERM.
 
-    Two liveness workers, two takeover workers, one recovery worker, the Cluster Manager
-    (qwc manager on MANAGER_HOST:MANAGER_PORT) and MEMBERS reference nodes (node-1 …,
+    Two liveness workers, two takeover workers, one recovery worker, a notify worker when
+    webhook receivers are configured (qwcontrol.notifications.webhooks.*), the Cluster
+    Manager (qwc manager on MANAGER_HOST:MANAGER_PORT) and MEMBERS reference nodes (node-1 …,
     with uuids that stay the same from one run to the next for the same
     qwcontrol.redis.prefix), each a `qwc` process with this process's settings: the
     config file, the QWC_* environment, the configured Redis and database or the embedded
-    ones of the data directory. Their logs go to HOME/logs/<name>.log. A process that
+    ones of the data directory. Their logs go to HOME/logs/<name>.log. The manager's
+    tokens not configured (qwcontrol.manager.token; .readToken unless readOpen) are made
+    up and kept in HOME/manager-tokens.properties (mode 0600); the page's address is
+    printed with the read token in it (http://HOST:PORT/ui/#token=...): open it as it is
+    and the page shows the cluster. A process that
     exits is restarted, unless it exits with status 2 (invalid settings) or three times
     in a row within 5 s of its start: then the cluster stops. On Ctrl-C or SIGTERM every
     process gets SIGTERM and up to 10 s to stop. Exit status 0 when every process stopped
@@ -58,10 +63,13 @@ def up(
     started_redis = _prepare(settings)
     config = str(cli.config_path.resolve()) if cli.config_path else None
     log_dir = settings.home_dir / "logs"
-    procs = LocalProcesses(env=child_env(os.environ, config), log_dir=log_dir)
+    env = child_env(os.environ, config)
+    access = None if no_manager else _tokens(settings)
+    procs = LocalProcesses(env={**env, **(access.env if access else {})}, log_dir=log_dir)
     specs = topology(
         member_identities(members, prefix=settings.redis_prefix),
         manager=None if no_manager else (manager_host, manager_port),
+        notify=1 if settings.notification_webhooks else 0,
     )
     supervisor = Supervisor(procs, specs)
     stop = stop_on_signals()
@@ -72,12 +80,31 @@ def up(
             pid = procs.procs[spec.label].pid
             announce(f"{spec.label:<12} pid {pid:<7} qwc {' '.join(spec.args)}")
         announce(f"cluster up: {len(specs)} processes, logs in {log_dir}; Ctrl-C stops")
+        if access is not None:
+            announce(_page_line(access, manager_host, manager_port))
         why = supervisor.run(stop)
     finally:
         codes = supervisor.stop()
         if started_redis:
             EmbeddedRedis(settings.home_dir).stop()
     _report(codes, why)
+
+
+def _tokens(settings: Settings) -> PageAccess:
+    """The manager's tokens (made up when the settings give none); exits 1 when their file
+    in the data directory cannot be written."""
+    try:
+        return local_tokens(settings, settings.home_dir)
+    except OSError as exc:
+        fail(f"cluster up: the manager's tokens: {exc}")
+        raise  # not reached
+
+
+def _page_line(access: PageAccess, host: str, port: int) -> str:
+    """The page's address for the operator (with the read token: open it as it is)."""
+    url = page_url(host, port, access.read_token)
+    where = f"; tokens made up for this cluster in {access.file}" if access.file else ""
+    return f"cluster up: the page: {url} (carries the read token: keep it to yourself{where})"
 
 
 def _prepare(settings: Settings) -> bool:

@@ -25,6 +25,7 @@ from workers.cli.common import CliContext, echo_json, fail, listing_options, pas
 from workers.commands.issue import (
     DEFAULT_EXPIRES_S,
     BadTarget,
+    ExecutionDisabled,
     NoReceiver,
     abort_json,
     default_issuer,
@@ -107,8 +108,9 @@ def run(cli: CliContext, job: str, on_uuid: str | None, expires_s: float, as_jso
     (or, when it is not active, the least loaded member); Random; RoundRobin; Preset the
     first of remoteExecution.config.allowed; Load the fewest running executions.
 
-    Exits 2 for an unknown job or an --on member that is dead or unknown, 1 when no
-    member may receive it (or Redis / the store does not answer).
+    Exits 2 for an unknown job, a job whose execution is disabled (`qwc jobs disable
+    --execution-only`), or an --on member that is dead or unknown; 1 when no member may
+    receive it (or Redis / the store does not answer).
     """
     with _opened(cli) as (settings, client, store):
         try:
@@ -121,7 +123,7 @@ def run(cli: CliContext, job: str, on_uuid: str | None, expires_s: float, as_jso
                 expires_s=expires_s,
                 issued_by=default_issuer(),
             )
-        except (NotFoundError, BadTarget) as exc:
+        except (NotFoundError, BadTarget, ExecutionDisabled) as exc:
             fail(str(exc), 2)
             return
         except NoReceiver as exc:

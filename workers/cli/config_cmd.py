@@ -15,6 +15,7 @@ from schemas.errors import ConfigError, ConfigProblem
 from schemas.redis_urls import redact_url
 from schemas.settings import Settings, find_config_file, load_settings, origins
 from schemas.settings_rules import Origin, display_value
+from schemas.settings_webhooks import Webhook
 from workers.cli.common import CliContext, pass_cli
 
 _URL_FIELDS = ("redis_url", "rq_redis_url", "database_url")
@@ -42,7 +43,8 @@ def check(cli: CliContext, as_json: bool) -> None:
 
     \b
     Output: one line per key: key, value, origin (default, FILE:LINE, environment VAR).
-    Secrets (qwcontrol.manager.token, URL passwords) are shown as ***.
+    Secrets (qwcontrol.manager.token, qwcontrol.notifications.secret, URL passwords) are
+    shown as ***; a webhook receiver's URL only as its scheme, host and port.
     With --json: {"valid": true, "config_file": ..., "settings": {KEY: {"value", "origin",
     "file", "line", "env"}}}, or {"valid": false, "problems": [{"key", "value", "allowed",
     "file", "line", "source"}]}.
@@ -140,7 +142,9 @@ def _settings_json(settings: Settings, path: Path | None) -> dict[str, Any]:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
-        return list(value)
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Webhook):
+        return value.shown()
     if isinstance(value, bool | int | float | str) or value is None:
         return value  # a StrEnum is a str
     return display_value(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from schemas.settings import Settings, load_settings
 from workers.bus.connect import connect
 from workers.bus.embedded import EmbeddedRedis
 from workers.cli.common import echo_json
+from workers.cluster_up import local_tokens, page_url
 from workers.demo.cluster import (
     DemoTimings,
     add_jobs,
@@ -77,13 +79,23 @@ def wall_ms() -> int:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary at the end.")
 @click.option(
+    "--manager-port",
+    default=4440,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Serve the Cluster Manager's page on 127.0.0.1 at this port while the demo runs "
+    "(a free one if it is taken; 0: no manager).",
+)
+@click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Data directory to use and keep, with the processes' logs (default: a temporary "
     "one, removed at the end).",
 )
-def demo(members: int, jobs: int, interval: float, as_json: bool, home: Path | None) -> None:
+def demo(
+    members: int, jobs: int, interval: float, as_json: bool, manager_port: int, home: Path | None
+) -> None:
     """Run a small cluster on this machine, SIGKILL one member, watch its work move.
 
     Everything runs on the embedded defaults in a data directory of its own (its own Redis
@@ -97,6 +109,8 @@ def demo(members: int, jobs: int, interval: float, as_json: bool, home: Path | N
     that member is SIGKILLed while it runs. The screen shows it turn inactive, then dead,
     the takeover and the recovery being proposed and committed, the jobs firing on, and
     the long job retried on another member; then a summary counted from the store.
+    Meanwhile the Cluster Manager serves the page at the address printed first (with a
+    read token made up for the demo in it: open it as it is).
 
     Exit status 0 when the killed member was declared dead and the others stayed active
     (each state change emitted once), one takeover moved all of its jobs, no job is left
@@ -117,13 +131,22 @@ def demo(members: int, jobs: int, interval: float, as_json: bool, home: Path | N
         **timings.env(),
     }
     settings = load_settings(config, environ=env)
+    access = local_tokens(settings, home)
+    env.update(access.env)
     console = Console(stderr=as_json)
     procs = LocalProcesses(env=env, log_dir=home / "logs")
+    page = _page_port(manager_port)
     server = EmbeddedRedis(home)
     orphans: list[int] = []
     with _sigterm_raises():
         try:
             server.ensure()
+            if page is not None:
+                procs.start("manager", "manager", "--host", "127.0.0.1", "--port", str(page))
+                url = page_url("127.0.0.1", page, access.read_token)
+                console.print(
+                    f"the Cluster Manager's page while the demo runs: {url}", highlight=False
+                )
             demo_run = _Demo(settings, procs, timings, console, quiet=as_json, orphans=orphans)
             summary = demo_run.run(members, jobs)
         finally:
@@ -135,6 +158,20 @@ def demo(members: int, jobs: int, interval: float, as_json: bool, home: Path | N
                 shutil.rmtree(home, ignore_errors=True)
     _report(summary, console, as_json=as_json, kept=home if keep else None)
     raise SystemExit(0 if summary["ok"] else 1)
+
+
+def _page_port(wanted: int) -> int | None:
+    """``wanted`` when it is free on 127.0.0.1, else a free port; None for 0 (no manager)."""
+    if wanted == 0:
+        return None
+    for port in (wanted, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    return None
 
 
 @contextmanager

@@ -21,19 +21,25 @@ from workers.cli.common import (
 )
 from workers.jobs import execution_detail_json, execution_json
 from workers.liveness.listing import iso_utc
-from workers.store import ExecutionRow, get_execution, get_job, list_executions
+from workers.store import ExecutionRow, find_job, get_execution, get_job, list_executions
 
 __all__ = ["COMMANDS", "executions", "show_lines"]
 
 
 @click.group(invoke_without_command=True)
-@click.option("--job", "job_id", default=None, metavar="ID", help="Only executions of this job.")
+@click.option(
+    "--job",
+    "job_ref",
+    default=None,
+    metavar="JOB",
+    help="Only executions of this job: its id (a deleted job's too) or PROJECT/[GROUP/]NAME.",
+)
 @click.option("--member", default=None, metavar="UUID", help="Only executions on this member.")
 @listing_options("executions", EXECUTION_STATUSES)
 @click.pass_context
 def executions(
     ctx: click.Context,
-    job_id: str | None,
+    job_ref: str | None,
     member: str | None,
     statuses: tuple[str, ...],
     limit: int,
@@ -56,6 +62,11 @@ def executions(
         return
     cli = ctx.ensure_object(CliContext)
     with opened_store(cli) as store:
+        try:
+            job_id = find_job(store, job_ref, include_deleted=True).id if job_ref else None
+        except NotFoundError as exc:
+            fail(str(exc), 2)
+            return
         rows = list_executions(
             store,
             job_id=job_id,
@@ -106,8 +117,8 @@ def show(cli: CliContext, execution_id: str, as_json: bool) -> None:
             fail(f"no execution {execution_id}", 2)
             return
         try:
-            job = get_job(store, run.job_id)
-            path = "/".join(p for p in (job.project, job.group_name, job.name) if p)
+            job = get_job(store, run.job_id, include_deleted=True)
+            path = job.path + (" (job deleted)" if job.deleted_ms is not None else "")
         except NotFoundError:
             path = "(job deleted)"
     if as_json:

@@ -20,9 +20,8 @@ from schemas.errors import NotFoundError, ScheduleError
 from schemas.settings import Settings
 from schemas.timezones import time_zone, validate_time_zone
 from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_cli
-from workers.commands.issue import find_job
 from workers.liveness.listing import iso_utc
-from workers.store import JobRow
+from workers.store import JobRow, find_job
 
 _ZONE_KEY = "qwcontrol.scheduler.timeZone"
 
@@ -134,16 +133,17 @@ def _target(
         fail(str(exc), 2)
         raise  # unreachable: fail() exits
     if not job.schedule:
-        fail(f"job {_path(job)} (id {job.id}) has no schedule: it runs only on demand", 2)
+        fail(f"job {job.path} (id {job.id}) has no schedule: it runs only on demand", 2)
     job_zone, zone_from = _job_zone(job, settings)
     return _Target(str(job.schedule), job_zone, zone_from, job)
 
 
 def _job_zone(job: JobRow, settings: Settings) -> tuple[str, str]:
-    """The zone ``job`` is scheduled in, and where it comes from: its own ``time_zone``
-    once jobs have one, else the cluster default."""
-    own = getattr(job, "time_zone", None)
-    return (str(own), "job") if own else (settings.scheduler_time_zone, _ZONE_KEY)
+    """The zone ``job`` is scheduled in, and where it comes from: its own ``time_zone``,
+    else the cluster default."""
+    if job.time_zone:
+        return job.time_zone, "job"
+    return settings.scheduler_time_zone, _ZONE_KEY
 
 
 def _after_ms(text: str, zone: str) -> int:
@@ -162,17 +162,11 @@ def _local(fire_ms: int, zone: str) -> datetime:
     return datetime.fromtimestamp(fire_ms / 1000, time_zone(zone))
 
 
-def _path(job: JobRow) -> str:
-    from workers.cli.jobs_cmd import _path  # not at the top: jobs_cmd imports this module
-
-    return _path(job)
-
-
 def _json(target: _Target, after_ms: int, times: list[int]) -> dict[str, Any]:
     job = target.job
     return {
         "job_id": job.id if job else None,
-        "job": _path(job) if job else None,
+        "job": job.path if job else None,
         "enabled": job.enabled if job else None,
         "schedule": target.schedule,
         "syntax": cron_syntax(target.schedule).value,
@@ -193,7 +187,7 @@ def _json(target: _Target, after_ms: int, times: list[int]) -> dict[str, Any]:
 
 def _text(target: _Target, after_ms: int, times: list[int], count: int) -> str:
     job = target.job
-    what = f"job {_path(job)} (id {job.id}): " if job else ""
+    what = f"job {job.path} (id {job.id}): " if job else ""
     disabled = " (disabled: not fired)" if job and not job.enabled else ""
     zone_from = "" if target.zone_from == "option" else f", from {target.zone_from}"
     lines = [

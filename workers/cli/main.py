@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "manager": "manager_cmd",
     "members": "members_cmd",
     "node": "node_cmd",
+    "notifications": "notifications_cmd",
     "record": "replay_cmd",
     "recoveries": "recovery_cmd",
     "replay": "replay_cmd",

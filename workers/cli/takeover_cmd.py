@@ -13,7 +13,7 @@ from workers.bus.connect import connect
 from workers.bus.streams import server_time_ms
 from workers.cli.common import CliContext, echo_json, fail, pass_cli
 from workers.liveness.listing import iso_utc
-from workers.store import open_store
+from workers.store import find_job, open_store
 from workers.takeover.guard import release_guard
 from workers.takeover.history import takeover_history
 from workers.takeover.manual import TakeoverRefused, manual_takeover
@@ -43,7 +43,13 @@ def _uuid(_ctx: click.Context, _param: click.Parameter, value: str | None) -> st
     "spread over the active, non-passive members, fewest-owned first).",
 )
 @click.option("--project", default=None, help="Only jobs of this project.")
-@click.option("--job", "job_ids", multiple=True, help="Only this job id (repeatable).")
+@click.option(
+    "--job",
+    "job_refs",
+    multiple=True,
+    metavar="JOB",
+    help="Only this job: its id or PROJECT/[GROUP/]NAME (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the API-compatible JSON answer.")
 @click.pass_context
 def takeover(
@@ -52,7 +58,7 @@ def takeover(
     all_: bool,
     to_uuid: str | None,
     project: str | None,
-    job_ids: tuple[str, ...],
+    job_refs: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Take over scheduled jobs by hand (the Cluster Manager's takeover).
@@ -70,6 +76,7 @@ def takeover(
     settings = cli.settings()
     client, store = connect(settings), open_store(settings)
     try:
+        job_ids = tuple(find_job(store, ref).id for ref in job_refs)
         answer = manual_takeover(
             client,
             store,

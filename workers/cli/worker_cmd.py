@@ -114,6 +114,37 @@ def recovery(cli: CliContext, consumer: str | None) -> None:
     _run_proposal_worker(cli, RecoveryWorker, "recovery", consumer, retention=True)
 
 
+@worker.command()
+@click.option(
+    "--consumer",
+    default=None,
+    help="Consumer name in each receiver's 'notify:<name>' group (default: notify-<host>-<pid>).",
+)
+@pass_cli
+def notify(cli: CliContext, consumer: str | None) -> None:
+    """Deliver the cluster's events to the webhook receivers (docs/notifications.md).
+
+    Each receiver (qwcontrol.notifications.webhooks.<name>.url and .events) has its own
+    consumer group on the events stream and its own thread here: events are POSTed as
+    JSON in the order they happened, signed with qwcontrol.notifications.secret when set,
+    retried with exponential backoff (notifications.retry.initial, .max) until
+    notifications.retry.horizon, then kept in the failed list (qwc notifications failed).
+    A slow or dead receiver delays no other, and nothing else waits on this worker. Run
+    two replicas: per receiver one delivers, the other takes over when it stops or dies.
+    """
+    from workers.notify.worker import NotifyWorker  # httpx: the other workers start without it
+
+    settings = cli.settings()
+    require_cluster_mode(settings)
+    name = consumer or default_consumer_name("notify")
+    stop = stop_on_signals()
+    client = connect(settings, client_name=name)
+    try:
+        NotifyWorker(client, settings, consumer=name, stop=stop).run()
+    finally:
+        client.close()
+
+
 def _run_proposal_worker(
     cli: CliContext,
     kind: type[TakeoverWorker] | type[RecoveryWorker],

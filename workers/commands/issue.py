@@ -41,12 +41,11 @@ from workers.store import (
     JobRow,
     Store,
     abort_execution,
+    find_job,
     finish_command,
     get_execution,
-    get_job,
     insert_command,
     list_commands,
-    list_jobs,
 )
 from workers.store.executions import FINAL_STATUSES
 from workers.takeover.worker import candidates_from_view
@@ -57,6 +56,7 @@ __all__ = [
     "AbortResult",
     "BadTarget",
     "CommandRefused",
+    "ExecutionDisabled",
     "Issued",
     "NoReceiver",
     "abort_json",
@@ -85,6 +85,11 @@ class BadTarget(CommandRefused, ValueError):
 
 class NoReceiver(CommandRefused, LookupError):
     """No member may receive the remote execution under ``remoteExecution.policy`` now."""
+
+
+class ExecutionDisabled(CommandRefused, ValueError):
+    """The job's executions are disabled (``qwc jobs disable --execution-only``): it cannot
+    be run. (The member's fence refuses it too, should the job be disabled meanwhile.)"""
 
 
 @dataclass(frozen=True)
@@ -121,22 +126,6 @@ def default_issuer() -> str:
     except (KeyError, OSError):  # no user name in a bare container
         user = "?"
     return f"qwc:{user}@{socket.gethostname()}"
-
-
-def find_job(store: Store, ref: str) -> JobRow:
-    """The job with id ``ref``, else the one named ``project/name`` or
-    ``project/group/name``. NotFoundError when none (or several) match."""
-    try:
-        return get_job(store, ref)
-    except NotFoundError:
-        parts = ref.split("/")
-        if len(parts) < 2:
-            raise
-    project, group, name = parts[0], "/".join(parts[1:-1]), parts[-1]
-    found = list_jobs(store, project=project, group_name=group, name=name)
-    if len(found) != 1:
-        raise NotFoundError(f"no job with id or path {ref!r}")
-    return found[0]
 
 
 def command_message(row: CommandRow) -> RemoteCommand:
@@ -192,10 +181,16 @@ def request_execute(
     execution policy picks. The execution's id is allocated here (the message carries it),
     so it can be aborted, hence cancelled, before the member processed the command.
 
-    Raises NotFoundError (job), BadTarget (``on_uuid`` dead or unknown), NoReceiver.
+    Raises NotFoundError (job), ExecutionDisabled, BadTarget (``on_uuid`` dead or unknown),
+    NoReceiver.
     """
     keys = Keys(settings.redis_prefix)
     job = find_job(store, job_ref)
+    if not job.execution_enabled:
+        raise ExecutionDisabled(
+            f"job {job.path} (id {job.id}): its executions are disabled; "
+            f"`qwc jobs enable {job.id} --execution-only` allows them again"
+        )
     command_id = str(uuidlib.uuid4())
     snap = view.read_snapshot(client, keys)
     target, reason = _target(client, keys, settings, snap, job, on_uuid, command_id)

@@ -21,7 +21,9 @@ __all__ = ["execution_detail_json", "execution_json", "executor_json", "job_json
 
 
 def job_json(job: JobRow) -> dict[str, Any]:
-    """A job as ``qwc jobs list --json`` prints it (and the API serves it)."""
+    """A job as ``qwc jobs list --json`` prints it (and the API serves it). ``enabled``: fired
+    by its schedule (both flags on); ``time_zone`` null: the cluster default
+    (``qwcontrol.scheduler.timeZone``); ``misfire_grace_s`` null: 60 s."""
     return {
         "id": job.id,
         "name": job.name,
@@ -32,7 +34,13 @@ def job_json(job: JobRow) -> dict[str, Any]:
         "timeout_s": job.timeout_s,
         "concurrency": job.concurrency,
         "schedule": job.schedule,
+        "time_zone": job.time_zone,
         "enabled": job.enabled,
+        "schedule_enabled": job.schedule_enabled,
+        "execution_enabled": job.execution_enabled,
+        "misfire": job.misfire,
+        "misfire_grace_s": job.misfire_grace_s,
+        "description": job.description,
         "owner_uuid": job.owner_uuid,
         "owner_epoch": job.owner_epoch,
         "retry_count": job.retry_count,
@@ -80,6 +88,7 @@ def execution_json(run: ExecutionRow) -> dict[str, Any]:
         "status": run.status,
         "reason": run.reason,
         "trigger": run.trigger,
+        "missed_ms": None if run.missed_ms is None else list(run.missed_ms),
         "attempt": run.attempt,
         "retry_of": run.retry_of,
         "fire_ms": run.fire_ms,

@@ -2,16 +2,21 @@
 as the API will take them: validated, with every problem naming its entry and field.
 
 A spec names exactly one executor (``command``, ``shell``, ``http`` or ``python``;
-``workers.jobs.executor``), and may carry a ``timeout`` (seconds, None: none) and a
-``concurrency`` policy (``allow|forbid|replace``, default ``forbid``). No I/O but reading
-an import file.
+``workers.jobs.executor``), and may carry a ``timeout`` (seconds, None: none), a
+``concurrency`` policy (``allow|forbid|replace``, default ``forbid``), a ``time_zone``
+(IANA; None: the cluster default ``qwcontrol.scheduler.timeZone``), a ``misfire`` policy
+(``skip|fire_once``, default ``skip``) with its ``misfire_grace`` (seconds; None: 60),
+the enabled flags (``enabled``: the schedule's, ``execution_enabled``), a
+``description``, an ``id`` (the job's, when it must keep one: an import) and an ``owner``
+(a member's UUID or name, resolved against the cluster by ``workers.jobops.owners``). An
+import file may also be Rundeck's job YAML (``workers.jobs.rundeck``: recognised by its
+``sequence`` entries). No I/O but reading an import file.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +34,9 @@ from pydantic import (
 
 from schemas.cron import validate_cron
 from schemas.errors import QwcError
-from schemas.tables import NAME_LEN
+from schemas.messages import canonical_uuid
+from schemas.tables import NAME_LEN, UUID_LEN
+from schemas.timezones import validate_time_zone
 from workers.jobs.executor import (
     CommandExecutor,
     Executor,
@@ -38,23 +45,36 @@ from workers.jobs.executor import (
     Script,
     ShellExecutor,
 )
-from workers.store import DEFAULT_CONCURRENCY
+from workers.store import DEFAULT_CONCURRENCY, DEFAULT_MISFIRE
 
 __all__ = [
     "DEFAULT_PROJECT",
+    "DESCRIPTION_LEN",
     "EXECUTOR_FIELDS",
     "IMPORT_SUFFIXES",
+    "MAX_MISFIRE_GRACE_S",
+    "MIN_MISFIRE_GRACE_S",
     "Concurrency",
     "JobSpec",
+    "Misfire",
     "SpecError",
     "load_specs",
+    "parse_import_text",
     "parse_spec",
+    "problems_of",
+    "read_import_file",
+    "specs_of",
 ]
 
 DEFAULT_PROJECT = "default"
 IMPORT_SUFFIXES = (".yaml", ".yml", ".json")
 EXECUTOR_FIELDS = ("command", "shell", "http", "python")
+DESCRIPTION_LEN = 65_536
+MIN_MISFIRE_GRACE_S = 1.0
+MAX_MISFIRE_GRACE_S = 604_800.0  # 7 days, as the longest duration setting
 Concurrency = Literal["allow", "forbid", "replace"]  # schemas.tables.CONCURRENCY_POLICIES
+Misfire = Literal["skip", "fire_once"]  # schemas.tables.MISFIRE_POLICIES
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a job id: no '/', so it never reads as a path
 
 
 class SpecError(QwcError, ValueError):
@@ -81,12 +101,25 @@ class JobSpec(BaseModel):
     timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
     concurrency: Concurrency = DEFAULT_CONCURRENCY
     schedule: str | None = None
+    time_zone: str | None = Field(
+        None, validation_alias=AliasChoices("time_zone", "timezone", "timeZone")
+    )
+    misfire: Misfire = DEFAULT_MISFIRE
+    # at least a second: a member fires a few ms after a time, never at it exactly
+    misfire_grace: float | None = Field(
+        None, ge=MIN_MISFIRE_GRACE_S, le=MAX_MISFIRE_GRACE_S, allow_inf_nan=False
+    )
     project: str = Field(DEFAULT_PROJECT, min_length=1, max_length=NAME_LEN)
     group: str = Field("", max_length=NAME_LEN)
-    owner: str | None = Field(None, validation_alias=AliasChoices("owner", "as"))
+    owner: str | None = Field(
+        None, max_length=NAME_LEN, validation_alias=AliasChoices("owner", "as")
+    )
     retry: int = Field(0, ge=0)
     retry_delay: float = Field(0.0, ge=0, allow_inf_nan=False)
-    enabled: bool = True
+    enabled: bool = Field(True, validation_alias=AliasChoices("enabled", "schedule_enabled"))
+    execution_enabled: bool = True
+    description: str = Field("", max_length=DESCRIPTION_LEN)
+    id: str | None = Field(None, min_length=1, max_length=UUID_LEN, pattern=_ID)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -103,10 +136,15 @@ class JobSpec(BaseModel):
         """``python: pkg.module:function`` is short for ``{callable: …}`` (no kwargs)."""
         return {"callable": value} if isinstance(value, str) else value
 
-    @field_validator("concurrency", mode="before")
+    @field_validator("concurrency", "misfire", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else validate_time_zone(value)
 
     @model_validator(mode="after")
     def _one_executor(self) -> JobSpec:
@@ -132,13 +170,14 @@ class JobSpec(BaseModel):
 
     @field_validator("owner")
     @classmethod
-    def _uuid(cls, value: str | None) -> str | None:
-        if value is None:
+    def _member(cls, value: str | None) -> str | None:
+        """A member's UUID (made canonical) or name (resolved later against the members)."""
+        if value is None or not value.strip():
             return None
         try:
-            return str(uuid.UUID(value))
+            return canonical_uuid(value.strip())
         except ValueError:
-            raise ValueError(f"{value!r} is not a member UUID") from None
+            return value.strip()
 
 
 def parse_spec(fields: Mapping[str, Any], where: str = "") -> JobSpec:
@@ -147,17 +186,14 @@ def parse_spec(fields: Mapping[str, Any], where: str = "") -> JobSpec:
     try:
         return JobSpec.model_validate(dict(fields))
     except ValidationError as exc:
-        raise SpecError(_problems(exc, where)) from None
+        raise SpecError(problems_of(exc, where)) from None
     except ValueError as exc:  # shlex: "No closing quotation"
         raise SpecError([f"{where}field 'command': {exc}"]) from None
 
 
-def load_specs(file: Path) -> list[JobSpec]:
-    """The jobs listed in ``file`` (.yaml, .yml or .json; a list of objects; empty: none).
-
-    Raises ``SpecError`` listing every problem of every entry (``<file>: entry [i] field
-    'x': reason``), or when the file cannot be read or parsed or holds no list.
-    """
+def read_import_file(file: Path) -> list[Any]:
+    """The entries of an import file (.yaml, .yml or .json; a list; empty: none). Raises
+    ``SpecError`` when the file cannot be read or parsed, or holds no list."""
     suffix = file.suffix.lower()
     if suffix not in IMPORT_SUFFIXES:
         raise SpecError(
@@ -165,22 +201,47 @@ def load_specs(file: Path) -> list[JobSpec]:
         )
     try:
         text = file.read_text(encoding="utf-8")
-        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"{file}: cannot read it: {exc}"]) from None
+    return parse_import_text(text, str(file), json_text=suffix == ".json")
+
+
+def parse_import_text(text: str, where: str, *, json_text: bool = False) -> list[Any]:
+    """The entries of an import document (YAML, or JSON); see :func:`read_import_file`."""
+    try:
+        data = json.loads(text) if json_text else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SpecError([f"{where}: cannot read it: {exc}"]) from None
     if data is None:
         return []
     if not isinstance(data, list):
-        raise SpecError([f"{file}: expected a list of jobs, found {type(data).__name__}"])
+        raise SpecError([f"{where}: expected a list of jobs, found {type(data).__name__}"])
+    return data
+
+
+def load_specs(file: Path) -> list[JobSpec]:
+    """The jobs listed in ``file`` in this project's format (a list of objects).
+
+    Raises ``SpecError`` listing every problem of every entry (``<file>: entry [i] field
+    'x': reason``), or when the file cannot be read or parsed or holds no list.
+    """
+    return specs_of(read_import_file(file), str(file))
+
+
+def specs_of(entries: list[Any], where: str, *, project: str | None = None) -> list[JobSpec]:
+    """``entries`` (this project's format) as specs; ``project`` is that of entries naming
+    none. Raises ``SpecError`` listing every problem of every entry."""
     specs: list[JobSpec] = []
     problems: list[str] = []
-    for index, entry in enumerate(data):
-        where = f"{file}: entry [{index}] "
+    for index, entry in enumerate(entries):
+        label = f"{where}: entry [{index}] "
         if not isinstance(entry, dict):
-            problems.append(f"{where}is not an object: {entry!r}")
+            problems.append(f"{label}is not an object: {entry!r}")
             continue
+        if project is not None and "project" not in entry:
+            entry = {**entry, "project": project}
         try:
-            specs.append(parse_spec(entry, where))
+            specs.append(parse_spec(entry, label))
         except SpecError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -188,7 +249,7 @@ def load_specs(file: Path) -> list[JobSpec]:
     return specs
 
 
-def _problems(exc: ValidationError, where: str) -> list[str]:
+def problems_of(exc: ValidationError, where: str) -> list[str]:
     """One line per error, naming the field (``http.url``); a rule between fields (one
     executor) names none."""
     lines = []

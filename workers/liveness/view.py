@@ -32,6 +32,7 @@ from schemas.messages import Heartbeat, MembershipChange, MemberState
 from workers.liveness.clock import Clock, ServerNews, note_server, read_clock
 from workers.liveness.info import queue_info
 from workers.liveness.rules import MemberObservation, Transition, membership_change
+from workers.notify.events import EVENTS_MAXLEN, member_event
 
 __all__ = [
     "Clock",
@@ -58,12 +59,13 @@ log = logging.getLogger(__name__)
 
 MEMBERSHIP_MAXLEN = 100_000
 
-# KEYS: state, seen, watch, membership. ARGV: maxlen, message field, then per change 5 values:
-# uuid, expected state ("" = none), expected last seen ("" = never), new state, payload.
+# KEYS: state, seen, watch, membership, events. ARGV: maxlen, message field, events maxlen,
+# then per change 6 values: uuid, expected state ("" = none), expected last seen ("" =
+# never), new state, payload, event payload ("" = no event).
 _TRANSITION_LUA = """
 local applied = {}
 local n = 0
-for i = 3, #ARGV, 5 do
+for i = 4, #ARGV, 6 do
   local uuid, want_state, want_seen = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local cur_state = redis.call('HGET', KEYS[1], uuid) or ''
   local cur_seen = redis.call('ZSCORE', KEYS[2], uuid)
@@ -74,6 +76,9 @@ for i = 3, #ARGV, 5 do
     redis.call('HSET', KEYS[1], uuid, ARGV[i + 3])
     if ARGV[i + 3] == 'dead' then redis.call('ZREM', KEYS[3], uuid) end
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[i + 4])
+    if ARGV[i + 5] ~= '' then
+      redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', ARGV[2], ARGV[i + 5])
+    end
     n = n + 1
     applied[n] = uuid
   end
@@ -203,25 +208,32 @@ def apply_transitions(
     names: dict[str, str],
     reason: str,
 ) -> list[MembershipChange]:
-    """Compare-and-set each transition; return the changes this call applied (emitted once)."""
+    """Compare-and-set each transition; return the changes this call applied (emitted once).
+
+    Each change applied also appends its event (``member.inactive`` / ``.dead`` /
+    ``.active`` again, :func:`workers.notify.events.member_event`) to ``{qwc}:events`` in
+    the same atomic step: a change and its event exist together or not at all."""
     if not transitions:
         return []
     changes = {
         t.uuid: membership_change(t, at_ms=now_ms, name=names.get(t.uuid, ""), reason=reason)
         for t in transitions
     }
-    argv: list[Any] = [MEMBERSHIP_MAXLEN, MESSAGE_FIELD]
+    argv: list[Any] = [MEMBERSHIP_MAXLEN, MESSAGE_FIELD, EVENTS_MAXLEN]
     for t in transitions:
+        event = member_event(changes[t.uuid])
         argv += [
             t.uuid,
             t.from_state.value if t.from_state else "",
             "" if t.last_seen_ms is None else t.last_seen_ms,
             t.to_state.value,
             encode(changes[t.uuid]),
+            b"" if event is None else encode(event),
         ]
     script = r.register_script(_TRANSITION_LUA)
     applied = script(
-        keys=[keys.view_state, keys.view_seen, keys.view_watch, keys.membership], args=argv
+        keys=[keys.view_state, keys.view_seen, keys.view_watch, keys.membership, keys.events],
+        args=argv,
     )
     out = [changes[u.decode()] for u in applied]
     for c in out:

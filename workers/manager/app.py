@@ -25,10 +25,12 @@ from workers.manager.metrics import ClusterCollector
 from workers.manager.resources import Resources
 from workers.manager.routes import (
     compat,
+    compat_jobs,
     executions,
     jobs,
     members,
     membership,
+    notifications,
     page,
     recoveries,
     takeovers,
@@ -50,8 +52,10 @@ ROUTERS = (
     takeovers.reader,
     takeovers.writer,
     recoveries.router,
+    notifications.router,
     compat.reader,
     compat.writer,
+    compat_jobs.writer,
     metrics_routes.router,
 )
 

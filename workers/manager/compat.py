@@ -156,16 +156,17 @@ def versioned_answer(answer: dict[str, Any], version: int, project: str | None) 
 
 def compat_job(job: JobRow, server_uuid: str | None) -> dict[str, Any]:
     """A job as the product lists scheduled jobs (``serverOwner``: this manager's member
-    owns it)."""
+    owns it; ``scheduleEnabled`` and ``enabled``: its schedule's and its execution's
+    flags, as the product names them)."""
     return {
         "id": job.id,
         "name": job.name,
         "group": job.group_name or None,
         "project": job.project,
-        "description": "",
+        "description": job.description,
         "scheduled": job.schedule is not None,
-        "scheduleEnabled": job.enabled,
-        "enabled": job.enabled,
+        "scheduleEnabled": job.schedule_enabled,
+        "enabled": job.execution_enabled,
         "serverNodeUUID": job.owner_uuid,
         "serverOwner": server_uuid is not None and job.owner_uuid == server_uuid,
     }

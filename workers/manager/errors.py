@@ -6,9 +6,12 @@ on the compatible calls (``/api/{v}/…``), as the product this replaces answers
     400  a bad request the routes check themselves (compatible takeover body, API version)
     401  no bearer token; 403 a wrong one, or none configured (see ``auth``)
     404  unknown member, job or execution (``NotFoundError``), or route
-    409  the cluster's state refuses it (``TakeoverRefused``, ``CommandRefused``)
+    409  the cluster's state refuses it (``TakeoverRefused``, ``CommandRefused``), or the
+         store's (``ConflictError``: a job of that name or id exists, executions disabled)
     413  a request body over qwcontrol.manager.maxBodyBytes, refused unread (``body_limit``)
-    422  a parameter or body that does not validate (``detail`` lists each problem)
+    422  a parameter or body that does not validate (``detail`` lists each problem; a job's
+         body: ``SpecError``, one problem per field), or an owner that cannot be found
+         (``OwnerError``: an unknown or ambiguous member name, no active member)
     503  Redis or the store does not answer (``redis.RedisError``, ``StoreError``,
          ``EmbeddedRedisError``, SQLAlchemy's connection errors)
     500  a bug: logged with its traceback, answered without details
@@ -28,8 +31,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
-from schemas.errors import EmbeddedRedisError, NotFoundError, StoreError
+from schemas.errors import ConflictError, EmbeddedRedisError, NotFoundError, StoreError
 from workers.commands.issue import CommandRefused
+from workers.jobops import OwnerError
+from workers.jobs import SpecError
 from workers.takeover.manual import TakeoverRefused
 
 __all__ = ["ApiError", "ErrorBody", "error_response", "install_handlers"]
@@ -147,6 +152,11 @@ def install_handlers(app: FastAPI) -> None:
     async def refused(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, 409, str(exc))
 
+    async def bad_job(request: Request, exc: Exception) -> JSONResponse:
+        problems = exc.problems if isinstance(exc, SpecError) else [str(exc)]
+        detail = [{"loc": ["body"], "msg": p, "type": "value_error"} for p in problems]
+        return error_response(request, 422, "; ".join(problems), detail=detail)
+
     async def redis_down(request: Request, exc: Exception) -> JSONResponse:
         return _unavailable(request, "Redis", exc)
 
@@ -164,6 +174,9 @@ def install_handlers(app: FastAPI) -> None:
         (NotFoundError, not_found),
         (TakeoverRefused, refused),
         (CommandRefused, refused),
+        (ConflictError, refused),
+        (SpecError, bad_job),
+        (OwnerError, bad_job),
         (redis.RedisError, redis_down),
         (EmbeddedRedisError, redis_down),
         (StoreError, store_down),

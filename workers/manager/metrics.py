@@ -25,6 +25,13 @@ its metrics are left out; the scrape itself still answers.
                                                 takeover, recovery, each member's commands)
     qwc_dead_letters                            XLEN of the dead-letter stream
     qwc_takeovers_held                          proposals the mass-failure guard holds
+    qwc_notifications_delivered_total{receiver,outcome}
+                                                deliveries to each webhook receiver by
+                                                outcome: delivered, retried (an attempt
+                                                failed, another follows), failed (given up)
+    qwc_notifications_pending{receiver}         events not delivered to it yet (being sent,
+                                                waiting for a retry, or not read yet)
+    qwc_notifications_failed                    entries of the failed list
 """
 
 from __future__ import annotations
@@ -35,7 +42,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,6 +57,7 @@ from schemas.tables import TAKEOVER_OUTCOMES
 from workers.liveness import view
 from workers.liveness.listing import member_rows
 from workers.manager.resources import Resources
+from workers.notify.status import NotifyFacts, read_notify_facts
 from workers.store import MemberRow, count_jobs_by_owner, list_members
 from workers.store.audit import Lateness, count_outcomes, takeover_lateness
 
@@ -66,6 +79,7 @@ class RedisFacts:
     pending: dict[tuple[str, str], int]  # (stream name without prefix, group) -> entries
     dead_letters: int
     held: int
+    notify: NotifyFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -79,9 +93,10 @@ class StoreFacts:
     lateness: Lateness
 
 
-def read_redis(client: redis.Redis, keys: Keys) -> RedisFacts:
+def read_redis(client: redis.Redis, keys: Keys, receivers: Sequence[str] = ()) -> RedisFacts:
     """The view, then every group's pending count, the dead letters and the held
-    proposals in one pipeline (a missing group counts 0)."""
+    proposals in one pipeline (a missing group counts 0), then where each webhook receiver
+    of ``receivers`` (names) stands."""
     snap = view.read_snapshot(client, keys)
     groups = [
         (keys.heartbeats, GROUP_LIVENESS),
@@ -103,7 +118,8 @@ def read_redis(client: redis.Redis, keys: Keys) -> RedisFacts:
         for (stream, group), reply in zip(groups, pendings, strict=True)
         if not isinstance(reply, Exception)  # NOGROUP: nobody consumes it yet
     }
-    return RedisFacts(snap, pending, int(dead_letters), int(held))
+    notify = read_notify_facts(client, keys, receivers)
+    return RedisFacts(snap, pending, int(dead_letters), int(held), notify)
 
 
 def read_store(res: Resources) -> StoreFacts:
@@ -187,7 +203,30 @@ def _redis_families(rf: RedisFacts) -> list[Metric]:
         GaugeMetricFamily(
             "qwc_takeovers_held", "Takeover proposals held by the mass-failure guard", rf.held
         ),
+        *(_notify_families(rf.notify) if rf.notify is not None else []),
     ]
+
+
+def _notify_families(nf: NotifyFacts) -> list[Metric]:
+    delivered = CounterMetricFamily(
+        "qwc_notifications_delivered",
+        "Deliveries to each webhook receiver by outcome (delivered, retried, failed)",
+        labels=["receiver", "outcome"],
+    )
+    pending = GaugeMetricFamily(
+        "qwc_notifications_pending",
+        "Events not delivered to each webhook receiver yet",
+        labels=["receiver"],
+    )
+    for r in nf.receivers:
+        for outcome, n in r.outcomes.items():
+            delivered.add_metric([r.name, outcome], n)
+        if r.undelivered is not None:
+            pending.add_metric([r.name], r.undelivered)
+    failed = GaugeMetricFamily(
+        "qwc_notifications_failed", "Webhook deliveries given up (the failed list)", nf.failed
+    )
+    return [delivered, pending, failed]
 
 
 def _outcomes(name: str, doc: str, counts: dict[str | None, int], known: Sequence[str]) -> Metric:
@@ -233,7 +272,8 @@ class ClusterCollector(Collector):
         redis_facts: RedisFacts | None = None
         store_facts: StoreFacts | None = None
         try:
-            redis_facts = read_redis(res.redis(), res.keys)
+            receivers = [w.name for w in res.settings.notification_webhooks]
+            redis_facts = read_redis(res.redis(), res.keys, receivers)
         except (redis.RedisError, EmbeddedRedisError) as exc:
             log.warning("metrics: Redis did not answer: %s", exc)
         try:

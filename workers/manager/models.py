@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from schemas.messages import canonical_uuid
-from schemas.tables import CONCURRENCY_POLICIES, EXECUTION_STATUSES, NAME_LEN
+from schemas.tables import CONCURRENCY_POLICIES, EXECUTION_STATUSES, MISFIRE_POLICIES, NAME_LEN
 
 __all__ = [
     "AbortOutcome",
@@ -118,7 +118,19 @@ class Job(BaseModel):
         description="a run due while one runs: allow (overlap), forbid (skipped), replace"
     )
     schedule: str | None
-    enabled: bool
+    time_zone: str | None = Field(
+        description="IANA zone its schedule is read in; null: qwcontrol.scheduler.timeZone"
+    )
+    enabled: bool = Field(description="fired by its schedule: both flags below are on")
+    schedule_enabled: bool = Field(description="Rundeck's scheduleEnabled")
+    execution_enabled: bool = Field(
+        description="Rundeck's executionEnabled: false, it is neither fired nor run"
+    )
+    misfire: Literal[MISFIRE_POLICIES] = Field(  # type: ignore[valid-type]
+        description="fire times missed: skip, or fire_once (one catch-up execution)"
+    )
+    misfire_grace_s: float | None = Field(description="how late a time may still run; null: 60")
+    description: str
     owner_uuid: str
     owner_epoch: int
     retry_count: int
@@ -141,6 +153,9 @@ class Execution(BaseModel):
     status: str
     reason: str | None = Field(description="why it was skipped, aborted, timed out, …")
     trigger: str
+    missed_ms: list[int] | None = Field(
+        description="trigger catchup: the fire times it stands for (epoch ms)"
+    )
     attempt: int
     retry_of: str | None
     fire_ms: int
@@ -331,3 +346,23 @@ class CompatJob(BaseModel):
     enabled: bool
     serverNodeUUID: str
     serverOwner: bool
+
+
+class JobCreated(Job):
+    """A job created through the API, and why its owner is the owner."""
+
+    owner_reason: str = Field(
+        description="named (as/owner in the body), qwcontrol.server.uuid (the manager's "
+        "member), or the active member owning the fewest jobs"
+    )
+
+
+class JobDeleted(BaseModel):
+    """What deleting a job did (``qwc jobs delete --json``)."""
+
+    job: Job
+    aborted_waiting: list[str] = Field(
+        description="its executions that had not started: aborted (reason: job deleted)"
+    )
+    running: list[str] = Field(description="its running executions: they go on, or see aborts")
+    aborts: list[AbortOutcome] = Field(description="with abort=true: each abort's outcome")

@@ -4,20 +4,35 @@
 clock or the store; the member's loop feeds it the jobs it owns and ``now_ms``:
 
 * :meth:`JobSchedule.reload` takes the member's jobs from the store (all it owns). A job is
-  planned when it is enabled and has a cron schedule. Its first fire time is the first cron
-  time strictly after ``max(last_fire_ms, seen_ms)``, where ``seen_ms`` is when this member
-  first saw the job at its current ``owner_epoch``: times from before it owned (or saw) the
-  job are never back-filled, and after a takeover the times the previous owner already
-  claimed (``last_fire_ms``) are not fired again. A job whose epoch changed is planned
-  anew; a planned job absent from the list is reported ``lost``.
-* :meth:`JobSchedule.due` returns every planned time ``<= now_ms``, oldest first. Times
-  older than ``now_ms - misfire_grace_ms`` (the member was paused, or the store was down)
-  are skipped and reported as a :class:`Misfire` instead of firing all at once.
+  planned when it is enabled and has a cron schedule, read in the job's ``time_zone`` (None:
+  the member's ``default_time_zone``, ``qwcontrol.scheduler.timeZone``). A job whose epoch,
+  schedule, zone or misfire settings changed is planned anew; a planned job absent from the
+  list is reported ``lost``. Its first fire time is the first cron time strictly after:
+
+  - misfire policy ``skip`` (the default): ``max(last_fire_ms, seen_ms)``, where
+    ``seen_ms`` is when this member first saw the job at its current ``owner_epoch``: times
+    from before it owned (or saw) the job are never back-filled, and after a takeover the
+    times the previous owner already claimed (``last_fire_ms``) are not fired again;
+  - ``fire_once``: ``last_fire_ms`` (``seen_ms`` for a job never fired): after a takeover
+    the times the dead owner did not claim are due at once — its missed times.
+* :meth:`JobSchedule.due` returns every planned time ``<= now_ms``, oldest first. Each job
+  has a misfire grace (``misfire_grace_s``; None: the schedule's ``misfire_grace_ms``,
+  60 s). Times older than ``now_ms - grace`` (the member was paused, or the store was
+  down, or the job's previous owner was dead) are never fired: they are reported as a
+  :class:`Misfire`. Of the due times within the grace:
+
+  - ``skip``: each is a :class:`Fire` of its own (trigger ``schedule``);
+  - ``fire_once``: a single due time that this plan saw come is an ordinary fire; when
+    several are due at once, or one from before the plan was made (missed by a previous
+    owner), they make ONE :class:`Fire` with trigger ``catchup``, at the newest of them
+    (claiming it through the fence claims every older one), carrying the missed times
+    (``missed_ms``, at most :data:`MAX_MISSED_RECORDED`). A member fenced out of the job
+    (taken over while it was cut off) is refused its catch-up like any fire.
 * The caller fires each time through the store's fence, then reports the outcome with
   :meth:`JobSchedule.fired` (advance to the next cron time) or :meth:`JobSchedule.lost`
   (the fence refused: unschedule the job until a reload shows it owned again).
 
-All times are epoch milliseconds (UTC).
+All times are epoch milliseconds (UTC); zones are IANA names.
 """
 
 from __future__ import annotations
@@ -28,10 +43,12 @@ from typing import Protocol, TypeVar
 
 from schemas.cron import next_fire_ms
 from schemas.errors import QwcError
+from schemas.timezones import DEFAULT_TIME_ZONE, validate_time_zone
 
 __all__ = [
     "DEFAULT_MISFIRE_GRACE_MS",
     "MAX_FIRES_PER_JOB",
+    "MAX_MISSED_RECORDED",
     "Due",
     "Fire",
     "JobLike",
@@ -46,9 +63,11 @@ __all__ = [
 
 DEFAULT_MISFIRE_GRACE_MS = 60_000
 MAX_FIRES_PER_JOB = 1_000  # per due() call: bounds the work of one loop step
+MAX_MISSED_RECORDED = 1_000  # missed times a catch-up carries: the oldest 999 and the newest
 
-NextFireFn = Callable[[str, int], int]
-"""``(cron text, after_ms) -> first fire time > after_ms`` (epoch ms); raises ValueError."""
+NextFireFn = Callable[[str, int, str], int]
+"""``(cron text, after_ms, IANA zone) -> first fire time > after_ms`` (epoch ms); raises
+ValueError (``ScheduleError``)."""
 
 
 class JobLike(Protocol):
@@ -72,10 +91,20 @@ class JobLike(Protocol):
     @property
     def last_fire_ms(self) -> int | None: ...
 
+    @property
+    def time_zone(self) -> str | None: ...
+
+    @property
+    def misfire(self) -> str: ...
+
+    @property
+    def misfire_grace_s(self) -> float | None: ...
+
 
 @dataclass(frozen=True)
 class Plan:
-    """A scheduled job: the epoch it is owned at, and its next fire time (epoch ms)."""
+    """A scheduled job: the epoch it is owned at, and its next fire time (epoch ms); the
+    zone its schedule is read in, its misfire policy and grace (None: the default)."""
 
     job_id: str
     owner_epoch: int
@@ -83,16 +112,23 @@ class Plan:
     command: tuple[str, ...]
     seen_ms: int
     next_fire_ms: int
+    time_zone: str = DEFAULT_TIME_ZONE
+    misfire: str = "skip"
+    misfire_grace_ms: int | None = None
 
 
 @dataclass(frozen=True)
 class Fire:
-    """One due fire time of a job, to claim through the fence at ``owner_epoch``."""
+    """One due fire time of a job, to claim through the fence at ``owner_epoch``:
+    ``trigger`` ``schedule``, or ``catchup`` standing for ``missed_ms`` (its ``fire_ms``
+    is the newest of them)."""
 
     job_id: str
     owner_epoch: int
     fire_ms: int
     command: tuple[str, ...]
+    trigger: str = "schedule"
+    missed_ms: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,11 +176,16 @@ class JobSchedule:
         *,
         next_fire: NextFireFn = next_fire_ms,
         misfire_grace_ms: int = DEFAULT_MISFIRE_GRACE_MS,
+        default_time_zone: str = DEFAULT_TIME_ZONE,
     ) -> None:
+        """``misfire_grace_ms``: the grace of jobs without one of their own;
+        ``default_time_zone``: the zone of jobs without one (``qwcontrol.scheduler.timeZone``).
+        Raises ``ValueError`` for a negative grace or an unknown zone."""
         if misfire_grace_ms < 0:
             raise ValueError("misfire_grace_ms must be >= 0")
         self._next_fire = next_fire
         self._grace_ms = misfire_grace_ms
+        self._default_zone = validate_time_zone(default_time_zone)
         self._plans: dict[str, Plan] = {}
         self._invalid: dict[str, tuple[int, str]] = {}  # job id -> (epoch, schedule) reported
 
@@ -161,7 +202,7 @@ class JobSchedule:
     def next_after(self, fire: Fire) -> int | None:
         """The fire time that follows ``fire`` in its job's schedule, None if not planned."""
         plan = self._plans.get(fire.job_id)
-        return None if plan is None else self._next_fire(plan.schedule, fire.fire_ms)
+        return None if plan is None else self._after(plan, fire.fire_ms)
 
     def next_due_ms(self) -> int | None:
         """The earliest planned fire time (epoch ms), or None when nothing is planned."""
@@ -197,22 +238,29 @@ class JobSchedule:
     def due(self, now_ms: int) -> Due:
         """Every planned fire time ``<= now_ms``, oldest first (ties by job id).
 
-        Times older than ``now_ms - misfire_grace_ms`` are skipped: the plan moves past them
-        and they are reported as misfires. Plans only advance past fired times through
-        :meth:`fired`, so a time whose fire failed (store down) is returned again.
+        Times older than ``now_ms`` minus the job's misfire grace are skipped: the plan
+        moves past them and they are reported as misfires. A ``fire_once`` job's times
+        missed within the grace come as one catch-up (see the module docstring). Plans only
+        advance past fired times through :meth:`fired`, so a time whose fire failed (store
+        down) is returned again.
         """
         fires: list[Fire] = []
         misfires: list[Misfire] = []
-        cutoff_ms = now_ms - self._grace_ms
         for job_id, plan in list(self._plans.items()):
             if plan.next_fire_ms > now_ms:
                 continue
+            grace_ms = self._grace_ms if plan.misfire_grace_ms is None else plan.misfire_grace_ms
+            cutoff_ms = now_ms - grace_ms
             if plan.next_fire_ms < cutoff_ms:
-                resume_ms = self._next_fire(plan.schedule, cutoff_ms - 1)
+                resume_ms = self._after(plan, cutoff_ms - 1)
                 misfires.append(Misfire(job_id, plan.next_fire_ms, resume_ms))
                 plan = replace(plan, next_fire_ms=resume_ms)
                 self._plans[job_id] = plan
-            fires.extend(self._fires_until(plan, now_ms))
+            times = self._times_until(plan, now_ms)
+            if plan.misfire == "fire_once" and _missed(plan, times):
+                fires.append(self._catchup(plan, times, now_ms))
+            else:
+                fires.extend(Fire(job_id, plan.owner_epoch, t, plan.command) for t in times)
         fires.sort(key=lambda f: (f.fire_ms, f.job_id))
         return Due(tuple(fires), tuple(misfires))
 
@@ -225,7 +273,7 @@ class JobSchedule:
         if plan is None:
             return None
         if fire_ms >= plan.next_fire_ms:
-            plan = replace(plan, next_fire_ms=self._next_fire(plan.schedule, fire_ms))
+            plan = replace(plan, next_fire_ms=self._after(plan, fire_ms))
             self._plans[job_id] = plan
         return plan
 
@@ -240,32 +288,103 @@ class JobSchedule:
             return Unplanned(job.id, job.owner_epoch, "disabled")
         if not job.schedule:
             return Unplanned(job.id, job.owner_epoch, "no schedule")
-        if old is not None and _still_valid(old, job):
+        wanted = self._settings(job)
+        if old is not None and _still_valid(old, job, wanted):
             return old
         seen_ms = old.seen_ms if old is not None and old.owner_epoch == job.owner_epoch else now_ms
-        after_ms = max(seen_ms, job.last_fire_ms if job.last_fire_ms is not None else seen_ms)
+        last_ms = job.last_fire_ms
+        if wanted.misfire == "fire_once":
+            after_ms = seen_ms if last_ms is None else last_ms  # the times nobody claimed
+        else:
+            after_ms = seen_ms if last_ms is None else max(seen_ms, last_ms)
+        plan = replace(wanted, seen_ms=seen_ms)
         try:
-            next_ms = self._next_fire(job.schedule, after_ms)
+            return replace(plan, next_fire_ms=self._after(plan, after_ms))
         except (ValueError, QwcError) as exc:
             reason = f"invalid schedule {job.schedule!r}: {exc}"
             return Unplanned(job.id, job.owner_epoch, reason)
-        return Plan(job.id, job.owner_epoch, job.schedule, tuple(job.command), seen_ms, next_ms)
 
-    def _fires_until(self, plan: Plan, now_ms: int) -> list[Fire]:
-        fires: list[Fire] = []
+    def _settings(self, job: JobLike) -> Plan:
+        """``job``'s plan but for its times: its zone and misfire settings with the defaults
+        applied (compared with a standing plan; completed by :meth:`_replan`)."""
+        grace_s = job.misfire_grace_s
+        return Plan(
+            job.id,
+            job.owner_epoch,
+            job.schedule or "",
+            tuple(job.command),
+            0,
+            0,
+            time_zone=job.time_zone or self._default_zone,
+            misfire=job.misfire,
+            misfire_grace_ms=None if grace_s is None else round(grace_s * 1000),
+        )
+
+    def _after(self, plan: Plan, after_ms: int) -> int:
+        """The first fire time of ``plan`` strictly after ``after_ms``."""
+        return self._next_fire(plan.schedule, after_ms, plan.time_zone)
+
+    def _times_until(self, plan: Plan, now_ms: int) -> list[int]:
+        """The plan's fire times up to ``now_ms``, from its next one (at most
+        MAX_FIRES_PER_JOB)."""
+        times: list[int] = []
         fire_ms = plan.next_fire_ms
-        while fire_ms <= now_ms and len(fires) < MAX_FIRES_PER_JOB:
-            fires.append(Fire(plan.job_id, plan.owner_epoch, fire_ms, plan.command))
-            fire_ms = self._next_fire(plan.schedule, fire_ms)
-        return fires
+        while fire_ms <= now_ms and len(times) < MAX_FIRES_PER_JOB:
+            times.append(fire_ms)
+            fire_ms = self._after(plan, fire_ms)
+        return times
+
+    def _catchup(self, plan: Plan, times: list[int], now_ms: int) -> Fire:
+        """One catch-up for ``times`` (due, within the grace); when there were more than
+        MAX_FIRES_PER_JOB, it stands for every time up to ``now_ms``: its fire time is the
+        newest, found without walking every one."""
+        newest = times[-1]
+        if self._after(plan, newest) <= now_ms:
+            newest = self._newest_until(plan, now_ms, times[-1])
+        missed = [*times[: MAX_MISSED_RECORDED - 1], newest] if newest != times[-1] else times
+        return Fire(
+            plan.job_id,
+            plan.owner_epoch,
+            newest,
+            plan.command,
+            trigger="catchup",
+            missed_ms=tuple(missed[:MAX_MISSED_RECORDED]),
+        )
+
+    def _newest_until(self, plan: Plan, now_ms: int, known_ms: int) -> int:
+        """The newest fire time ``<= now_ms``, given ``known_ms``, a due one that is not the
+        newest: look back from ``now_ms`` in doubling windows (never before ``known_ms``)
+        for one, then walk forward from it."""
+        window_ms = 1_000
+        start_ms = max(known_ms, now_ms - window_ms)
+        while self._after(plan, start_ms) > now_ms:  # none in (start, now]: look further back
+            window_ms *= 2
+            start_ms = max(known_ms, now_ms - window_ms)
+        newest = self._after(plan, start_ms)
+        for _ in range(MAX_FIRES_PER_JOB):
+            following = self._after(plan, newest)
+            if following > now_ms:
+                break
+            newest = following
+        return newest
 
 
-def _still_valid(plan: Plan, job: JobLike) -> bool:
-    """The plan stands while the epoch and schedule are unchanged and no time at or after
-    its next fire time was claimed meanwhile (by another process of the same member)."""
+def _missed(plan: Plan, times: list[int]) -> bool:
+    """Whether a ``fire_once`` plan's due ``times`` make a catch-up: several at once (the
+    member fell behind: paused, store down), or one from before the plan was made (missed
+    by the job's previous owner, or while the plan was lost)."""
+    return len(times) > 1 or (len(times) == 1 and times[0] < plan.seen_ms)
+
+
+def _still_valid(plan: Plan, job: JobLike, wanted: Plan) -> bool:
+    """The plan stands while the epoch, schedule, zone and misfire settings are unchanged
+    and no time at or after its next fire time was claimed meanwhile (by another process
+    of the same member)."""
     return (
         plan.owner_epoch == job.owner_epoch
         and plan.schedule == job.schedule
+        and (plan.time_zone, plan.misfire, plan.misfire_grace_ms)
+        == (wanted.time_zone, wanted.misfire, wanted.misfire_grace_ms)
         and (job.last_fire_ms is None or job.last_fire_ms < plan.next_fire_ms)
     )
 

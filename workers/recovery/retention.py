@@ -11,7 +11,10 @@ each its own short transaction (``workers.store.delete_expired_executions``: nev
 execution that has not ended). When a batch comes back short, nothing is left: the next
 pass is :data:`PASS_EVERY_MS` later. When every batch was full, more is left: the next
 pass follows after :data:`BUSY_PAUSE_S`, so a backlog (the first pass after an upgrade)
-drains at tens of thousands of rows a second without ever holding a lock for long.
+drains at tens of thousands of rows a second without ever holding a lock for long. A pass
+that left nothing also removes the rows of jobs deleted before the cut-off that no execution
+refers to any more (``workers.store.purge_deleted_jobs``): a deleted job's history stays
+until retention removes it, and its row goes with the last of it.
 
 Replicas: a pass runs only after ``SET {qwc}:retention:pass NX PX PASS_EVERY_MS``, so one
 replica cleans per period; a replica that found more left deletes the key, letting the next
@@ -35,6 +38,7 @@ from workers.store import (
     Store,
     delete_expired_executions,
     expired_before_ms,
+    purge_deleted_jobs,
 )
 
 __all__ = [
@@ -110,6 +114,8 @@ class RetentionCleaner:
         if more:
             self.redis.delete(self.key)
             self._next_ms = now_ms  # go on after a short pause
+        else:
+            purge_deleted_jobs(self.store, deleted_before_ms=cutoff)
         if deleted:
             log.info("retention: %s execution(s) deleted%s", deleted, " (more left)" * more)
         return Pass(ran=True, deleted=deleted, more=more)

@@ -5,9 +5,11 @@
 them can be combined atomically: ``with store.begin() as conn: ...``). Times are epoch
 milliseconds passed in by the caller (``now_ms``); the store never reads a clock.
 
-Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs``,
-``fence`` (``claim_fire``/``record_fire``/``admit_execution``, with ``concurrency``: the
-job's concurrency policy, a pure decision), ``executions``, ``members``, ``audit``,
+Modules: ``engine`` (engines, ``Store``), ``migrate`` (Alembic upgrade), ``jobs`` and
+``job_reads``,
+``job_delete`` (a deleted job's row stays marked until retention), ``fence``
+(``claim_fire``/``record_fire``/``admit_execution``, with ``concurrency``: the job's
+concurrency policy, a pure decision), ``executions``, ``members``, ``audit``,
 ``takeover`` (``commit_takeover``: one transaction moving a member's jobs), ``recovery``
 (``commit_recovery``: one transaction marking a dead member's executions and inserting
 their retries), ``commands`` (the record of remote commands), ``report`` (double and
@@ -30,6 +32,8 @@ from workers.store.audit import (
     FINAL_OUTCOMES,
     RecoveryRow,
     TakeoverRow,
+    find_recovery,
+    find_takeover,
     list_recoveries,
     list_takeovers,
     record_recovery,
@@ -71,13 +75,19 @@ from workers.store.fence import (
     record_fire,
     set_next_fire_ms,
 )
+from workers.store.job_delete import (
+    DELETED_REASON,
+    DeletedJob,
+    delete_job,
+    purge_deleted_jobs,
+)
+from workers.store.job_reads import count_jobs_by_owner, find_job, get_job, list_jobs
 from workers.store.jobs import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_MISFIRE,
     JobRow,
-    count_jobs_by_owner,
     create_job,
-    get_job,
-    list_jobs,
+    job_path,
     reassign_jobs,
     update_job,
 )
@@ -128,6 +138,8 @@ from workers.store.takeover import (
 __all__ = [
     "ALL_OWNERS",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_MISFIRE",
+    "DELETED_REASON",
     "FINAL_OUTCOMES",
     "RETENTION_BATCH_ROWS",
     "ActiveExecution",
@@ -135,6 +147,7 @@ __all__ = [
     "Admitted",
     "CommandRow",
     "Db",
+    "DeletedJob",
     "ExecutionRow",
     "JobRow",
     "MemberRow",
@@ -166,7 +179,11 @@ __all__ = [
     "decide_admission",
     "default_sqlite_url",
     "delete_expired_executions",
+    "delete_job",
     "expired_before_ms",
+    "find_job",
+    "find_recovery",
+    "find_takeover",
     "finish_command",
     "finish_execution",
     "fire_job",
@@ -179,6 +196,7 @@ __all__ = [
     "insert_command",
     "insert_execution",
     "insert_executions",
+    "job_path",
     "known_member_uuids",
     "list_commands",
     "list_executions",
@@ -195,6 +213,7 @@ __all__ = [
     "move_scheduled_executions",
     "open_store",
     "pending_command_targets",
+    "purge_deleted_jobs",
     "reassign_jobs",
     "record_fire",
     "record_member_state",

@@ -30,6 +30,8 @@ __all__ = [
     "RecoveryRow",
     "TakeoverRow",
     "count_outcomes",
+    "find_recovery",
+    "find_takeover",
     "list_recoveries",
     "list_takeovers",
     "record_recovery",
@@ -171,8 +173,29 @@ def list_recoveries(
     db: Db, *, dead_uuid: str | None = None, limit: int | None = 100
 ) -> list[RecoveryRow]:
     """Recovery audit rows, newest first."""
-    rows = _list(db, recoveries, dead_uuid, limit)
-    return [RecoveryRow(**{**row, "retries": tuple(row["retries"])}) for row in rows]
+    return [_recovery_row(row) for row in _list(db, recoveries, dead_uuid, limit)]
+
+
+def find_takeover(db: Db, proposal_id: str) -> TakeoverRow | None:
+    """The takeover audit row of ``proposal_id`` (None: never recorded)."""
+    row = _find(db, takeovers, proposal_id)
+    return None if row is None else TakeoverRow(**row)
+
+
+def find_recovery(db: Db, proposal_id: str) -> RecoveryRow | None:
+    """The recovery audit row of ``proposal_id`` (None: never recorded)."""
+    row = _find(db, recoveries, proposal_id)
+    return None if row is None else _recovery_row(row)
+
+
+def _recovery_row(row: RowMapping) -> RecoveryRow:
+    return RecoveryRow(**{**row, "retries": tuple(row["retries"])})
+
+
+def _find(db: Db, table: Table, proposal_id: str) -> RowMapping | None:
+    with reading(db) as conn:
+        stmt = select(table).where(table.c.proposal_id == proposal_id)
+        return conn.execute(stmt).mappings().one_or_none()
 
 
 def _list(db: Db, table: Table, dead_uuid: str | None, limit: int | None) -> list[RowMapping]:

@@ -4,7 +4,15 @@ Status changes are conditional UPDATEs (``... WHERE status IN (...)``), so two p
 deciding about the same execution cannot both win: the one that changed zero rows lost.
 A final status may come with a ``reason`` in words (why it was skipped, aborted, replaced,
 timed out, marked incomplete); ``output`` is what the execution printed, bounded by its
-member (head and tail, ``workers.node.executors.OutputCollector``).
+member (head and tail, ``workers.node.executors.OutputCollector``). A ``catchup``
+execution carries ``missed_ms``, the fire times it stands for.
+
+Retries (``insert_executions``: a failed run's next attempt, a recovery's) are inserted only
+for a job that is live and whose executions are enabled; the job rows are locked first
+(:func:`lock_jobs`), so a deletion or a "disable execution" committed meanwhile is seen (it
+then aborts what was inserted before it). A transaction that changes executions and then
+inserts retries locks the jobs before the executions, as a fire does (its claim locks the
+job, then its ``replace`` policy may abort executions): one lock order, no deadlock.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import RowMapping, select
+from sqlalchemy import Connection, RowMapping, select
 
 from schemas.errors import NotFoundError
 from schemas.tables import (
@@ -22,6 +30,7 @@ from schemas.tables import (
     EXECUTION_TRIGGERS,
     FINAL_EXECUTION_STATUSES,
     executions,
+    scheduled_jobs,
 )
 from workers.store._db import Db, reading, writing
 
@@ -36,6 +45,7 @@ __all__ = [
     "insert_executions",
     "list_executions",
     "list_unqueued",
+    "lock_jobs",
     "mark_incomplete",
     "mark_queued",
     "move_scheduled_executions",
@@ -70,6 +80,7 @@ class ExecutionRow:
     rq_job_id: str | None
     queued_ms: int | None
     reason: str | None
+    missed_ms: tuple[int, ...] | None = None
 
     @property
     def first_id(self) -> str:
@@ -84,6 +95,8 @@ class ExecutionRow:
         legacy = values.pop("output_tail", None)
         if values["output"] is None:
             values["output"] = legacy
+        if values.get("missed_ms") is not None:
+            values["missed_ms"] = tuple(int(ms) for ms in values["missed_ms"])
         return cls(**values)
 
 
@@ -102,10 +115,12 @@ def insert_execution(
     rq_job_id: str | None = None,
     execution_id: str | None = None,
     reason: str | None = None,
+    missed_ms: Sequence[int] | None = None,
 ) -> str:
     """Insert an execution and return its id; ``fire_ms``/``now_ms`` are epoch ms.
 
-    ``retry_of`` is the id of the FIRST execution of a retry chain. An execution inserted in
+    ``retry_of`` is the id of the FIRST execution of a retry chain; ``missed_ms`` the fire
+    times a ``catchup`` execution stands for. An execution inserted in
     a final status (``skipped``) ends at ``now_ms``. Raises ``ValueError`` for an unknown
     status or trigger, ``sqlalchemy.exc.IntegrityError`` for an unknown job.
     """
@@ -128,6 +143,7 @@ def insert_execution(
         "rq_job_id": rq_job_id,
         "reason": reason,
         "ended_ms": now_ms if status in FINAL_STATUSES else None,
+        "missed_ms": None if missed_ms is None else list(missed_ms),
     }
     with writing(db) as conn:
         conn.execute(_t.insert().values(values))
@@ -149,11 +165,40 @@ class NewExecution:
     trigger: str = "retry"
 
 
-def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> None:
-    """Insert ``new`` (status ``scheduled``, created at ``now_ms``) in one statement."""
+def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> list[str]:
+    """Insert ``new`` (status ``scheduled``, created at ``now_ms``) in one statement, but
+    those of jobs deleted or whose executions are disabled (their job rows locked first:
+    see the module docstring). Returns the ids inserted."""
     if not new:
-        return
-    rows = [
+        return []
+    with writing(db) as conn:
+        runnable = lock_jobs(conn, {n.job_id for n in new})
+        kept = [n for n in new if n.job_id in runnable]
+        for n in new:
+            if n.job_id not in runnable:
+                log.info("execution %s: not inserted: job %s deleted or disabled", n.id, n.job_id)
+        if kept:
+            conn.execute(_t.insert(), _new_rows(kept, now_ms))
+    return [n.id for n in kept]
+
+
+def lock_jobs(conn: Connection, job_ids: Collection[str]) -> set[str]:
+    """Lock the rows of ``job_ids`` (``FOR UPDATE``, until the caller's transaction ends;
+    SQLite has one writer anyway) and return those that are live with their executions
+    enabled: the jobs that may get a new execution."""
+    if not job_ids:
+        return set()
+    j = scheduled_jobs
+    stmt = (
+        select(j.c.id)
+        .where(j.c.id.in_(sorted(job_ids)), j.c.deleted_ms.is_(None), j.c.execution_enabled)
+        .with_for_update()
+    )
+    return set(conn.execute(stmt).scalars())
+
+
+def _new_rows(new: Sequence[NewExecution], now_ms: int) -> list[dict[str, object]]:
+    return [
         {
             "id": n.id,
             "job_id": n.job_id,
@@ -169,8 +214,6 @@ def insert_executions(db: Db, new: Sequence[NewExecution], *, now_ms: int) -> No
         }
         for n in new
     ]
-    with writing(db) as conn:
-        conn.execute(_t.insert(), rows)
 
 
 def get_execution(db: Db, execution_id: str) -> ExecutionRow:
@@ -305,9 +348,10 @@ def finish_execution(
     insert ``retry`` when the change happened.
 
     False when the execution had already ended (e.g. it was marked ``incomplete`` by a
-    recovery, aborted, or replaced): then no retry is inserted. Raises ``ValueError`` when
-    ``status`` is not final. ``output_tail`` is the previous name of ``output`` (the
-    runner of the previous release passes it).
+    recovery, aborted, or replaced): then no retry is inserted. Nor is it when the job was
+    deleted or its executions disabled meanwhile (its row is locked first: see the module
+    docstring). Raises ``ValueError`` when ``status`` is not final. ``output_tail`` is the
+    previous name of ``output`` (the runner of the previous release passes it).
     """
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status!r} is not a final execution status")
@@ -324,6 +368,8 @@ def finish_execution(
         .values(values)
     )
     with writing(db) as conn:
+        if retry is not None:
+            lock_jobs(conn, {retry.job_id})  # the job before the execution, as a fire
         changed: bool = conn.execute(stmt).rowcount == 1
         if changed and retry is not None:
             insert_executions(conn, [retry], now_ms=now_ms)

@@ -1,10 +1,11 @@
 """The fire fence: a member fires a job only if the database agrees it still owns it.
 
 One conditional UPDATE checks, in the database, that the member is the owner at the epoch
-it knows, that the job is enabled, and that this fire time was not claimed yet (nor a later
-one). Zero rows changed means the member lost the job (taken over or modified elsewhere)
-or another process already fired this time: it unschedules the job and moves on. Double
-fires are impossible by construction, whatever the timing.
+it knows, that the job is live with its schedule and its execution enabled, and that this
+fire time was not claimed yet (nor a later one). Zero rows changed means the member lost
+the job (taken over or modified elsewhere; disabled or deleted) or another process already
+fired this time: it unschedules the job and moves on. Double fires are impossible by
+construction, whatever the timing.
 
 The same transaction applies the job's concurrency policy (``workers.store.concurrency``):
 the claim returns the policy, the job's active executions on any member are read (not for
@@ -14,19 +15,30 @@ Fires of one job are serialised (only its owner fires it, and the claim's UPDATE
 job's row until the commit). A remote run (``qwc run``) goes through
 :func:`admit_execution`, which takes the same row lock (``SELECT … FOR UPDATE``; SQLite
 has one writer at a time anyway), so a remote run and a fire of one job never both see
-"nothing running". A retry replaces the execution it retries in one transaction, so an
-active execution never disappears from view between the two.
+"nothing running"; it refuses a job whose executions are disabled (``ConflictError``) or
+that was deleted (``NotFoundError``), whoever asks.
+
+A catch-up (misfire policy ``fire_once``) is a fire like any other: :func:`record_fire`
+claims its ``fire_ms`` (the newest of the missed times, so every older one is claimed with
+it) at the member's epoch, and records the execution with the trigger ``catchup`` and the
+missed times (``missed_ms``). A member that lost the job (taken over while it was cut off)
+is refused like for any fire: the catch-up runs once, on the owner.
+
+A retry replaces the execution it retries in one transaction, so an active execution never
+disappears from view between the two.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, or_, select
 
-from schemas.errors import NotFoundError
+from schemas.errors import ConflictError, NotFoundError
 from schemas.tables import executions, scheduled_jobs
 from workers.store._db import Db, writing
 from workers.store.concurrency import ACTIVE_STATUSES, ActiveExecution, decide_admission
@@ -35,6 +47,7 @@ from workers.store.executions import insert_execution
 __all__ = [
     "Admitted",
     "admit_execution",
+    "catchup_reason",
     "claim_fire",
     "fire_job",
     "record_fire",
@@ -70,7 +83,8 @@ def claim_fire(
     """Claim fire time ``fire_ms`` (epoch ms) of ``job_id`` for ``member_uuid``.
 
     True iff exactly one row changed: the member owns the job at ``owner_epoch``, the job is
-    enabled, and no fire time >= ``fire_ms`` was claimed before. ``now_ms`` is only logged.
+    live with its schedule and execution enabled, and no fire time >= ``fire_ms`` was
+    claimed before. ``now_ms`` is only logged.
     """
     with writing(conn) as tx:
         return _claim(tx, job_id, member_uuid, owner_epoch, fire_ms, now_ms) is not None
@@ -87,7 +101,10 @@ def _claim(
             _t.c.id == job_id,
             _t.c.owner_uuid == member_uuid,
             _t.c.owner_epoch == owner_epoch,
-            _t.c.enabled.is_(True),
+            _t.c.enabled.is_(True),  # what the previous release checks: kept = both flags
+            _t.c.schedule_enabled.is_(True),
+            _t.c.execution_enabled.is_(True),
+            _t.c.deleted_ms.is_(None),
             or_(_t.c.last_fire_ms.is_(None), _t.c.last_fire_ms < fire_ms),
         )
         .values(last_fire_ms=fire_ms)
@@ -115,13 +132,16 @@ def record_fire(
     fire_ms: int,
     now_ms: int,
     execution_id: str | None = None,
+    trigger: str = "schedule",
+    missed_ms: Sequence[int] = (),
 ) -> Admitted | None:
-    """Claim ``fire_ms`` and record its execution (trigger ``schedule``, with ``fire_ms``
-    and ``owner_epoch``) as the job's concurrency policy admits it, in one transaction.
+    """Claim ``fire_ms`` and record its execution (``trigger`` ``schedule``, or ``catchup``
+    with the ``missed_ms`` it stands for; with ``fire_ms`` and ``owner_epoch``) as the job's
+    concurrency policy admits it, in one transaction.
 
-    None when the fence refused: the member lost the job or that fire time was already
-    claimed. Otherwise the fire time is claimed, whatever the policy decided. Times are
-    epoch ms.
+    None when the fence refused: the member lost the job, the job was disabled or deleted,
+    or that fire time was already claimed. Otherwise the fire time is claimed, whatever the
+    policy decided. Times are epoch ms.
     """
     with writing(db) as conn:
         policy = _claim(conn, job_id, member_uuid, owner_epoch, fire_ms, now_ms)
@@ -132,16 +152,25 @@ def record_fire(
             policy,
             job_id=job_id,
             member_uuid=member_uuid,
-            trigger="schedule",
+            trigger=trigger,
             fire_ms=fire_ms,
             now_ms=now_ms,
             owner_epoch=owner_epoch,
             execution_id=execution_id,
+            missed_ms=missed_ms,
         )
 
 
 def fire_job(
-    db: Db, *, job_id: str, member_uuid: str, owner_epoch: int, fire_ms: int, now_ms: int
+    db: Db,
+    *,
+    job_id: str,
+    member_uuid: str,
+    owner_epoch: int,
+    fire_ms: int,
+    now_ms: int,
+    trigger: str = "schedule",
+    missed_ms: Sequence[int] = (),
 ) -> str | None:
     """:func:`record_fire`, answering only the new execution's id (``scheduled``, or
     ``skipped`` by the job's concurrency policy: nothing to dispatch), or None when the
@@ -153,6 +182,8 @@ def fire_job(
         owner_epoch=owner_epoch,
         fire_ms=fire_ms,
         now_ms=now_ms,
+        trigger=trigger,
+        missed_ms=missed_ms,
     )
     return None if admitted is None else admitted.execution_id
 
@@ -169,12 +200,20 @@ def admit_execution(
 ) -> Admitted:
     """Record an execution of ``job_id`` not fired by its schedule (a remote run) on
     ``member_uuid``, as the job's concurrency policy admits it; the job's row is locked
-    first, as a fire's claim locks it. Raises ``NotFoundError`` for an unknown job."""
+    first, as a fire's claim locks it. Raises ``NotFoundError`` for an unknown (or
+    deleted) job, ``ConflictError`` when its executions are disabled."""
     with writing(db) as conn:
-        lock = select(_t.c.concurrency).where(_t.c.id == job_id).with_for_update()
-        policy = conn.execute(lock).scalar_one_or_none()
-        if policy is None:
+        lock = (
+            select(_t.c.concurrency, _t.c.execution_enabled)
+            .where(_t.c.id == job_id, _t.c.deleted_ms.is_(None))
+            .with_for_update()
+        )
+        found = conn.execute(lock).first()
+        if found is None:
             raise NotFoundError(f"job {job_id} does not exist")
+        policy, execution_enabled = found
+        if not execution_enabled:
+            raise ConflictError(f"job {job_id}: its executions are disabled")
         return _admit(
             conn,
             policy,
@@ -198,6 +237,7 @@ def _admit(
     now_ms: int,
     owner_epoch: int | None = None,
     execution_id: str | None = None,
+    missed_ms: Sequence[int] = (),
 ) -> Admitted:
     """Apply ``policy`` to a new execution of ``job_id`` and insert it (caller's
     transaction, with the job's row locked). ``allow`` reads nothing more."""
@@ -217,13 +257,27 @@ def _admit(
         status=decision.status,
         owner_epoch=owner_epoch,
         execution_id=new_id,
-        reason=decision.reason,
+        reason=decision.reason or catchup_reason(missed_ms),
+        missed_ms=missed_ms if trigger == "catchup" else None,
     )
     if decision.status == "skipped":
         log.info("job %s: execution %s skipped: %s", job_id, new_id, decision.reason)
     for old in aborted:
         log.info("job %s: execution %s aborted: replaced by %s", job_id, old, new_id)
     return Admitted(new_id, decision.status, decision.reason, aborted)
+
+
+def catchup_reason(missed_ms: Sequence[int]) -> str | None:
+    """The reason a catch-up execution carries: how many times it stands for, from when to
+    when (None for an execution that stands for no missed time)."""
+    if not missed_ms:
+        return None
+    first, last = (
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+        for ms in (min(missed_ms), max(missed_ms))
+    )
+    span = first if first == last else f"{first} to {last}"
+    return f"catch-up of {len(missed_ms)} missed fire time(s): {span}"
 
 
 def _active(conn: Connection, job_id: str) -> list[ActiveExecution]:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from schemas.errors import NotFoundError
 from schemas.tables import MEMBER_STATES, cluster_members, scheduled_jobs
 from workers.store._db import Db, reading, writing
+from workers.store.jobs import live
 
 __all__ = [
     "MemberRow",
@@ -141,6 +142,7 @@ def list_members(db: Db) -> list[MemberRow]:
     """Every recorded member with the number of jobs it owns, by name then uuid."""
     owned = (
         select(scheduled_jobs.c.owner_uuid, func.count().label("jobs_owned"))
+        .where(live())
         .group_by(scheduled_jobs.c.owner_uuid)
         .subquery()
     )
@@ -155,7 +157,9 @@ def list_members(db: Db) -> list[MemberRow]:
 
 def get_member(db: Db, uuid: str) -> MemberRow:
     """Member ``uuid`` with its ``jobs_owned``. Raises ``NotFoundError`` when unknown."""
-    owned = select(func.count()).where(scheduled_jobs.c.owner_uuid == uuid).scalar_subquery()
+    owned = (
+        select(func.count()).where(scheduled_jobs.c.owner_uuid == uuid, live()).scalar_subquery()
+    )
     stmt = select(_t, owned.label("jobs_owned")).where(_t.c.uuid == uuid)
     with reading(db) as conn:
         row = conn.execute(stmt).mappings().one_or_none()
@@ -165,7 +169,8 @@ def get_member(db: Db, uuid: str) -> MemberRow:
 
 
 def known_member_uuids(db: Db) -> set[str]:
-    """Uuids of recorded members and of every job owner, recorded or not (orphaned owners)."""
-    stmt = union(select(_t.c.uuid), select(scheduled_jobs.c.owner_uuid))
+    """Uuids of recorded members and of every live job's owner, recorded or not (orphaned
+    owners)."""
+    stmt = union(select(_t.c.uuid), select(scheduled_jobs.c.owner_uuid).where(live()))
     with reading(db) as conn:
         return set(conn.execute(stmt).scalars())

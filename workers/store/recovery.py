@@ -25,6 +25,7 @@ from workers.store.audit import record_recovery
 from workers.store.executions import (
     NewExecution,
     insert_executions,
+    lock_jobs,
     mark_incomplete,
     move_scheduled_executions,
 )
@@ -156,6 +157,7 @@ def commit_recovery(
         if not record_recovery(conn, **audit):
             log.info("recovery %s: already decided; nothing done", proposal_id)
             return RecoveryResult(committed=False)
+        lock_jobs(conn, {r.job_id for r in retries.values()})  # jobs first, as a fire
         why = reason or f"member {dead_uuid} dead; marked by recovery {proposal_id}"
         marked = (
             mark_incomplete(
@@ -164,8 +166,10 @@ def commit_recovery(
             if mark
             else []
         )
-        new = [retries[i] for i in marked if i in retries]
-        insert_executions(conn, new, now_ms=now_ms)
+        # a job deleted or whose executions were disabled gets no retry
+        inserted = set(
+            insert_executions(conn, [retries[i] for i in marked if i in retries], now_ms=now_ms)
+        )
         rescheduled = (
             move_scheduled_executions(conn, from_member=dead_uuid, to_member=reschedule_to)
             if reschedule_to is not None
@@ -174,7 +178,7 @@ def commit_recovery(
         listed = [
             _retry_json(execution_id, dead_uuid, retries[execution_id])
             for execution_id in marked
-            if execution_id in retries
+            if execution_id in retries and retries[execution_id].id in inserted
         ]
         record_recovery(
             conn,

@@ -1,7 +1,9 @@
 """Reports over recorded executions: fires counted twice, fire times with no execution.
 
-Only scheduled fires count (``trigger = 'schedule'``): a retry or a manual run of a job is
-not a fire of its schedule. A *fire* is one ``(job_id, fire_ms)`` pair; the fence
+Only fires of a schedule count (``trigger`` ``schedule``, or ``catchup``: one execution
+for the times a ``fire_once`` job missed, claimed at the newest of them): a retry or a
+manual run of a job is not a fire of its schedule. A *fire* is one ``(job_id, fire_ms)``
+pair; the fence
 (``workers.store.fence``) lets each pair be claimed once, so :func:`count_double_fires` is 0
 unless something is wrong.
 
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 _t = executions
-_SCHEDULED = _t.c.trigger == "schedule"
+_SCHEDULED = _t.c.trigger.in_(("schedule", "catchup"))
 
 
 @dataclass(frozen=True)

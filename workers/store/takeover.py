@@ -112,10 +112,13 @@ class _Scope:
         drops the owner condition."""
         terms: list[ColumnElement[bool]] = []
         if owners:
-            if self.dead_uuid is not None:
+            if self.dead_uuid is not None:  # a deleted job has no owner: never in this scope
                 terms.append(table.c.owner_uuid == self.dead_uuid)
             else:
                 terms.append(table.c.owner_uuid.not_in(self.destinations))
+                terms.append(table.c.deleted_ms.is_(None))
+        else:
+            terms.append(table.c.deleted_ms.is_(None))
         if self.project is not None:
             terms.append(table.c.project == self.project)
         if self.job_ids is not None:

@@ -16,6 +16,7 @@ import redis
 
 from schemas.keys import Keys
 from workers.bus.streams import server_time_ms
+from workers.notify.emit import emit_released
 
 __all__ = ["GuardState", "Release", "guard_state", "held_takeovers", "release_guard"]
 
@@ -53,13 +54,15 @@ def guard_state(client: redis.Redis, keys: Keys) -> GuardState:
 
 
 def release_guard(client: redis.Redis, keys: Keys) -> Release:
-    """Let the proposals held so far proceed (``qwc takeover release``).
+    """Let the proposals held so far proceed (``qwc takeover release``), and tell of it
+    (``takeover.released``).
 
     Raises ``redis.RedisError`` when Redis does not answer (nothing released then).
     """
     now_ms = server_time_ms(client)
     pipe = client.pipeline(transaction=False)
     pipe.set(keys.takeover_released, now_ms)
-    pipe.hlen(keys.takeover_held)
+    pipe.hgetall(keys.takeover_held)
     _, held = pipe.execute()
-    return Release(now_ms, int(held))
+    emit_released(client, keys, now_ms, {k.decode(): v.decode() for k, v in held.items()})
+    return Release(now_ms, len(held))

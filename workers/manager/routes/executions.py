@@ -19,11 +19,11 @@ from workers.manager.models import (
     Execution,
     ExecutionDetail,
     ExecutionStatus,
-    Id,
     MemberId,
+    Text,
 )
 from workers.manager.routes.jobs import issuer
-from workers.store import get_execution, list_executions
+from workers.store import find_job, get_execution, list_executions
 
 __all__ = ["reader", "writer"]
 
@@ -36,14 +36,22 @@ writer = APIRouter(
 @reader.get("/executions", response_model=list[Execution])
 def executions(
     res: Res,
-    job: Annotated[Id | None, Query(description="Only executions of this job.")] = None,
+    job: Annotated[
+        Text | None,
+        Query(
+            description="Only executions of this job: its id (a deleted job's too) or its "
+            "path PROJECT/[GROUP/]NAME; 404 when none."
+        ),
+    ] = None,
     member: Annotated[MemberId | None, Query(description="Only those on this member.")] = None,
     status: Annotated[list[ExecutionStatus] | None, Query(description="Repeatable.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """Executions, newest first (the filters of ``qwc executions``), without their output."""
+    store = res.store()
+    job_id = find_job(store, job, include_deleted=True).id if job else None
     rows = list_executions(
-        res.store(), job_id=job, member_uuid=member, statuses=status or None, limit=limit
+        store, job_id=job_id, member_uuid=member, statuses=status or None, limit=limit
     )
     return [execution_json(e) for e in rows]
 

@@ -1,6 +1,6 @@
 // The Cluster Manager's web page: reads the JSON API under /api/cluster (members every
-// second, the rest every two seconds) and sends the three actions (take over, run on member,
-// abort) after a confirmation; an execution's output opens on demand. No framework, no build
+// second, the rest every two seconds) and sends the actions (take over, run on member,
+// abort; disable, enable and delete a job) after a confirmation; an execution's output opens on demand. No framework, no build
 // step, nothing from another origin. Data is put in the page with textContent only (never
 // as HTML).
 "use strict";
@@ -15,7 +15,7 @@ const ACTIVE_STATUSES = ["scheduled", "running"];
 
 const data = {
   members: [], jobs: [], executions: [], takeovers: [], recoveries: [], membership: [],
-  guard: null,
+  guard: null, failures: [],
 };
 let round = 0;
 let timer = null;
@@ -64,16 +64,43 @@ async function call(method, path, body) {
   return answer;
 }
 
-// What a refused or failed call means, in one line for the page.
+// Where a token comes from, said in the page when a call is refused.
+const TOKEN_HELP =
+  "Reading needs the read token (qwcontrol.manager.readToken, env QWC_MANAGER_READTOKEN) or " +
+  "the admin token (qwcontrol.manager.token, env QWC_MANAGER_TOKEN); acting (take over, run, " +
+  "abort) needs the admin token. `qwc cluster up` and `qwc demo` print this page's address " +
+  "with a read token in it (open that address) and keep both tokens in " +
+  "manager-tokens.properties in their data directory.";
+
+// What a refused or failed call means, for the page.
 function explain(what, error) {
   if (error.status === 401) {
-    return `${what}: 401 Unauthorized: ${error.message}. Type the manager's token above.`;
+    return `${what}: 401 Unauthorized: ${error.message}. Type the manager's token above.\n` +
+      TOKEN_HELP;
   }
   if (error.status === 403) {
-    return `${what}: 403 Forbidden: ${error.message}.`;
+    return `${what}: 403 Forbidden: ${error.message}.\n${TOKEN_HELP}`;
   }
   if (!error.status) return `${what}: ${error.message}`;
   return `${what}: ${error.status}: ${error.message}`;
+}
+
+// A token handed over in the address (#token=…, as `qwc cluster up` prints it): kept for
+// this tab and taken out of the address bar and the history. A fragment never reaches the
+// server, so no access log holds it.
+function tokenFromAddress() {
+  const match = /^#token=([^&]+)/.exec(location.hash);
+  if (!match) return false;
+  let value = "";
+  try {
+    value = decodeURIComponent(match[1]);
+  } catch (_) {
+    value = "";
+  }
+  history.replaceState(null, "", location.pathname + location.search);
+  if (!value) return false;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  return true;
 }
 
 // ---- small helpers ----------------------------------------------------------------------
@@ -173,7 +200,7 @@ function confirmAction(title, text, extra, confirmLabel) {
   });
 }
 
-// ---- the three actions ------------------------------------------------------------------
+// ---- the actions ------------------------------------------------------------------------
 
 async function takeOver(member) {
   const targets = data.members.filter(
@@ -207,7 +234,7 @@ async function takeOver(member) {
 async function runOn(job, memberUuid) {
   const where = memberUuid ? memberName(memberUuid) : "the member the policy picks";
   const ok = await confirmAction(
-    `Run ${job.project}/${job.group ? job.group + "/" : ""}${job.name} now?`,
+    `Run ${jobPath(job)} now?`,
     `Sends an execute command to ${where}; it runs within the member's processing interval.`,
     null, "Run");
   if (!ok) return;
@@ -218,6 +245,50 @@ async function runOn(job, memberUuid) {
       `${memberName(issued.target_uuid)}: execution ${issued.execution_id}.`, true);
   } catch (error) {
     notice(explain("Run refused", error), false);
+  }
+  refreshNow();
+}
+
+function jobPath(job) {
+  return `${job.project}/${job.group ? job.group + "/" : ""}${job.name}`;
+}
+
+// Disable a job (its schedule and its execution: it is neither fired nor run), or enable
+// both again: PATCH /jobs/{id}.
+async function toggleJob(job) {
+  const enable = !(job.schedule_enabled && job.execution_enabled);
+  const ok = await confirmAction(
+    `${enable ? "Enable" : "Disable"} ${jobPath(job)}?`,
+    enable
+      ? "Its schedule fires it again from its next time, and it may be run."
+      : "It is fired no more and cannot be run (its schedule and its execution are disabled); " +
+        "an execution running now finishes.",
+    null, enable ? "Enable" : "Disable");
+  if (!ok) return;
+  try {
+    const body = { schedule_enabled: enable, execution_enabled: enable };
+    const done = await call("PATCH", `/jobs/${encodeURIComponent(job.id)}`, body);
+    notice(`${jobPath(done)} ${enable ? "enabled" : "disabled"} (owner epoch ${done.owner_epoch}).`,
+      true);
+  } catch (error) {
+    notice(explain(`${enable ? "Enable" : "Disable"} refused`, error), false);
+  }
+  refreshNow();
+}
+
+async function deleteJob(job) {
+  const ok = await confirmAction(
+    `Delete ${jobPath(job)}?`,
+    "It is fired and run no more; its executions that have not started are aborted, running " +
+      "ones finish; its executions stay listed until retention removes them.",
+    null, "Delete");
+  if (!ok) return;
+  try {
+    const done = await call("DELETE", `/jobs/${encodeURIComponent(job.id)}`);
+    const running = done.running.length ? `; ${done.running.length} running execution(s) finish` : "";
+    notice(`Deleted ${jobPath(done.job)}${running}.`, true);
+  } catch (error) {
+    notice(explain("Delete refused", error), false);
   }
   refreshNow();
 }
@@ -288,7 +359,7 @@ async function releaseGuard() {
 
 function jobLabel(jobId) {
   const job = data.jobs.find((j) => j.id === jobId);
-  return job ? `${job.project}/${job.group ? job.group + "/" : ""}${job.name}` : shortId(jobId);
+  return job ? jobPath(job) : shortId(jobId);
 }
 
 function renderMembers() {
@@ -374,9 +445,16 @@ function renderJobs() {
   syncRows(tbody, shown, (j) => j.id, makeJobRow, (row, j) => {
     row.dataset.id = j.id;
     row.dataset.owner = j.owner_uuid;
+    const on = j.schedule_enabled && j.execution_enabled;
+    row.dataset.enabled = String(on);
     const c = row.cells;
-    c[0].textContent = `${j.project}/${j.group ? j.group + "/" : ""}${j.name}`;
+    c[0].querySelector(".path").textContent = jobPath(j);
     c[0].title = j.id;
+    const off = !j.execution_enabled ? (j.schedule_enabled ? "execution off" : "disabled")
+      : (j.schedule_enabled ? "" : "schedule off");
+    c[0].querySelector(".badge").textContent = off;
+    c[0].querySelector(".badge").hidden = !off;
+    c[4].querySelector(".toggle").textContent = on ? "Disable" : "Enable";
     c[1].textContent = memberName(j.owner_uuid);
     const owner = data.members.find((m) => m.uuid === j.owner_uuid);
     c[1].className = "state-text state-" + (owner ? owner.state : "unknown");
@@ -390,11 +468,17 @@ function renderJobs() {
 
 function makeJobRow(j) {
   const select = el("select", { class: "run-on", "aria-label": "member to run on" });
-  const row = el("tr", {}, el("td", { class: "job" }), el("td"), el("td", { class: "mono" }),
-    el("td", { class: "mono" }),
+  const current = () => data.jobs.find((x) => x.id === row.dataset.id) || j;
+  const row = el("tr", {},
+    el("td", { class: "job" }, el("span", { class: "path" }), el("span", { class: "badge" })),
+    el("td"), el("td", { class: "mono" }), el("td", { class: "mono" }),
     el("td", { class: "actions" }, select,
       el("button", { type: "button", class: "run", text: "Run",
-        onclick: () => runOn(data.jobs.find((x) => x.id === row.dataset.id) || j, select.value) })));
+        onclick: () => runOn(current(), select.value) }),
+      el("button", { type: "button", class: "toggle", text: "Disable",
+        onclick: () => toggleJob(current()) }),
+      el("button", { type: "button", class: "delete danger", text: "Delete",
+        onclick: () => deleteJob(current()) })));
   return row;
 }
 
@@ -413,6 +497,8 @@ function renderExecutions() {
     c[3].title = e.reason || "";
     c[4].textContent = clock(e.started_ms || e.fire_ms);
     c[5].querySelector(".abort").hidden = !ACTIVE_STATUSES.includes(e.status);
+    c[6].textContent = e.started_ms ? age((e.started_ms - e.fire_ms) / 1000) : "";
+    c[6].title = "started − fire time";
   });
 }
 
@@ -424,8 +510,32 @@ function makeExecutionRow(e) {
       el("button", { type: "button", class: "show-output", text: "Output",
         onclick: () => showOutput(current()) }),
       el("button", { type: "button", class: "abort danger", text: "Abort",
-        onclick: () => abort(current()) })));
+        onclick: () => abort(current()) })),
+    el("td", { class: "late num" }));
   return row;
+}
+
+// Webhook deliveries given up (qwc notifications failed), newest first.
+function renderFailures() {
+  const tbody = document.querySelector("#failures tbody");
+  syncRows(tbody, data.failures, (f) => f.id, makeFailureRow, (row, f) => {
+    row.dataset.receiver = f.receiver;
+    row.dataset.type = f.event_type;
+    const c = row.cells;
+    c[0].textContent = clock(f.failed_at_ms);
+    c[1].textContent = f.receiver;
+    c[2].textContent = f.event_type;
+    c[3].textContent = f.event_id;
+    c[4].textContent = String(f.attempts);
+    c[5].textContent = f.error;
+  });
+  document.getElementById("failures-summary").textContent =
+    data.failures.length ? `${data.failures.length} given up` : "none";
+}
+
+function makeFailureRow() {
+  return el("tr", {}, el("td", { class: "mono" }), el("td"), el("td"), el("td", { class: "mono" }),
+    el("td", { class: "num" }), el("td", { class: "error" }));
 }
 
 // The timeline: takeovers, recoveries and member state changes, newest first.
@@ -505,6 +615,7 @@ function render() {
   renderExecutions();
   renderTimeline();
   renderGuard();
+  renderFailures();
 }
 
 // ---- polling ----------------------------------------------------------------------------
@@ -525,7 +636,7 @@ async function refresh() {
   if (round % OTHERS_EVERY === 0) {
     reads.push(read("/jobs", "jobs"), executionsRead(), read("/takeovers?limit=100", "takeovers"),
       read("/recoveries?limit=50", "recoveries"), read("/membership?limit=100", "membership"),
-      read("/guard", "guard"));
+      read("/guard", "guard"), read("/notifications/failed?limit=20", "failures"));
   }
   round += 1;
   const results = await Promise.allSettled(reads);
@@ -569,8 +680,10 @@ function refreshNow() {
 // ---- start ------------------------------------------------------------------------------
 
 function start() {
+  const handedOver = tokenFromAddress();
   const input = document.getElementById("token");
   input.value = token();
+  if (handedOver) notice("Token from the address kept for this tab (sessionStorage).", true);
   document.getElementById("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     if (input.value) sessionStorage.setItem(TOKEN_KEY, input.value);

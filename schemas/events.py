@@ -1,0 +1,66 @@
+"""The names of the cluster's events and the patterns a webhook receiver subscribes with.
+
+An event's type is ``<family>.<what>`` (``member.dead``, ``takeover.committed``); the
+payload of each is documented in docs/notifications.md. A receiver's
+``qwcontrol.notifications.webhooks.<name>.events`` is a list of patterns, each ``*`` (every
+event), ``<family>.*`` (``member.*``) or one type (``takeover.committed``). A pattern
+naming no known family or type is refused when the settings are read: a typo never
+subscribes to nothing in silence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+__all__ = [
+    "EVENT_FAMILIES",
+    "EventType",
+    "check_pattern",
+    "event_matches",
+]
+
+
+class EventType(StrEnum):
+    """Every event type. ``execution.*`` are emitted by the members running the jobs."""
+
+    MEMBER_INACTIVE = "member.inactive"
+    MEMBER_DEAD = "member.dead"
+    MEMBER_ACTIVE = "member.active"  # again: it was inactive or dead
+    TAKEOVER_COMMITTED = "takeover.committed"
+    TAKEOVER_CANCELLED = "takeover.cancelled"
+    TAKEOVER_HELD = "takeover.held"
+    TAKEOVER_RELEASED = "takeover.released"
+    RECOVERY_COMMITTED = "recovery.committed"
+    RECOVERY_CANCELLED = "recovery.cancelled"
+    RECOVERY_HELD = "recovery.held"
+    EXECUTION_STARTED = "execution.started"
+    EXECUTION_SUCCEEDED = "execution.succeeded"
+    EXECUTION_FAILED = "execution.failed"
+    EXECUTION_RETRYABLE_FAILURE = "execution.retryable_failure"
+    EXECUTION_TIMED_OUT = "execution.timed_out"
+    NOTIFICATION_TEST = "notification.test"  # `qwc notifications test`: never emitted
+
+
+# What a receiver may subscribe to (the sample of ``qwc notifications test`` goes to a URL).
+_SUBSCRIBABLE = frozenset(t.value for t in EventType if t is not EventType.NOTIFICATION_TEST)
+EVENT_FAMILIES = frozenset(t.partition(".")[0] for t in _SUBSCRIBABLE)
+
+
+def check_pattern(pattern: str) -> str:
+    """``pattern`` stripped when it is ``*``, ``<family>.*`` or an event type; else
+    ValueError saying what is allowed."""
+    text = pattern.strip()
+    if text == "*" or text in _SUBSCRIBABLE:
+        return text
+    family, dot, rest = text.partition(".")
+    if dot and rest == "*" and family in EVENT_FAMILIES:
+        return text
+    families = ", ".join(f"{f}.*" for f in sorted(EVENT_FAMILIES))
+    raise ValueError(f"`{text}` is not an event type nor a pattern (*, {families})")
+
+
+def event_matches(patterns: Iterable[str], event_type: str) -> bool:
+    """Whether an event of ``event_type`` matches one of ``patterns`` (checked patterns)."""
+    family = event_type.partition(".")[0]
+    return any(p in ("*", event_type, f"{family}.*") for p in patterns)
