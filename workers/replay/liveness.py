@@ -86,10 +86,11 @@ class VirtualView:
         """A heartbeat with entry time ``ms`` (the virtual now)."""
         self.last_heartbeat_ms = ms
         uuid = hb.uuid
-        seen = self.seen[uuid] = max(self.seen.get(uuid, ms), ms)  # ZADD GT
+        seen = self.seen.get(uuid)
+        if seen is None or seen < ms:  # ZADD GT
+            self.seen[uuid] = seen = ms
         self.info[uuid] = hb
-        state = self.states.get(uuid)
-        if self.exhaustive or heard_may_change(state, seen, ms, self.th):
+        if self.exhaustive or heard_may_change(self.states.get(uuid), seen, ms, self.th):
             self._decide(uuid, ms, "heartbeat")
         if uuid not in self._timed:
             self._schedule(uuid, ms)
