@@ -76,19 +76,37 @@ TRACES = {
     # member 2 (phase 80 ms) heard at 1.08 s, then again exactly considerInactive later
     "heard-again-at-the-boundary": _trace(3, Silence(2, 1.09, 1.68)),
     "view-restarts": _trace(5, view_restarts_s=(2.51, 6.05)),  # off the heartbeat grid
+    # one member, silent past considerInactive, then past considerDead: with replicas in
+    # turn, the one that hears it back has not seen the other turn it inactive or dead
+    # (it reads that change in the same round trip as it records the heartbeat)
+    "one-member-returns": TraceSpec(
+        members=1,
+        interval_s=INTERVAL_S,
+        duration_s=DURATION_S,
+        silences=(Silence(0, 1.01, 1.8), Silence(0, 4.01, 5.6)),
+        settings=SETTINGS,
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Run:
-    """How the Redis side runs: replicas sharing the group, and a restart of a replica
-    (a new worker: it knows nothing of the view) every ``restart_every`` passes."""
+    """How the Redis side runs: replicas sharing the group, making the passes in turn
+    (``alternate``) or in runs (a pass is made by a replica drawn anew with the chance
+    ``switch``: the others fall behind), and a restart of a replica (a new worker: it
+    knows nothing of the view) every ``restart_every`` passes."""
 
     replicas: int = 1
+    alternate: bool = False
+    switch: float = 0.1
     restart_every: int = 0
 
 
-RUNS = {"one-worker": Run(), "two-replicas-restarted": Run(replicas=2, restart_every=37)}
+RUNS = {
+    "one-worker": Run(),
+    "two-replicas-in-runs-restarted": Run(replicas=2, restart_every=37),
+    "two-replicas-in-turn": Run(replicas=2, alternate=True),
+}
 
 Change = tuple[int, str, str | None, str, int, str]  # at, member, from, to, last seen, reason
 
@@ -169,6 +187,7 @@ class RedisSide:
         self.rng = random.Random(seed)
         self.workers = [self._worker(i) for i in range(run.replicas)]
         self.passes = 0
+        self.current = 0  # the replica making the passes
         self.last_heartbeat_ms = -1
         self.next_deadline_ms: int | None = None  # as the last pass computed it
 
@@ -220,7 +239,11 @@ class RedisSide:
     def _pass(self, at_ms: int) -> None:
         self.clock.now_ms = at_ms
         self.passes += 1
-        k = self.rng.randrange(len(self.workers))
+        if self.run.alternate:
+            self.current = self.passes % len(self.workers)
+        elif self.rng.random() < self.run.switch:
+            self.current = self.rng.randrange(len(self.workers))
+        k = self.current
         if self.run.restart_every and self.passes % self.run.restart_every == 0:
             self.workers[k] = self._worker(k)
         self.workers[k].step(block=False)
