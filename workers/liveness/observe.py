@@ -38,10 +38,9 @@ class Batch:
         self.plan = known.plan(self.latest, now_ms)
         self._at: tuple[int, int, int] | None = None  # where the replies are (see queue)
 
-    @property
-    def names(self) -> dict[str, str]:
-        """The members' names, from their heartbeats."""
-        return {uuid: b[1].name for uuid, b in self.latest.items()}
+    def names(self, uuids: Sequence[str]) -> dict[str, str]:
+        """The names of members of this batch, from their heartbeats."""
+        return {uuid: self.latest[uuid][1].name for uuid in uuids}
 
     def queue(self, pipe: Any) -> None:
         """Queue the writes, then the read-backs, the count of stored-content changes and

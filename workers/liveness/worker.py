@@ -259,7 +259,8 @@ class LivenessWorker:
         ack(self.redis, self.keys.heartbeats, GROUP_LIVENESS, ids, pipeline=pipe)
         observed = batch.observed(self.redis, pipe.execute())
         transitions = decide(observed, clock.now_ms, clock.view_started_ms, self.th)
-        applied = self._apply(transitions, clock.now_ms, batch.names, "heartbeat")
+        names = batch.names([t.uuid for t in transitions])
+        applied = self._apply(transitions, clock.now_ms, names, "heartbeat")
         heard = self._deadlines(observed, clock)
         if batch.plan.heard_deadline_ms is not None:
             heard.append(batch.plan.heard_deadline_ms)
