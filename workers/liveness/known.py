@@ -150,17 +150,17 @@ class KnownView:
         info_writes: int,
         changes: Sequence[tuple[bytes, MembershipChange | None]],
     ) -> FollowUp:
-        """Take in the replies of the batch's round trip: the states read back (``read``),
-        the count of stored-content changes (``view:info:writes``) and the membership
-        changes after ``plan.changes_after`` (the page queued with ``CHANGES_PAGE``).
-        Returns what the batch must still do: the stored contents to check and set
-        (:func:`workers.liveness.info.write_info`, then :meth:`wrote_info`), the members
-        to read back."""
+        """Take in the replies of the batch's round trip, in their order: the membership
+        changes after ``plan.changes_after`` (the page queued with ``CHANGES_PAGE``), the
+        states read back after them (``read``), the count of stored-content changes
+        (``view:info:writes``). Returns what the batch must still do: the stored contents
+        to check and set (:func:`workers.liveness.info.write_info`, then
+        :meth:`wrote_info`), the members to read back."""
         for uuid, ms in plan.watch.items():
             self._watch_ms[uuid] = max(self._watch_ms.get(uuid, ms), ms)
+        touched = self._follow_changes(plan.changes_after, changes)
         self.observed(read)
         follow = FollowUp(info=plan.info)
-        touched = self._follow_changes(plan.changes_after, changes)
         if touched:
             asked = set(plan.read)
             follow.read = [u for u in latest if u in touched and u not in asked]
@@ -207,7 +207,7 @@ class KnownView:
     ) -> set[str]:
         """Apply membership changes in stream order; returns the members whose known state
         they changed (not, say, the echo of a change this replica applied)."""
-        if after is None:  # where to start: the stream's last entry, older than our reads
+        if after is None:  # where to start: the stream's last entry, read before our reads
             self.changes_after = changes[-1][0] if changes else b"0-0"
             self._caught_up = True
             return set()

@@ -43,18 +43,19 @@ class Batch:
         return {uuid: self.latest[uuid][1].name for uuid in uuids}
 
     def queue(self, pipe: Any) -> None:
-        """Queue the writes, then the read-backs, the count of stored-content changes and
-        the membership changes, on ``pipe``."""
+        """Queue the writes, then the membership changes since the last batch (after the
+        writes: a change applied before them shows), the read-backs (after the changes:
+        what they read is newer), and the count of stored-content changes, on ``pipe``."""
         if not self.latest:
             return
         p = self.plan
         view.queue_record(pipe, self.keys, p.seen, watch=p.watch)
-        read_at = len(pipe)
+        changes_at = len(pipe)
+        view.queue_changes(pipe, self.keys, p.changes_after, CHANGES_PAGE)
         view.queue_read_back(pipe, self.keys, p.read)
         count_at = len(pipe)
         queue_info_count(pipe, self.keys)
-        view.queue_changes(pipe, self.keys, p.changes_after, CHANGES_PAGE)
-        self._at = (count_at, read_at, count_at + 1)  # the count, the states, the changes
+        self._at = (count_at, changes_at + 1, changes_at)  # the count, the states, the changes
 
     def observed(self, r: redis.Redis, replies: Sequence[Any]) -> list[MemberObservation]:
         """Take in the replies of the pipeline; store the heartbeats whose content may have
