@@ -61,7 +61,8 @@ def _floor(r: redis.Redis, stream: str) -> float:
 
 
 def _worker(r: redis.Redis, settings: Settings, members: list[str], entries: int) -> float:
-    """Steady state: every member is already known and active; time ``entries`` heartbeats."""
+    """Steady state: every member is already known and active; time ``entries`` heartbeats
+    (each repeating its member's content, close together: no watch score moves)."""
     store = open_store(settings)
     w = LivenessWorker(r, store, settings, consumer="bench")
     keys = Keys(settings.redis_prefix)

@@ -12,7 +12,10 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:view:seen             zset     member uuid -> last heartbeat, Redis server ms
     {qwc}:view:watch            zset     same scores, only members not yet dead (sweep index)
     {qwc}:view:state            hash     member uuid -> "active" | "inactive" | "dead"
-    {qwc}:view:info             hash     member uuid -> msgpack of its last Heartbeat
+    {qwc}:view:info             hash     member uuid -> msgpack of a Heartbeat of its latest
+                                         content (all but seq, sent_at_ms: written on change)
+    {qwc}:view:info:content     hash     member uuid -> digest of that content (16 bytes)
+    {qwc}:view:info:writes      string   INCRBY: how many times a stored content changed
     {qwc}:view:started          string   Redis server ms when this view began (grace rule)
     {qwc}:view:server           string   run_id of the Redis server the view was last read on
     {qwc}:view:restarts         stream   ViewRestart messages: the view restarted on a new server
@@ -109,6 +112,14 @@ class Keys:
     @property
     def view_info(self) -> str:
         return self._k("view:info")
+
+    @property
+    def view_info_content(self) -> str:
+        return self._k("view:info:content")
+
+    @property
+    def view_info_writes(self) -> str:
+        return self._k("view:info:writes")
 
     @property
     def view_started(self) -> str:

@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from schemas.messages import MemberState
+from schemas.messages import MembershipChange, MemberState
 
 __all__ = [
     "MemberObservation",
     "Thresholds",
     "Transition",
+    "active_after_ms",
     "decide",
+    "heard_may_change",
+    "membership_change",
     "next_deadline_ms",
     "state_at",
 ]
@@ -71,6 +74,13 @@ def _basis_ms(last_seen_ms: int | None, view_started_ms: int, known_since_ms: in
     return max(view_started_ms, known_since_ms or view_started_ms)
 
 
+def active_after_ms(now_ms: int, th: Thresholds) -> int:
+    """The considerInactive boundary at ``now_ms``: a member last heard (or known) after this
+    time is active, one heard at or before it is not (its age reached considerInactive).
+    The view's sweep reads, as candidates, the members watched at or before it."""
+    return now_ms - th.inactive_ms
+
+
 def state_at(
     last_seen_ms: int | None,
     now_ms: int,
@@ -80,9 +90,9 @@ def state_at(
 ) -> MemberState:
     """The state of a member at ``now_ms`` (all Redis server milliseconds)."""
     basis_ms = _basis_ms(last_seen_ms, view_started_ms, known_since_ms)
-    age_ms = now_ms - basis_ms
-    if age_ms < th.inactive_ms:
+    if basis_ms > active_after_ms(now_ms, th):
         return MemberState.ACTIVE
+    age_ms = now_ms - basis_ms
     observed_ms = now_ms - view_started_ms
     if age_ms < th.dead_ms or observed_ms < th.dead_ms:
         return MemberState.INACTIVE
@@ -118,3 +128,29 @@ def decide(
         if to_state != m.state:
             out.append(Transition(m.uuid, m.state, to_state, m.last_seen_ms))
     return out
+
+
+def heard_may_change(
+    state: MemberState | None, last_seen_ms: int, now_ms: int, th: Thresholds
+) -> bool:
+    """Whether a member in ``state``, heard at ``last_seen_ms`` (or later), may need a
+    transition at ``now_ms``: False only when it is active and heard after
+    :func:`active_after_ms`, so that its rule says active too, whatever the view's start,
+    and a later heartbeat cannot change that (it is only younger). A heartbeat of such a
+    member need not be decided (its state need not even be read)."""
+    return state is not MemberState.ACTIVE or last_seen_ms <= active_after_ms(now_ms, th)
+
+
+def membership_change(t: Transition, *, at_ms: int, name: str, reason: str) -> MembershipChange:
+    """The change ``t`` as the membership stream carries it, applied at ``at_ms`` (server ms).
+
+    ``reason``: ``heartbeat`` (decided on a heartbeat) or ``silence`` (on a deadline)."""
+    return MembershipChange(
+        uuid=t.uuid,
+        name=name,
+        from_state=t.from_state,
+        to_state=t.to_state,
+        at_ms=at_ms,
+        last_seen_ms=t.last_seen_ms or 0,
+        reason=reason,
+    )

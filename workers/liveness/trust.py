@@ -27,9 +27,9 @@ of the stream, ``qwc record``, cannot tell a forged heartbeat from a real one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -39,7 +39,15 @@ from schemas.signing import signature_problem
 from workers.bus.future import FUTURE_TOLERANCE_MS, dead_letter_future
 from workers.bus.streams import Entry, entry_ms
 
-__all__ = ["INCARNATIONS_KEPT", "Beat", "Refused", "not_future", "not_replayed", "signed"]
+__all__ = [
+    "INCARNATIONS_KEPT",
+    "Beat",
+    "Refused",
+    "not_future",
+    "not_replayed",
+    "not_replayed_by",
+    "signed",
+]
 
 INCARNATIONS_KEPT = 16
 
@@ -59,12 +67,13 @@ class Refused:
 def not_future(
     r: redis.Redis, keys: Keys, entries: Sequence[Entry], now_ms: int
 ) -> Sequence[Entry]:
-    """``entries`` without those whose ids are more than FUTURE_TOLERANCE_MS ahead of the
-    Redis clock ``now_ms`` (server ms, read after the entries). When there are any, the
-    heartbeats stream is repaired first: they, and every other entry as far ahead, are
-    dead-lettered with the reason, and its ids set back. Redis errors propagate."""
+    """``entries`` (in id order, as a stream read returns them) without those whose ids are
+    more than FUTURE_TOLERANCE_MS ahead of the Redis clock ``now_ms`` (server ms, read after
+    the entries). When there are any, the heartbeats stream is repaired first: they, and
+    every other entry as far ahead, are dead-lettered with the reason, and its ids set
+    back. Redis errors propagate."""
     limit_ms = now_ms + FUTURE_TOLERANCE_MS
-    if not any(entry_ms(entry_id) > limit_ms for entry_id, _ in entries):
+    if not entries or entry_ms(entries[-1][0]) <= limit_ms:  # the newest is the last
         return entries
     repair = dead_letter_future(r, keys, keys.heartbeats, now_ms=now_ms)
     return [e for e in entries if entry_ms(e[0]) <= repair.limit_ms]
@@ -130,24 +139,42 @@ def not_replayed(
     """Split signed heartbeats (in stream order) into the believed and the copies of
     heartbeats already accepted, recording what was believed (one atomic script, safe with
     several replicas). Redis errors propagate."""
+    return not_replayed_by(
+        r, keys, beats, lambda b: (b[0], b[1].uuid, b[1].started_at_ms, b[1].seq, b[2])
+    )
+
+
+T = TypeVar("T")
+
+
+def not_replayed_by(
+    r: redis.Redis,
+    keys: Keys,
+    beats: Sequence[T],
+    fields: Callable[[T], tuple[bytes, str, int, int, bytes]],
+) -> tuple[list[T], list[Refused]]:
+    """:func:`not_replayed` for heartbeats of any shape: ``fields`` gives each one's entry
+    id, member uuid, ``started_at_ms``, ``seq`` and raw message."""
     if not beats:
         return [], []
     argv: list[Any] = [INCARNATIONS_KEPT]
-    for entry_id, hb, _ in beats:
-        ms, _, seq = entry_id.partition(b"-")
-        argv += [hb.uuid, hb.started_at_ms, hb.seq, ms, seq]
+    described = [fields(b) for b in beats]
+    for entry_id, uuid, started_at_ms, seq, _ in described:
+        ms, _, entry_seq = entry_id.partition(b"-")
+        argv += [uuid, started_at_ms, seq, ms, entry_seq]
     script = r.register_script(_REPLAY_LUA)
     verdicts = script(keys=[keys.view_incarnations], args=argv)
-    kept: list[Beat] = []
+    kept: list[T] = []
     refused: list[Refused] = []
-    for beat, seen_seq in zip(beats, verdicts, strict=True):
-        entry_id, hb, raw = beat
+    for beat, (entry_id, uuid, started_at_ms, seq, raw), seen_seq in zip(
+        beats, described, verdicts, strict=True
+    ):
         if seen_seq < 0:
             kept.append(beat)
             continue
         reason = (
-            f"replayed heartbeat: member {hb.uuid} seq {hb.seq} of the incarnation started "
-            f"at {hb.started_at_ms} ms was already heard (up to seq {seen_seq}) in an "
+            f"replayed heartbeat: member {uuid} seq {seq} of the incarnation started "
+            f"at {started_at_ms} ms was already heard (up to seq {seen_seq}) in an "
             "earlier entry"
         )
         refused.append(Refused(entry_id, raw, reason))

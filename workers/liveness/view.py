@@ -1,10 +1,11 @@
 """The liveness view in Redis, shared by every liveness worker replica.
 
 Layout (key names in :mod:`schemas.keys`): ``view:seen`` (zset uuid -> last heartbeat ms),
-``view:watch`` (the same for members not yet dead, plus store members never heard, scored
-at the view's start), ``view:state`` (hash uuid -> state), ``view:info`` (hash uuid -> last
-heartbeat, msgpack), ``view:started`` (ms the view began: the grace rule's origin),
-``view:server`` (run_id of the Redis server the view was last checked on).
+``view:watch`` (members not yet dead, scored at most their last heartbeat, plus store
+members never heard, scored at the view's start: the sweep's index), ``view:state`` (hash
+uuid -> state), ``view:info`` (hash uuid -> a heartbeat of its latest content, msgpack:
+:mod:`workers.liveness.info`), ``view:started`` (ms the view began: the grace rule's
+origin), ``view:server`` (run_id of the Redis server the view was last checked on).
 
 A view read on another Redis server than before (a failover to a replica, a restart that
 kept its data) may have lost the last writes, and nobody could heartbeat while no server
@@ -27,18 +28,25 @@ import redis
 from schemas.codec import decode_as, encode
 from schemas.errors import DecodeError
 from schemas.keys import MESSAGE_FIELD, Keys
-from schemas.messages import Heartbeat, MembershipChange, MemberState, ViewRestart
-from workers.liveness.rules import MemberObservation, Transition
+from schemas.messages import Heartbeat, MembershipChange, MemberState
+from workers.liveness.clock import Clock, ServerNews, note_server, read_clock
+from workers.liveness.info import queue_info
+from workers.liveness.rules import MemberObservation, Transition, membership_change
 from workers.notify.events import EVENTS_MAXLEN, member_event
 
 __all__ = [
     "Clock",
+    "ServerNews",
     "ViewSnapshot",
     "apply_transitions",
+    "changes_from",
     "decode_heartbeats",
     "note_server",
     "observations_from",
+    "queue_changes",
     "queue_observe",
+    "queue_read_back",
+    "queue_record",
     "read_clock",
     "read_heartbeats",
     "read_names",
@@ -82,25 +90,69 @@ return applied
 def queue_observe(
     pipe: Any, keys: Keys, beats: Sequence[tuple[int, Heartbeat, bytes]]
 ) -> list[str]:
-    """Queue on ``pipe`` the recording of heartbeats ``(entry_ms, heartbeat, raw)`` and the
-    read-back of each member's state and last seen time, as the pipeline's last two commands.
+    """Queue on ``pipe`` the recording of heartbeats ``(entry_ms, heartbeat, raw)`` (every
+    one's time, watch score and payload, whatever is stored) and the read-back of each
+    member's state and last seen time, as the pipeline's last two commands.
 
     Returns the member uuids, in the order of those two replies (see ``observations_from``).
     """
-    latest: dict[str, tuple[int, bytes]] = {}
+    latest: dict[str, tuple[int, Heartbeat, bytes]] = {}
     for ms, hb, raw in beats:
         if hb.uuid not in latest or latest[hb.uuid][0] <= ms:
-            latest[hb.uuid] = (ms, raw)
+            latest[hb.uuid] = (ms, hb, raw)
     if not latest:
         return []
-    uuids = list(latest)
-    scores = {uuid: ms for uuid, (ms, _) in latest.items()}
-    pipe.zadd(keys.view_seen, scores, gt=True)
-    pipe.zadd(keys.view_watch, scores, gt=True)
-    pipe.hset(keys.view_info, mapping={uuid: raw for uuid, (_, raw) in latest.items()})
-    pipe.hmget(keys.view_state, uuids)
-    pipe.zmscore(keys.view_seen, uuids)
-    return uuids
+    scores = {uuid: ms for uuid, (ms, _, _) in latest.items()}
+    queue_record(pipe, keys, scores, watch=scores)
+    queue_info(pipe, keys, {uuid: (hb, raw) for uuid, (_, hb, raw) in latest.items()})
+    queue_read_back(pipe, keys, list(latest))
+    return list(latest)
+
+
+def queue_record(
+    pipe: Any, keys: Keys, seen: Mapping[Any, int | bytes], *, watch: Mapping[str, int]
+) -> None:
+    """Queue on ``pipe`` the recording of heartbeats: each member's last-seen time in
+    ``seen`` (uuid -> entry ms, as str and int or, cheaper to send, as bytes; one ``ZADD
+    GT``: it never goes back) and the sweep's watch scores in ``watch`` (``ZADD GT``).
+    Their stored heartbeats: :mod:`workers.liveness.info`."""
+    if seen:
+        pipe.zadd(keys.view_seen, seen, gt=True)
+    if watch:
+        pipe.zadd(keys.view_watch, watch, gt=True)
+
+
+def queue_read_back(pipe: Any, keys: Keys, uuids: Sequence[str]) -> None:
+    """Queue the read of each member's state and last seen time (two replies, in the order
+    of ``uuids``, for ``observations_from``); nothing when ``uuids`` is empty."""
+    if uuids:
+        pipe.hmget(keys.view_state, list(uuids))
+        pipe.zmscore(keys.view_seen, list(uuids))
+
+
+def queue_changes(pipe: Any, keys: Keys, after: bytes | None, count: int) -> None:
+    """Queue the read of up to ``count`` membership changes after the entry ``after``
+    (one reply, for ``changes_from``); with ``after`` None, of the stream's last entry only
+    (where to start)."""
+    if after is None:
+        pipe.xrevrange(keys.membership, count=1)
+    else:
+        pipe.xrange(keys.membership, min=b"(" + after, count=count)
+
+
+def changes_from(
+    reply: Sequence[tuple[bytes, Mapping[bytes, bytes]]],
+) -> list[tuple[bytes, MembershipChange | None]]:
+    """Parse a ``queue_changes`` reply: (entry id, the change; None for an entry that is
+    not one), in stream order."""
+    out: list[tuple[bytes, MembershipChange | None]] = []
+    for entry_id, fields in reply:
+        raw = (fields or {}).get(MESSAGE_FIELD)
+        try:
+            out.append((entry_id, decode_as(raw, MembershipChange) if raw else None))
+        except DecodeError:
+            out.append((entry_id, None))
+    return out
 
 
 def observations_from(
@@ -131,84 +183,6 @@ def read_observations(r: redis.Redis, keys: Keys, uuids: Sequence[str]) -> list[
         o if o.last_seen_ms is not None or w is None else replace(o, known_since_ms=int(w))
         for o, w in zip(observations_from(list(uuids), states, seen), watched, strict=True)
     ]
-
-
-# KEYS: started, watch. ARGV: inactive_ms. One round trip for the loop's clock and sweep:
-# the server time, the view's start (created now when missing: the view was lost), members
-# whose watch score is at least considerInactive old, and the oldest still-active score.
-_CLOCK_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local started = redis.call('GET', KEYS[1])
-local created = 0
-if not started then
-  redis.call('SET', KEYS[1], now)
-  started = now
-  created = 1
-end
-local cutoff = now - tonumber(ARGV[1])
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
-local first = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cutoff, '+inf',
-                         'WITHSCORES', 'LIMIT', 0, 1)
-return {now, tonumber(started), created, stale, first[2] or false}
-"""
-
-
-@dataclass(frozen=True)
-class Clock:
-    """The loop's reading of the server clock and the view, taken in one round trip."""
-
-    now_ms: int
-    view_started_ms: int
-    view_created: bool
-    candidates: list[str]  # watch score <= now - considerInactive: may turn inactive or dead
-    first_active_score_ms: int | None  # the next member to reach considerInactive
-
-
-def read_clock(r: redis.Redis, keys: Keys, inactive_ms: int) -> Clock:
-    """Server time, the view's start (created if lost) and the sweep candidates, atomically."""
-    script = r.register_script(_CLOCK_LUA)
-    now, started, created, stale, first = script(
-        keys=[keys.view_started, keys.view_watch], args=[inactive_ms]
-    )
-    return Clock(
-        now_ms=int(now),
-        view_started_ms=int(started),
-        view_created=bool(created),
-        candidates=[u.decode() for u in stale],
-        first_active_score_ms=None if first is None else int(float(first)),
-    )
-
-
-# KEYS: server, started, restarts. ARGV: run_id, ViewRestart payload, maxlen. Records the
-# server; when the view was last checked on another one, restarts the view's grace
-# (started := the time of a ViewRestart entry it appends). Returns the new start, or false.
-_SERVER_LUA = """
-local before = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1])
-if before and before ~= ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1 then
-  local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[2])
-  local now = tonumber(string.match(id, '^(%d+)'))
-  redis.call('SET', KEYS[2], now)
-  return now
-end
-return false
-"""
-VIEW_RESTARTS_MAXLEN = 1000
-
-
-def note_server(r: redis.Redis, keys: Keys, run_id: str) -> int | None:
-    """Record that the view is read on the server ``run_id``. When it was last read on
-    another server, restart the grace rule (appending a ViewRestart to ``view:restarts``,
-    for record/replay) and return the view's new start (server ms); else None. Idempotent
-    across replicas: only the first to see the change restarts."""
-    script = r.register_script(_SERVER_LUA)
-    payload = encode(ViewRestart(run_id=run_id))
-    restarted = script(
-        keys=[keys.view_server, keys.view_started, keys.view_restarts],
-        args=[run_id, payload, VIEW_RESTARTS_MAXLEN],
-    )
-    return None if restarted is None else int(restarted)
 
 
 def seed_unseen(r: redis.Redis, keys: Keys, uuids: Iterable[str], now_ms: int) -> int:
@@ -242,15 +216,7 @@ def apply_transitions(
     if not transitions:
         return []
     changes = {
-        t.uuid: MembershipChange(
-            uuid=t.uuid,
-            name=names.get(t.uuid, ""),
-            from_state=t.from_state,
-            to_state=t.to_state,
-            at_ms=now_ms,
-            last_seen_ms=t.last_seen_ms or 0,
-            reason=reason,
-        )
+        t.uuid: membership_change(t, at_ms=now_ms, name=names.get(t.uuid, ""), reason=reason)
         for t in transitions
     }
     argv: list[Any] = [MEMBERSHIP_MAXLEN, MESSAGE_FIELD, EVENTS_MAXLEN]

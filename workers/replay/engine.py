@@ -11,15 +11,14 @@ timeline.
 
 from __future__ import annotations
 
-import gc
 import heapq
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.codec import decode_many
 from schemas.messages import Heartbeat, MembershipChange, RemoteCommand, ViewRestart
 from schemas.settings import Settings
+from workers.gcpause import gc_paused
 from workers.liveness.rules import Thresholds
 from workers.replay.clock import DEADLINE, VIEW_RESTART, WINDOW_END, Timers
 from workers.replay.events import Event
@@ -83,7 +82,7 @@ class _Run:
             self.timers.at(at_ms, VIEW_RESTART, "")
         self._restarts = restarts  # not yet applied, oldest first
         self._held: list[tuple[int, str]] = []
-        with _gc_paused():
+        with gc_paused():  # millions of short-lived objects, no cycles
             _feed(rec, self.view, self.advance, self.timers.heap, self.result)
         self.advance(h.until_ms + 1)
         heard = self.view.names()
@@ -152,23 +151,6 @@ def _view_starts(rec: Recording) -> tuple[int, list[int]]:
     if inside:  # the start before the first restart is unknown: long past
         return 0, inside
     return (h.view_started_ms if h.view_started_ms is not None else h.start_ms), []
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the heartbeats stream through.
-
-    Decoding makes millions of short-lived objects without cycles; the collector's passes
-    over them cost about a third of the replay. Reference counting frees them all the
-    same; the collector runs again (if it was on) when the loop ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _feed(

@@ -1,13 +1,15 @@
 """The liveness view on the replay's virtual clock.
 
-It applies the liveness worker's pure rules (:func:`workers.liveness.rules.decide` and
-:func:`~workers.liveness.rules.next_deadline_ms`) the way :mod:`workers.liveness.view`
-applies them in Redis: a heartbeat's time is its entry id, the last-seen time only grows
-(``ZADD GT``), a change is applied to the state it was decided from (compare-and-set: in
-one process it always holds), and the grace rule counts from the view's start. Instead of
-the worker's sweep, each member not yet dead has one timer at (or before) its next
-deadline; when it fires, the member is decided at that exact time, so a silent member
-turns inactive and dead at ``last_seen + considerInactive`` / ``+ considerDead``.
+It applies the liveness worker's pure rules (:mod:`workers.liveness.rules`: ``decide``,
+``next_deadline_ms``, ``heard_may_change``, ``membership_change``) the way
+:mod:`workers.liveness.view` applies them in Redis: a heartbeat's time is its entry id,
+the last-seen time only grows (``ZADD GT``), a change is applied to the state it was
+decided from (compare-and-set: in one process it always holds), and the grace rule counts
+from the view's start. Instead of the worker's sweep, each member not yet dead has one
+timer at (or before) its next deadline; when it fires, the member is decided at that exact
+time, so a silent member turns inactive and dead at ``last_seen + considerInactive`` /
+``+ considerDead``. ``tests/test_liveness_parity.py`` runs generated traces through both
+and compares every change and deadline.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from schemas.messages import Heartbeat, MembershipChange, MemberState
-from workers.liveness.rules import MemberObservation, Thresholds, decide, next_deadline_ms
+from workers.liveness.rules import (
+    MemberObservation,
+    Thresholds,
+    decide,
+    heard_may_change,
+    membership_change,
+    next_deadline_ms,
+)
 from workers.replay.clock import DEADLINE, Timers
 
 __all__ = ["VirtualView"]
-
-_ACTIVE = MemberState.ACTIVE
 
 
 class VirtualView:
@@ -28,9 +35,9 @@ class VirtualView:
 
     ``on_change`` receives every state change, as the liveness worker appends it to the
     membership stream (reason ``heartbeat`` or ``silence``, ``at_ms`` the virtual time).
-    ``exhaustive`` decides every heartbeat, like the worker; otherwise a heartbeat of an
-    active member is not decided (a heartbeat makes the member's age 0, and ``decide``
-    cannot move an active member of age 0: tests compare both ways).
+    ``exhaustive`` decides every heartbeat; otherwise, like the worker, a heartbeat that
+    cannot change its member's state is not decided (``heard_may_change``: an active
+    member of age 0; tests compare both ways).
     """
 
     def __init__(
@@ -79,10 +86,11 @@ class VirtualView:
         """A heartbeat with entry time ``ms`` (the virtual now)."""
         self.last_heartbeat_ms = ms
         uuid = hb.uuid
-        if self.seen.get(uuid, -1) < ms:  # ZADD GT
-            self.seen[uuid] = ms
+        seen = self.seen.get(uuid)
+        if seen is None or seen < ms:  # ZADD GT
+            self.seen[uuid] = seen = ms
         self.info[uuid] = hb
-        if self.exhaustive or self.states.get(uuid) is not _ACTIVE:
+        if self.exhaustive or heard_may_change(self.states.get(uuid), seen, ms, self.th):
             self._decide(uuid, ms, "heartbeat")
         if uuid not in self._timed:
             self._schedule(uuid, ms)
@@ -116,17 +124,7 @@ class VirtualView:
         )
         for t in decide((obs,), now_ms, self.view_started_ms, self.th):
             self.states[uuid] = t.to_state
-            self.on_change(
-                MembershipChange(
-                    uuid=uuid,
-                    name=self.name(uuid),
-                    from_state=t.from_state,
-                    to_state=t.to_state,
-                    at_ms=now_ms,
-                    last_seen_ms=t.last_seen_ms or 0,
-                    reason=reason,
-                )
-            )
+            self.on_change(membership_change(t, at_ms=now_ms, name=self.name(uuid), reason=reason))
 
     def _schedule(self, uuid: str, now_ms: int) -> None:
         if uuid in self._timed:
