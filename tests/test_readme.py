@@ -17,9 +17,11 @@ QWC = str(Path(sys.executable).with_name("qwc"))
 
 
 def user_env(tmp_path: Path) -> dict[str, str]:
-    """A user's environment: no QWC_* variables, a fresh working directory."""
+    """A user's environment: no QWC_* variables, a fresh working directory and temporary
+    directory (the demo's data directory is made there: another run's demo on the same
+    machine is not this one's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QWC_")}
-    env["HOME"] = str(tmp_path)
+    env["HOME"] = env["TMPDIR"] = str(tmp_path)
     return env
 
 
@@ -71,11 +73,12 @@ def test_demo_json_exits_0_on_the_embedded_defaults(tmp_path: Path) -> None:
     assert isinstance(summary["missed_fires"], dict)
     assert summary["gap_fires_while_dead_total"] >= summary["killed_jobs"]  # >= 1 s dead each
     assert list(tmp_path.iterdir()) == [] or all(p.name.startswith(".") for p in tmp_path.iterdir())
-    assert demo_processes() == [], "the demo left processes behind"
+    assert demo_processes(tmp_path) == [], "the demo left processes behind"
 
 
-def demo_processes() -> list[int]:
-    """Live processes whose environment or command line names a demo data directory."""
+def demo_processes(tmp_path: Path) -> list[int]:
+    """Live processes whose environment or command line names a demo data directory made
+    in ``tmp_path``."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -85,7 +88,7 @@ def demo_processes() -> list[int]:
             zombie = (proc / "stat").read_text().split(") ")[1].startswith("Z")
         except OSError:
             continue
-        if b"qwc-demo-" in blob and not zombie:
+        if f"{tmp_path}/qwc-demo-".encode() in blob and not zombie:
             found.append(int(proc.name))
     return found
 

@@ -191,8 +191,9 @@ def _sigterm_raises() -> Iterator[None]:
 class _Demo:
     """One run: start, wait until ready, kill, watch the takeover, stop, count.
 
-    ``orphans`` receives the pids the killed member leaves behind (its RQ worker), so the
-    caller can make sure they are gone.
+    ``orphans`` receives the pids the nodes leave behind (their watchdogs and commands: the
+    killed member's when it is killed, every node's when they are stopped), so the caller
+    can make sure they are gone.
     """
 
     def __init__(
@@ -243,6 +244,8 @@ class _Demo:
             with Live(console=self.console, refresh_per_second=10, transient=self.quiet) as live:
                 self.live = live
                 run = self._watch(victim)
+            for proc in self.procs.procs.values():  # the nodes' watchdogs and commands
+                self.orphans.extend(child_pids(proc.pid))
             self.procs.stop_all()
             reap_orphans(self.orphans)
             return self._count(store, run)

@@ -1,9 +1,11 @@
 """Setting up the demo cluster: timings, config file, processes, jobs; and cleaning up.
 
 Every member and worker is a real ``qwc`` process started through
-:class:`workers.local.LocalProcesses`. A node runs its RQ worker as a child process of its
-own; when the node is SIGKILLed that child notices and stops by itself, and
-:func:`reap_orphans` makes sure it did before the demo returns.
+:class:`workers.local.LocalProcesses`. A node has child processes of its own: its watchdog
+and the commands of its executions. When the node is SIGKILLed its watchdog ends the
+commands and stops by itself; when it is stopped, it drains for ``drainTimeout`` (one
+heartbeat interval in the demo) and closes its watchdog. :func:`reap_orphans` makes sure
+they are all gone before the demo returns.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class DemoTimings:
         )
 
     def keys(self) -> dict[str, str]:
-        """The demo's settings, by property key."""
+        """The demo's settings, by property key (a stopping node drains one interval: the
+        demo stops everything at its end)."""
         return {
             _CM + "heartbeat.interval": f"{self.interval_s:g}",
             _CM + "heartbeat.delay": "0",
@@ -94,6 +97,7 @@ class DemoTimings:
             _CM + "recoverExecutions.delay": f"{self.delay_s:g}",
             _CM + "recoverExecutions.sleep": f"{self.sleep_s:g}",
             _CM + "remoteExec.process.interval": f"{self.interval_s:g}",
+            "qwcontrol.executions.drainTimeout": f"{self.interval_s:g}",
         }
 
     def properties(self) -> str:
@@ -183,8 +187,9 @@ def child_pids(pid: int) -> list[int]:
 
 
 def reap_orphans(pids: Iterable[int], *, timeout_s: float = 10.0) -> list[int]:
-    """Wait up to ``timeout_s`` for processes that are not our children (a killed node's RQ
-    worker) to end; SIGKILL those still running. Returns the pids that had to be killed."""
+    """Wait up to ``timeout_s`` for processes that are not our children (a node's watchdog
+    and commands) to end; SIGKILL those still running. Returns the pids that had to be
+    killed."""
     waiting = [p for p in pids if _running(p)]
     deadline = time.monotonic() + timeout_s
     while waiting and time.monotonic() < deadline:
