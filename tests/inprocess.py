@@ -110,9 +110,16 @@ def worker_settings(redis_url: str, home: Path, **overrides: Any) -> Settings:
 
 
 def create_jobs(
-    store: Store, owner: str, n: int, prefix: str = "job", *, schedule: str | None = None
+    store: Store,
+    owner: str,
+    n: int,
+    prefix: str = "job",
+    *,
+    schedule: str | None = None,
+    concurrency: str = "forbid",
 ) -> list[str]:
-    """``n`` jobs ``p/g/<prefix>-<i>`` owned by ``owner``; their ids."""
+    """``n`` jobs ``p/g/<prefix>-<i>`` owned by ``owner`` (concurrency policy as given);
+    their ids."""
     now_ms = time.time_ns() // 1_000_000
     return [
         create_job(
@@ -124,6 +131,7 @@ def create_jobs(
             schedule=schedule,
             modified_by=owner,
             now_ms=now_ms,
+            concurrency=concurrency,
         ).id
         for i in range(n)
     ]

@@ -48,11 +48,17 @@ def open_test_store(c: Cluster) -> Store:
 
 
 def add_jobs(
-    c: Cluster, owner: str, n: int, prefix: str = "job", *, schedule: str | None = None
+    c: Cluster,
+    owner: str,
+    n: int,
+    prefix: str = "job",
+    *,
+    schedule: str | None = None,
+    concurrency: str = "forbid",
 ) -> list[str]:
     store = open_test_store(c)
     try:
-        return create_jobs(store, owner, n, prefix, schedule=schedule)
+        return create_jobs(store, owner, n, prefix, schedule=schedule, concurrency=concurrency)
     finally:
         store.close()
 
