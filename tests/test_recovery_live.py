@@ -192,6 +192,19 @@ def test_sigkill_retries_a_running_job_on_another_member_after_both_delays(
     first, plain = db.run_on(with_retry, victim), db.run_on(without, plain_victim)
     wait_running(db, [first, plain])
     wait_ran(tmp_path, "a", "plain")
+    # The mass-failure guard counts as failing with a victim every member that went silent
+    # within one considerDead window of the victim's last heartbeat: dead-first must have been
+    # silent longer than that, so the victims are killed once heard after it was declared dead.
+    (gone,) = [
+        c for c in membership_changes(rc.client(), KEYS, DEAD_FIRST) if c.to_state.value == "dead"
+    ]
+    r = rc.client()
+    wait_for(
+        lambda: all(
+            (r.zscore(KEYS.view_seen, u) or 0) > gone.at_ms for u in (victim, plain_victim)
+        ),
+        what="both victims heard after dead-first was declared dead",
+    )
     victim_proc.kill()
     plain_proc.kill()
 
