@@ -159,13 +159,14 @@ def test_the_counter_settles_and_retention_lowers_nothing(store: Store) -> None:
 
 def test_metrics_expose_each_jobs_series_up_to_the_cap(make_api: object, store: Store) -> None:
     api: Api = make_api(metrics_max_job_series=1)  # type: ignore[operator]
-    a, b, c = (add_job(store, MEMBER, n) for n in ("a", "b", "c"))
+    ids = {add_job(store, MEMBER, n): n for n in ("a", "b", "c")}
+    a, b, c = sorted(ids)  # the first in id order gets the one series
     now_ms = time.time_ns() // 1_000_000
     for job in (a, a, b, c):
         _ended(store, job, fire_ms=now_ms, start_ms=now_ms + 20, end_ms=now_ms + 70)
     _ended(store, a, fire_ms=now_ms, start_ms=None, end_ms=now_ms + 1)
     m = scrape(api)
-    own = {"job_id": a, "job_name": "p/g/a"}
+    own = {"job_id": a, "job_name": f"p/g/{ids[a]}"}
     other = {"job_id": OTHER, "job_name": OTHER}
     assert value(m, "qwc_job_executions_total", **own, status="succeeded") == 2
     assert value(m, "qwc_job_executions_total", **own, status="skipped") == 1

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, literal_column, select
 
 from schemas.tables import executions as _e
 from schemas.tables import scheduled_jobs
@@ -103,12 +103,15 @@ def tally_ended(
             *(func.sum(case((started & (value <= b), 1), else_=0)) for b in bounds_ms),
         ]
 
+    # Grouped by an expression, not the column: SQLite would otherwise read the whole
+    # (job_id, status) index in group order rather than the ended_ms range (0.3 s at 100k).
+    job_id = _e.c.job_id.concat(literal_column("''")).label("job_id")
     where = [_e.c.ended_ms >= from_ms]
     if before_ms is not None:
         where.append(_e.c.ended_ms < before_ms)
     stmt = (
         select(
-            _e.c.job_id,
+            job_id,
             _e.c.status,
             func.count(),
             func.sum(case((started, 1), else_=0)),
@@ -117,7 +120,7 @@ def tally_ended(
             *histogram(late, lateness_bounds_ms),
         )
         .where(*where)
-        .group_by(_e.c.job_id, _e.c.status)
+        .group_by(job_id, _e.c.status)
     )
     nd = len(duration_bounds_ms)
     out: dict[str, JobTally] = {}
