@@ -66,6 +66,7 @@ allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are a
 | `qwcontrol.executions.drainTimeout` (>= 0, < 1 day) | executions_drain_timeout_s | 30 |
 | `qwcontrol.executions.output.maxBytes` (1024 to 16777216) | executions_output_max_bytes | 65536 |
 | `qwcontrol.executions.retention.days` (0 to 36500; 0: forever) | executions_retention_days | 30 |
+| `qwcontrol.metrics.maxJobSeries` (0 to 10000) | metrics_max_job_series | 100 |
 | `qwcontrol.notifications.webhooks.<name>.url` / `.events` | notification_webhooks | — |
 | `qwcontrol.notifications.secret` (>= 16 characters, never shown) | notification_secret | — |
 | `qwcontrol.notifications.timeout` (0.01 to 300) | notification_timeout_s | 10 |
@@ -76,7 +77,9 @@ allowed, finite, at most 604800 (7 days); intervals, sleeps and thresholds are a
 The manager's HTTP API (``qwc manager``): a mutating call needs ``Authorization: Bearer``
 with ``manager.token`` (none set: every mutating call is refused); a reading call needs
 ``manager.token`` or ``manager.readToken``, unless ``manager.readOpen`` is true. A request
-body over ``manager.maxBodyBytes`` is refused (413) before it is read.
+body over ``manager.maxBodyBytes`` is refused (413) before it is read. Its ``/metrics``
+give at most ``metrics.maxJobSeries`` jobs series of their own; the others are counted
+together in ``job_id="_other"`` (docs/manager.md, "Metrics").
 
 ``scheduler_time_zone``: the zone in which the cron schedule of a job without a zone of its
 own is read (``schemas.cron``; ``docs/schedules.md``).
@@ -153,6 +156,7 @@ from schemas.settings_types import (
     HeartbeatSecret,
     HomeDir,
     IntervalSeconds,
+    JobSeriesCap,
     Key,
     MemberName,
     OptionalUuid,
@@ -239,6 +243,7 @@ class Settings(BaseSettings):
     manager_read_token: Annotated[Token, Key("qwcontrol.manager.readToken")] = None
     manager_read_open: Annotated[Flag, Key("qwcontrol.manager.readOpen")] = False
     manager_max_body_bytes: Annotated[BodyBytes, Key("qwcontrol.manager.maxBodyBytes")] = 1048576
+    metrics_max_job_series: Annotated[JobSeriesCap, Key("qwcontrol.metrics.maxJobSeries")] = 100
     # -- the schedules of jobs (schemas.cron) --
     scheduler_time_zone: Annotated[TimeZoneName, Key("qwcontrol.scheduler.timeZone")] = "UTC"
     # -- executions: the pool, the drain, output and retention ------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "HeartbeatSecret",
     "HomeDir",
     "IntervalSeconds",
+    "JobSeriesCap",
     "Key",
     "MemberName",
     "MemberUuid",
@@ -339,6 +340,15 @@ HeartbeatSecret = Annotated[
     BeforeValidator(_empty_to_none),
     AfterValidator(_long_enough),
     Allowed(f"at least {HEARTBEAT_SECRET_MIN_CHARS} characters, set in the environment"),
+]
+# qwcontrol.metrics.maxJobSeries: jobs with per-job series of their own on /metrics.
+MAX_JOB_SERIES = 10_000
+JobSeriesCap = Annotated[
+    int,
+    BeforeValidator(_strip),
+    Ge(0),
+    Le(MAX_JOB_SERIES),
+    Allowed(f"a whole number from 0 to {MAX_JOB_SERIES}"),
 ]
 # -- executions: the pool, the drain, output and retention ------------------------------
 MAX_THREAD_COUNT = 1000

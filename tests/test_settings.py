@@ -119,6 +119,7 @@ DESIGN_DEFAULTS = {
     "manager_read_open": False,
     "heartbeat_secret": None,
     "manager_max_body_bytes": 1048576,
+    "metrics_max_job_series": 100,
     "scheduler_time_zone": "UTC",
     "executions_thread_count": 10,  # Quartz's and Rundeck's thread pool
     "executions_drain_timeout_s": 30,

@@ -36,6 +36,17 @@ its metrics are left out; the scrape itself still answers.
     qwc_notifications_pending{receiver}         events not delivered to it yet (being sent,
                                                 waiting for a retry, or not read yet)
     qwc_notifications_failed                    entries of the failed list
+    qwc_job_executions_total{job_id,job_name,status}
+                                                executions of each job that ended since
+                                                this manager started, by final status
+    qwc_job_execution_duration_seconds{job_id,job_name}
+    qwc_job_start_lateness_seconds{job_id,job_name}
+                                                histograms over those that started
+    qwc_job_fires_missed_total{job_id,job_name} fire times catch-ups stood for
+    qwc_job_series_other_jobs                   jobs over the cap, counted in job_id="_other"
+
+The per-job families come from ``workers.manager.job_metrics`` (why "since this manager
+started", and the cap on per-job series: see there).
 """
 
 from __future__ import annotations
@@ -62,6 +73,7 @@ from schemas.keys import GROUP_COMMANDS, GROUP_LIVENESS, GROUP_RECOVERY, GROUP_T
 from schemas.tables import TAKEOVER_OUTCOMES
 from workers.liveness import view
 from workers.liveness.listing import member_rows
+from workers.manager.job_metrics import JobCounter, JobFacts, job_families
 from workers.manager.resources import Resources
 from workers.notify.status import NotifyFacts, read_notify_facts
 from workers.store import Backlog, MemberRow, count_backlog, count_jobs_by_owner, list_members
@@ -98,6 +110,7 @@ class StoreFacts:
     recoveries: dict[str | None, int]
     lateness: Lateness
     backlog: dict[str, Backlog]
+    jobs: JobFacts | None = None
 
 
 def read_redis(client: redis.Redis, keys: Keys, receivers: Sequence[str] = ()) -> RedisFacts:
@@ -129,17 +142,20 @@ def read_redis(client: redis.Redis, keys: Keys, receivers: Sequence[str] = ()) -
     return RedisFacts(snap, pending, int(dead_letters), int(held), notify)
 
 
-def read_store(res: Resources) -> StoreFacts:
+def read_store(res: Resources, counter: JobCounter | None = None) -> StoreFacts:
     """Members, jobs per owner, outcomes, takeover lateness and executions running and
-    waiting per member: six aggregate reads."""
+    waiting per member: six aggregate reads; with ``counter``, the per-job tallies too
+    (three more at most)."""
     store = res.store()
+    now_ms = time.time_ns() // 1_000_000
     return StoreFacts(
         members=list_members(store),
         jobs_owned=count_jobs_by_owner(store),
         takeovers=count_outcomes(store, "takeovers"),
         recoveries=count_outcomes(store, "recoveries"),
         lateness=takeover_lateness(store, [round(b * 1000) for b in LATENCY_BUCKETS_S]),
-        backlog=count_backlog(store, now_ms=time.time_ns() // 1_000_000),
+        backlog=count_backlog(store, now_ms=now_ms),
+        jobs=None if counter is None else counter.read(store, now_ms=now_ms),
     )
 
 
@@ -284,6 +300,7 @@ def _store_families(sf: StoreFacts) -> list[Metric]:
             "qwc_recoveries", "Recovery proposals by outcome", sf.recoveries, RECOVERY_OUTCOMES
         ),
         latency,
+        *(job_families(sf.jobs) if sf.jobs is not None else []),
     ]
 
 
@@ -292,6 +309,10 @@ class ClusterCollector(Collector):
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
+        self.jobs = JobCounter(
+            started_ms=time.time_ns() // 1_000_000,
+            cap=resources.settings.metrics_max_job_series,
+        )
 
     def collect(self) -> Iterator[Metric]:
         res = self.resources
@@ -303,7 +324,7 @@ class ClusterCollector(Collector):
         except (redis.RedisError, EmbeddedRedisError) as exc:
             log.warning("metrics: Redis did not answer: %s", exc)
         try:
-            store_facts = read_store(res)
+            store_facts = read_store(res, self.jobs)
         except (QwcError, SQLAlchemyError, OSError) as exc:
             log.warning("metrics: the store did not answer: %s", _first_line(exc))
         yield from families(redis_facts, store_facts)

@@ -1,6 +1,7 @@
 // The Cluster Manager's web page: reads the JSON API under /api/cluster (members every
 // second, the rest every two seconds) and sends the actions (take over, run on member,
-// abort; disable, enable and delete a job) after a confirmation; an execution's output opens on demand. No framework, no build
+// abort; disable, enable and delete a job) after a confirmation; an execution's output opens on demand; a job's
+// History shows its recent executions. No framework, no build
 // step, nothing from another origin. Data is put in the page with textContent only (never
 // as HTML).
 "use strict";
@@ -12,6 +13,7 @@ const OTHERS_EVERY = 2; // the other reads: every 2nd round, so every 2 s
 const TIMELINE_MAX = 80;
 const JOBS_SHOWN_MAX = 300;
 const ACTIVE_STATUSES = ["scheduled", "running"];
+const JOB_HISTORY_MAX = 20; // a job's recent executions shown by its History
 
 const data = {
   members: [], jobs: [], executions: [], takeovers: [], recoveries: [], membership: [],
@@ -337,7 +339,7 @@ function executionFacts(e) {
   const parts = [e.status + (e.exit_code === null ? "" : ` (exit ${e.exit_code})`)];
   if (e.reason) parts.push(e.reason);
   parts.push(`on ${memberName(e.member_uuid)}`, `attempt ${e.attempt}`);
-  if (e.started_ms) parts.push(`started ${clock(e.started_ms)}`);
+  if (e.started_ms) parts.push(`started ${clock(e.started_ms)} (${lateness(e)} late)`);
   if (e.ended_ms) parts.push(`ended ${clock(e.ended_ms)}`);
   return parts.join(" · ");
 }
@@ -356,6 +358,11 @@ async function releaseGuard() {
 }
 
 // ---- rendering --------------------------------------------------------------------------
+
+// How late after its fire time an execution started ("" when it has not started).
+function lateness(e) {
+  return e.started_ms ? age(Math.max(0, e.started_ms - e.fire_ms) / 1000) : "";
+}
 
 function jobLabel(jobId) {
   const job = data.jobs.find((j) => j.id === jobId);
@@ -477,6 +484,8 @@ function makeJobRow(j) {
     el("td", { class: "actions" }, select,
       el("button", { type: "button", class: "run", text: "Run",
         onclick: () => runOn(current(), select.value) }),
+      el("button", { type: "button", class: "history", text: "History",
+        onclick: () => showHistoryOf(row.dataset.id) }),
       el("button", { type: "button", class: "toggle", text: "Disable",
         onclick: () => toggleJob(current()) }),
       el("button", { type: "button", class: "delete danger", text: "Delete",
@@ -484,7 +493,31 @@ function makeJobRow(j) {
   return row;
 }
 
+// The executions list: every job's (the active ones, then the newest), or one job's recent
+// executions (its History, or the Job filter above the list).
+function executionsJob() {
+  return document.getElementById("executions-job").value;
+}
+
+function renderExecutionsFilter() {
+  setOptions(document.getElementById("executions-job"),
+    [["", "every job"], ...data.jobs.map((j) => [j.id, jobPath(j)])]);
+}
+
+function showHistoryOf(jobId) {
+  renderExecutionsFilter();
+  document.getElementById("executions-job").value = jobId;
+  data.executions = data.executions.filter((e) => e.job_id === jobId);
+  renderExecutions();
+  refreshNow();
+  document.getElementById("executions-section").scrollIntoView({ behavior: "smooth" });
+}
+
 function renderExecutions() {
+  const job = executionsJob();
+  document.getElementById("executions-summary").textContent = job
+    ? `${jobLabel(job)}: its ${JOB_HISTORY_MAX} newest, newest first`
+    : "active, then the newest; newest first";
   const tbody = document.querySelector("#executions tbody");
   syncRows(tbody, data.executions, (e) => e.id, makeExecutionRow, (row, e) => {
     row.dataset.id = e.id;
@@ -499,7 +532,7 @@ function renderExecutions() {
     c[3].title = e.reason || "";
     c[4].textContent = clock(e.started_ms || e.fire_ms);
     c[5].querySelector(".abort").hidden = !ACTIVE_STATUSES.includes(e.status);
-    c[6].textContent = e.started_ms ? age((e.started_ms - e.fire_ms) / 1000) : "";
+    c[6].textContent = lateness(e);
     c[6].title = "started − fire time";
   });
 }
@@ -614,6 +647,7 @@ function render() {
   renderMembers();
   renderOwnerFilter();
   renderJobs();
+  renderExecutionsFilter();
   renderExecutions();
   renderTimeline();
   renderGuard();
@@ -627,10 +661,17 @@ async function read(path, into) {
 }
 
 async function executionsRead() {
+  const job = executionsJob();
+  if (job) {
+    const rows = await call("GET",
+      `/executions?job=${encodeURIComponent(job)}&limit=${JOB_HISTORY_MAX}`);
+    if (executionsJob() === job) data.executions = rows; // not another job's, chosen meanwhile
+    return;
+  }
   const active = await call("GET", "/executions?status=scheduled&status=running&limit=50");
   const recent = await call("GET", "/executions?limit=20");
   const ids = new Set(active.map((e) => e.id));
-  data.executions = [...active, ...recent.filter((e) => !ids.has(e.id))];
+  if (!executionsJob()) data.executions = [...active, ...recent.filter((e) => !ids.has(e.id))];
 }
 
 async function refresh() {
@@ -701,6 +742,11 @@ function start() {
     refreshNow();
   });
   document.getElementById("jobs-owner").addEventListener("change", renderJobs);
+  document.getElementById("executions-job").addEventListener("change", () => {
+    data.executions = [];
+    renderExecutions();
+    refreshNow();
+  });
   loop();
 }
 
