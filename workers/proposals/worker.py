@@ -182,7 +182,9 @@ class ProposalWorker(Generic[Proposal]):
 
     def _wait_ms(self, now_ms: int) -> int:
         next_check_ms = self.lifecycle.next_check_ms()
-        until_ms = min(self._next_scan_ms, next_check_ms or self._next_scan_ms)
+        until_ms = (
+            self._next_scan_ms if next_check_ms is None else min(self._next_scan_ms, next_check_ms)
+        )
         return max(0, min(BLOCK_MS_MAX, until_ms - now_ms))
 
     def _read(self, streams: dict[str, str], block_ms: int | None) -> bool:
