@@ -26,6 +26,9 @@ def lifecycle(*, enabled: bool = True, allowed: bool = True) -> Lifecycle[str, A
     rules = Rules(
         what="takeover",
         message=TakeoverProposal,
+        stream="takeover",
+        group="takeover",
+        attempt_key=lambda uuid: f"attempt:{uuid}",
         enabled=enabled,
         policy="any",
         delay_ms=DELAY_MS,

@@ -85,11 +85,15 @@ def random_id(what: str = "", member_uuid: str = "", at_ms: int = 0) -> str:
 
 @dataclass(frozen=True)
 class Rules(Generic[Proposal]):
-    """What one kind of proposal is, as the lifecycle needs it (pure; see
-    ``workers.takeover.decide.takeover_rules``, ``workers.recovery.decide.recovery_rules``)."""
+    """What one kind of proposal is (pure; see ``workers.takeover.decide.takeover_rules``,
+    ``workers.recovery.decide.recovery_rules``): its name and message, where it travels
+    (stream, consumer group, the members' attempt keys), and its settings."""
 
     what: str  # "takeover" or "recovery"
     message: type[Proposal]
+    stream: str
+    group: str
+    attempt_key: Callable[[str], str]  # member uuid -> its attempt key
     enabled: bool
     policy: str
     delay_ms: int

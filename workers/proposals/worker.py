@@ -13,8 +13,8 @@ did not see), unless an attempt is in flight.
 
 What differs between takeover and recovery is a :class:`Kind` passed in
 (:class:`workers.takeover.worker.TakeoverKind`, :class:`workers.recovery.worker.RecoveryKind`):
-its rules, stream and keys, who still needs a proposal, the candidates, the audit row, and
-what a due proposal does.
+its rules (name, stream, keys, settings), who still needs a proposal, the candidates, the
+audit row, and what a due proposal does.
 """
 
 from __future__ import annotations
@@ -84,18 +84,7 @@ class Kind(Protocol[Proposal]):
 
     @property
     def rules(self) -> Rules[Proposal]:
-        """What the lifecycle needs: name, message type, policy, delay, sleep, eligible."""
-
-    @property
-    def group(self) -> str:
-        """The consumer group of the kind's workers."""
-
-    @property
-    def stream(self) -> str:
-        """The proposal stream."""
-
-    def attempt_key(self, member_uuid: str) -> str:
-        """The key that allows one attempt per member per ``sleep``."""
+        """Name, message, stream, group, attempt keys, policy, delay, sleep, eligibility."""
 
     def needing(self, dead_uuids: list[str]) -> list[str]:
         """Of these dead members, those that still need a proposal (the periodic scan)."""
@@ -131,13 +120,14 @@ class ProposalWorker(Generic[Proposal]):
         self.store = store
         self.settings = settings
         self.kind: Kind[Proposal] = kind
-        self.what = kind.rules.what
-        self.group = kind.group
-        self.stream = kind.stream
+        self.rules: Rules[Proposal] = kind.rules
+        self.what = self.rules.what
+        self.group = self.rules.group
+        self.stream = self.rules.stream
         self.keys = Keys(settings.redis_prefix)
         self.consumer = consumer
         self.stop = stop or threading.Event()
-        self.lifecycle: Lifecycle[bytes, Proposal] = Lifecycle(kind.rules)
+        self.lifecycle: Lifecycle[bytes, Proposal] = Lifecycle(self.rules)
         self.scan_every_ms = max(100, round(settings.heartbeat_interval_s * 1000))
         self.dead_ms = round(settings.heartbeat_consider_dead_s * 1000)
         self._next_scan_ms = 0
@@ -217,7 +207,7 @@ class ProposalWorker(Generic[Proposal]):
     def _on_proposals(self, entries: list[Any]) -> None:
         bad = []
         for entry_id, fields in entries:
-            proposal = self._decode(self.stream, entry_id, fields, self.kind.rules.message)
+            proposal = self._decode(self.stream, entry_id, fields, self.rules.message)
             if proposal is None:
                 bad.append(entry_id)
             else:
@@ -246,7 +236,7 @@ class ProposalWorker(Generic[Proposal]):
             self.stream,
             self.group,
             self.consumer,
-            min_idle_ms=self.kind.rules.delay_ms + RECLAIM_MARGIN_MS,
+            min_idle_ms=self.rules.delay_ms + RECLAIM_MARGIN_MS,
             count=100,
         )
         if proposals:
@@ -273,7 +263,7 @@ class ProposalWorker(Generic[Proposal]):
         pipe = self.redis.pipeline(transaction=False)
         for t in self.held.values():
             p = t.proposal
-            pipe.set(self.kind.attempt_key(p.dead_uuid), p.id, px=self.kind.rules.sleep_ms)
+            pipe.set(self.rules.attempt_key(p.dead_uuid), p.id, px=self.rules.sleep_ms)
         pipe.execute()
 
     def _scan(self, now_ms: int) -> None:
@@ -283,12 +273,12 @@ class ProposalWorker(Generic[Proposal]):
         if not dead:
             return
         self.kind.on_dead(dead, now_ms)
-        if not self.kind.rules.enabled:
+        if not self.rules.enabled:
             return
         lc = self.lifecycle
         due = [u for u in self.kind.needing(dead) if lc.scan_may_propose(u, now_ms)]
         for o in view.read_observations(self.redis, self.keys, due):
-            if not self.redis.exists(self.kind.attempt_key(o.uuid)):
+            if not self.redis.exists(self.rules.attempt_key(o.uuid)):
                 self._apply(lc.dead(o.uuid, now_ms, o.last_seen_ms or 0, by="scan"))
 
     def _check(self, token: bytes, now_ms: int) -> None:
@@ -331,10 +321,9 @@ class ProposalWorker(Generic[Proposal]):
                 self._done(a)
 
     def _publish(self, p: Proposal) -> None:
-        rules = self.kind.rules
-        key = self.kind.attempt_key(p.dead_uuid)
+        key = self.rules.attempt_key(p.dead_uuid)
         if publish_once_per_sleep(
-            self.redis, p, attempt_key=key, stream=self.stream, sleep_ms=rules.sleep_ms
+            self.redis, p, attempt_key=key, stream=self.stream, sleep_ms=self.rules.sleep_ms
         ):
             self.lifecycle.published(p)
 
@@ -367,6 +356,6 @@ class ProposalWorker(Generic[Proposal]):
         pipe = self.redis.pipeline(transaction=False)
         ack(self.redis, self.stream, self.group, [a.token], pipeline=pipe)
         pipe.hdel(self.keys.takeover_held, p.id)
-        pipe.set(self.kind.attempt_key(p.dead_uuid), p.id, px=a.window_end_ms - a.at_ms)
+        pipe.set(self.rules.attempt_key(p.dead_uuid), p.id, px=a.window_end_ms - a.at_ms)
         pipe.execute()
         self._next_scan_ms = min(self._next_scan_ms, a.window_end_ms)

@@ -11,6 +11,7 @@ import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from schemas.keys import GROUP_RECOVERY, Keys
 from schemas.messages import MemberState, RecoveryProposal
 from schemas.settings import RecoverPolicy, Settings
 from workers.proposals.candidates import Candidate
@@ -62,9 +63,13 @@ def next_retry(
 
 def recovery_rules(settings: Settings) -> Rules[RecoveryProposal]:
     """The recovery proposals' rules (``recoverExecutions.*``), for their lifecycle."""
+    keys = Keys(settings.redis_prefix)
     return Rules(
         what="recovery",
         message=RecoveryProposal,
+        stream=keys.recovery,
+        group=GROUP_RECOVERY,
+        attempt_key=keys.recovery_attempt,
         enabled=settings.recover_enabled,
         policy=settings.recover_policy.value,
         delay_ms=round(settings.recover_delay_s * 1000),

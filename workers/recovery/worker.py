@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 
-from schemas.keys import GROUP_RECOVERY, Keys
+from schemas.keys import Keys
 from schemas.messages import RecoveryProposal
 from schemas.settings import Settings
 from workers.commands.reroute import reroute_commands
@@ -53,32 +53,23 @@ __all__ = ["RecoveryKind", "RecoveryWorker"]
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecoveryKind:
     """What a recovery proposal is and does, for :class:`ProposalWorker`."""
 
     client: redis.Redis
     store: Store
     settings: Settings
-    keys: Keys = field(init=False)
-    rules: Rules[RecoveryProposal] = field(init=False)
-    group: str = GROUP_RECOVERY
-
-    def __post_init__(self) -> None:
-        self.keys = Keys(self.settings.redis_prefix)
-        self.rules = recovery_rules(self.settings)
 
     @property
-    def stream(self) -> str:
-        return self.keys.recovery
-
-    def attempt_key(self, member_uuid: str) -> str:
-        return self.keys.recovery_attempt(member_uuid)
+    def rules(self) -> Rules[RecoveryProposal]:
+        return recovery_rules(self.settings)
 
     def on_dead(self, dead_uuids: list[str], now_ms: int) -> None:
         """Re-route the commands pending on dead members."""
+        keys = Keys(self.settings.redis_prefix)
         for dead_uuid in sorted(set(dead_uuids) & pending_command_targets(self.store)):
-            reroute_commands(self.client, self.store, self.keys, self.settings, dead_uuid, now_ms)
+            reroute_commands(self.client, self.store, keys, self.settings, dead_uuid, now_ms)
 
     def needing(self, dead_uuids: list[str]) -> list[str]:
         """Dead members with executions still running or waiting on them."""

@@ -9,6 +9,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from schemas.keys import GROUP_TAKEOVER, Keys
 from schemas.messages import MemberState, TakeoverProposal
 from schemas.settings import RemoteExecutionPolicy, Settings, TakeoverPolicy
 from workers.commands.decide import remote_destinations
@@ -38,9 +39,13 @@ def eligible(dead_uuid: str, settings: Settings) -> tuple[bool, str]:
 
 def takeover_rules(settings: Settings) -> Rules[TakeoverProposal]:
     """The takeover proposals' rules (``autotakeover.*``), for their lifecycle."""
+    keys = Keys(settings.redis_prefix)
     return Rules(
         what="takeover",
         message=TakeoverProposal,
+        stream=keys.takeover,
+        group=GROUP_TAKEOVER,
+        attempt_key=keys.takeover_attempt,
         enabled=settings.autotakeover_enabled,
         policy=settings.autotakeover_policy.value,
         delay_ms=round(settings.autotakeover_delay_s * 1000),

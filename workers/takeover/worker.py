@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 
-from schemas.keys import GROUP_TAKEOVER, Keys
+from schemas.keys import GROUP_TAKEOVER
 from schemas.messages import TakeoverProposal
 from schemas.settings import Settings
 from workers.liveness import view
@@ -39,26 +39,16 @@ log = logging.getLogger(__name__)
 GROUP = GROUP_TAKEOVER
 
 
-@dataclass
+@dataclass(frozen=True)
 class TakeoverKind:
     """What a takeover proposal is and does, for :class:`ProposalWorker`."""
 
     store: Store
     settings: Settings
-    keys: Keys = field(init=False)
-    rules: Rules[TakeoverProposal] = field(init=False)
-    group: str = GROUP
-
-    def __post_init__(self) -> None:
-        self.keys = Keys(self.settings.redis_prefix)
-        self.rules = takeover_rules(self.settings)
 
     @property
-    def stream(self) -> str:
-        return self.keys.takeover
-
-    def attempt_key(self, member_uuid: str) -> str:
-        return self.keys.takeover_attempt(member_uuid)
+    def rules(self) -> Rules[TakeoverProposal]:
+        return takeover_rules(self.settings)
 
     def needing(self, dead_uuids: list[str]) -> list[str]:
         """Dead members that still own jobs."""
