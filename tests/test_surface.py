@@ -74,6 +74,7 @@ FACADES = {
         "topology",
     ),
     "workers.proposals": (
+        "AuditKey",
         "Candidate",
         "Decision",
         "HELD_RECHECK_MS",
@@ -86,6 +87,7 @@ FACADES = {
         "cancel_reason",
         "candidates",
         "candidates_from_members",
+        "audit_key",
         "candidates_from_view",
         "check_at_ms",
         "guard_holds",

@@ -23,12 +23,21 @@ from workers.proposals.decide import (
     guard_reason,
 )
 from workers.proposals.handback import hand_back
-from workers.proposals.lifecycle import Lifecycle, Proposal, Rules, Tracked, new_proposal
+from workers.proposals.lifecycle import (
+    AuditKey,
+    Lifecycle,
+    Proposal,
+    Rules,
+    Tracked,
+    audit_key,
+    new_proposal,
+)
 from workers.proposals.publish import publish_once_per_sleep
 from workers.proposals.worker import Decision, Kind, ProposalWorker
 
 __all__ = [
     "HELD_RECHECK_MS",
+    "AuditKey",
     "Candidate",
     "Decision",
     "Kind",
@@ -37,6 +46,7 @@ __all__ = [
     "ProposalWorker",
     "Rules",
     "Tracked",
+    "audit_key",
     "cancel_reason",
     "candidates",
     "candidates_from_members",

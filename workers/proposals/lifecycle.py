@@ -28,13 +28,14 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 
 from schemas.messages import MemberState, RecoveryProposal, TakeoverProposal
 from workers.proposals.decide import HELD_RECHECK_MS, cancel_reason, check_at_ms, guard_holds
 
 __all__ = [
     "Action",
+    "AuditKey",
     "CheckGuard",
     "Decide",
     "Done",
@@ -46,6 +47,7 @@ __all__ = [
     "Record",
     "Rules",
     "Tracked",
+    "audit_key",
     "new_proposal",
     "random_id",
 ]
@@ -81,6 +83,27 @@ def new_proposal(
 def random_id(what: str = "", member_uuid: str = "", at_ms: int = 0) -> str:
     """A new proposal id (the workers'; the replay derives its ids from the arguments)."""
     return uuidlib.uuid4().hex
+
+
+class AuditKey(TypedDict):
+    """What names a proposal's audit row, in the store's words (``**audit_key(p)``)."""
+
+    proposal_id: str
+    dead_uuid: str
+    policy: str
+    proposed_ms: int
+    due_ms: int
+
+
+def audit_key(p: TakeoverProposal | RecoveryProposal) -> AuditKey:
+    """The audit row's key fields of proposal ``p``."""
+    return AuditKey(
+        proposal_id=p.id,
+        dead_uuid=p.dead_uuid,
+        policy=p.policy,
+        proposed_ms=p.proposed_at_ms,
+        due_ms=p.due_at_ms,
+    )
 
 
 @dataclass(frozen=True)

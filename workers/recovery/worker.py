@@ -36,7 +36,14 @@ from schemas.messages import RecoveryProposal
 from schemas.settings import Settings
 from workers.commands.reroute import reroute_commands
 from workers.liveness import view
-from workers.proposals import Candidate, Decision, ProposalWorker, Rules, candidates_from_view
+from workers.proposals import (
+    Candidate,
+    Decision,
+    ProposalWorker,
+    Rules,
+    audit_key,
+    candidates_from_view,
+)
 from workers.recovery.decide import plan_recovery, recovery_rules
 from workers.store import (
     Store,
@@ -81,11 +88,7 @@ class RecoveryKind:
     def record(self, p: RecoveryProposal, now_ms: int, outcome: str, detail: str) -> None:
         record_recovery(
             self.store,
-            proposal_id=p.id,
-            dead_uuid=p.dead_uuid,
-            policy=p.policy,
-            proposed_ms=p.proposed_at_ms,
-            due_ms=p.due_at_ms,
+            **audit_key(p),
             decided_ms=now_ms,
             outcome=outcome,
             detail=detail,
@@ -106,11 +109,7 @@ class RecoveryKind:
             return Decision(plan.outcome, plan.detail)
         result = commit_recovery(
             self.store,
-            proposal_id=p.id,
-            dead_uuid=p.dead_uuid,
-            policy=p.policy,
-            proposed_ms=p.proposed_at_ms,
-            due_ms=p.due_at_ms,
+            **audit_key(p),
             now_ms=now_ms,
             mark=plan.mark,
             retries=plan.retries,

@@ -27,6 +27,7 @@ from workers.proposals import (
     Decision,
     ProposalWorker,
     Rules,
+    audit_key,
     candidates_from_view,
 )
 from workers.store import Store, commit_takeover, count_jobs_by_owner, record_takeover_outcome
@@ -62,11 +63,7 @@ class TakeoverKind:
     def record(self, p: TakeoverProposal, now_ms: int, outcome: str, detail: str) -> None:
         record_takeover_outcome(
             self.store,
-            proposal_id=p.id,
-            dead_uuid=p.dead_uuid,
-            policy=p.policy,
-            proposed_ms=p.proposed_at_ms,
-            due_ms=p.due_at_ms,
+            **audit_key(p),
             now_ms=now_ms,
             outcome=outcome,
             detail=detail,
@@ -83,11 +80,7 @@ class TakeoverKind:
             return Decision(plan.outcome, plan.detail)
         result = commit_takeover(
             self.store,
-            proposal_id=p.id,
-            dead_uuid=p.dead_uuid,
-            policy=p.policy,
-            proposed_ms=p.proposed_at_ms,
-            due_ms=p.due_at_ms,
+            **audit_key(p),
             now_ms=now_ms,
             quotas=plan.quotas,
             with_jobs=False,  # counts are enough here; listing 100k jobs is not free
