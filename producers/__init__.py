@@ -1,4 +1,6 @@
-"""What a member embeds, given a Redis client: the heartbeat producer and the command client.
+"""What a member embeds, given a Redis client: the heartbeat producer (``heartbeat``).
 
-Imports only ``schemas`` and ``redis``; never ``workers``.
+Imports only ``schemas`` and ``redis``; never ``workers``. (A member reads its remote
+commands with ``workers.node.commands``: that is the reference node's, not an embeddable
+client.)
 """

@@ -8,14 +8,29 @@
     ├── EmbeddedRedisError (RuntimeError)  the embedded Redis server could not be started/found
     ├── RecordingError (ValueError)     a recording (`qwc record`) is corrupt, truncated or too new
     ├── ScheduleError (ValueError)      a cron schedule or time zone is invalid, or never fires
+    ├── ValueDetail (ValueError)        a refused setting value's detail (schemas.settings_types)
     ├── SpecError (ValueError)          a job spec is invalid: names entry and field
     │                                   (defined in workers.jobs.spec)
+    ├── OwnerError (ValueError)         no member can be the owner (workers.jobops.owners)
+    ├── TakeoverRefused (ValueError)    a manual takeover is refused (workers.takeover.manual)
+    ├── CommandRefused                  no remote command was issued (workers.commands.issue)
+    │   ├── BadTarget (ValueError)      the target member cannot receive commands (dead, unknown)
+    │   ├── NoReceiver (LookupError)    no member may receive it under remoteExecution.policy
+    │   └── ExecutionDisabled (ValueError)  the job's executions are disabled
+    ├── ApiError                        a manager route's answer: status, message, code
+    │                                   (workers.manager.errors)
+    ├── BadRequest (ValueError)         a compatible API body cannot be used: 400
+    │                                   (workers.manager.compat)
+    ├── BodyTooLarge (HTTPException)    a request body over the manager's limit: 413
+    │                                   (workers.manager.body_limit)
     └── StoreError (RuntimeError)       the SQL store refused an operation
         ├── NotFoundError (LookupError) a job, member or execution does not exist
         └── ConflictError               the store's state refuses it: a job of that name or
                                         id exists (``existing_id``), or the job's
                                         executions are disabled
 
+Private classes used for control flow inside one module (``_FieldError`` of the Rundeck
+import, ``_NotPending`` of a member's command reader) are ``QwcError`` too.
 Builtins are subclassed where the meaning fits, so ``except ValueError`` still works.
 """
 

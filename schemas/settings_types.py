@@ -58,7 +58,7 @@ from typing import Annotated, Any
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, SecretStr
 
-from schemas.errors import ScheduleError
+from schemas.errors import QwcError, ScheduleError
 from schemas.messages import MEMBER_NAME_MAX_CHARS
 from schemas.redis_urls import Topology, parse_redis_url
 from schemas.timezones import validate_time_zone
@@ -99,7 +99,7 @@ class RemoteExecutionPolicy(StrEnum):
     LOAD = "load"
 
 
-class ValueDetail(ValueError):
+class ValueDetail(QwcError, ValueError):
     """A refused value with a detail worth showing next to the :class:`Allowed` sentence."""
 
 

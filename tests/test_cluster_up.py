@@ -17,7 +17,8 @@ from typing import TypeVar
 import pytest
 
 from tests.cluster import Cluster, pids_with_env, wait_for
-from workers.cluster_plan import (
+from workers.demo.cluster import child_pids
+from workers.localcluster.cluster_plan import (
     CRASH_LOOP_EXITS,
     MIN_UPTIME_S,
     Action,
@@ -25,7 +26,6 @@ from workers.cluster_plan import (
     on_exit,
     topology,
 )
-from workers.demo.cluster import child_pids
 
 T = TypeVar("T")
 

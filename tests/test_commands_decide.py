@@ -13,7 +13,7 @@ from workers.commands.decide import (
     remote_destinations,
     target_problem,
 )
-from workers.takeover.decide import Candidate
+from workers.proposals import Candidate
 
 A, INA, D = MemberState.ACTIVE, MemberState.INACTIVE, MemberState.DEAD
 U = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(10)]

@@ -25,7 +25,7 @@ from workers.bus.streams import server_time_ms
 from workers.liveness import view
 from workers.liveness.worker import GROUP_MEMBERS_STORE, LivenessWorker
 from workers.node.commands import CommandProcessor
-from workers.proposal_worker import ProposalWorker
+from workers.proposals import ProposalWorker
 from workers.recovery.worker import RecoveryWorker
 from workers.store import Store, get_command, list_recoveries, list_takeovers
 from workers.takeover.worker import TakeoverWorker

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas.settings import Settings
-from workers.cluster_plan import member_identities, topology
-from workers.cluster_up import TOKENS_FILE, local_tokens, page_url
+from workers.localcluster.cluster_plan import member_identities, topology
+from workers.localcluster.cluster_up import TOKENS_FILE, local_tokens, page_url
 
 
 def test_missing_tokens_are_made_up_kept_private_and_reused(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from schemas.messages import MemberState
 from schemas.settings import RecoverPolicy, Settings
+from workers.proposals import Candidate
 from workers.recovery.decide import (
     assign_retries,
     destinations,
@@ -16,7 +17,6 @@ from workers.recovery.decide import (
     retry_id,
 )
 from workers.store import NewExecution, RunningExecution
-from workers.takeover.decide import Candidate
 
 A, INA, D = MemberState.ACTIVE, MemberState.INACTIVE, MemberState.DEAD
 U = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(10)]

@@ -24,8 +24,8 @@ from tests.inprocess import (
     worker_client,
     worker_settings,
 )
-from workers.bus.propose import new_proposal, publish_once_per_sleep
 from workers.liveness import view
+from workers.proposals import new_proposal, publish_once_per_sleep
 from workers.recovery.worker import RecoveryWorker
 from workers.store import (
     RecoveryRow,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from schemas.messages import Heartbeat, MemberState
 from schemas.settings import Settings
-from workers.proposal_decide import cancel_reason, candidates, check_at_ms, guard_holds
-from workers.takeover.decide import Candidate, TakeoverPlan, plan_takeover
+from workers.proposals import Candidate, cancel_reason, candidates, check_at_ms, guard_holds
+from workers.takeover.decide import TakeoverPlan, plan_takeover
 
 A, B, C = (f"0000000{i}-0000-4000-8000-000000000000" for i in (1, 2, 3))
 ACTIVE, DEAD = MemberState.ACTIVE, MemberState.DEAD

@@ -6,13 +6,8 @@ import pytest
 
 from schemas.messages import MemberState
 from schemas.settings import Settings
-from workers.takeover.decide import (
-    Candidate,
-    choose_quotas,
-    eligible,
-    guard_reason,
-    spread_fewest_first,
-)
+from workers.proposals import Candidate, guard_reason
+from workers.takeover.decide import choose_quotas, eligible, spread_fewest_first
 
 A, INA, D = MemberState.ACTIVE, MemberState.INACTIVE, MemberState.DEAD
 U = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(10)]

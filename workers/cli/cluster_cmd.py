@@ -18,8 +18,8 @@ from workers.cli.common import (
     require_cluster_mode,
     stop_on_signals,
 )
-from workers.cluster_plan import member_identities, topology
-from workers.cluster_up import (
+from workers.localcluster.cluster_plan import member_identities, topology
+from workers.localcluster.cluster_up import (
     PageAccess,
     Supervisor,
     child_env,
@@ -27,7 +27,7 @@ from workers.cluster_up import (
     page_url,
     stop_timeout_s,
 )
-from workers.local import LocalProcesses
+from workers.localcluster.local import LocalProcesses
 from workers.store import open_store
 
 __all__ = ["COMMANDS"]

@@ -23,7 +23,6 @@ from schemas.settings import Settings, load_settings
 from workers.bus.connect import connect
 from workers.bus.embedded import EmbeddedRedis
 from workers.cli.common import echo_json
-from workers.cluster_up import local_tokens, page_url
 from workers.demo.cluster import (
     DemoTimings,
     add_jobs,
@@ -45,7 +44,8 @@ from workers.demo.summary import (
     recovered_entries,
     summary_lines,
 )
-from workers.local import LocalProcesses
+from workers.localcluster.cluster_up import local_tokens, page_url
+from workers.localcluster.local import LocalProcesses
 from workers.store import (
     Store,
     count_double_fires,

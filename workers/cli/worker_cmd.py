@@ -15,10 +15,9 @@ from workers.cli.common import (
     stop_on_signals,
 )
 from workers.liveness.worker import LivenessWorker
-from workers.proposal_worker import ProposalWorker
+from workers.proposals import ProposalWorker, hand_back
 from workers.recovery.retention import RetentionCleaner
 from workers.recovery.worker import RecoveryWorker
-from workers.shutdown import hand_back
 from workers.store import open_store
 from workers.takeover.worker import TakeoverWorker
 

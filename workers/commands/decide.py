@@ -3,7 +3,7 @@
 ``remote_destinations`` is the one filter of the ``remoteExecution.config.*`` settings; the
 takeover policy ``remoteexecution`` uses it too (``workers.takeover.decide``). Nothing here
 reads a clock, Redis or SQL: candidates come from the liveness view
-(``workers.takeover.worker.candidates_from_view``), the RoundRobin turn from a Redis counter
+(``workers.proposals.candidates_from_view``), the RoundRobin turn from a Redis counter
 the caller increments.
 """
 
@@ -28,7 +28,7 @@ __all__ = [
 
 
 class Receiver(Protocol):
-    """A member as the liveness view sees it (``workers.takeover.decide.Candidate`` fits)."""
+    """A member as the liveness view sees it (``workers.proposals.Candidate`` fits)."""
 
     @property
     def uuid(self) -> str: ...

@@ -34,6 +34,7 @@ from workers.bus.streams import publish, server_time_ms
 from workers.commands.decide import choose_member, target_problem
 from workers.liveness import view
 from workers.liveness.listing import iso_utc
+from workers.proposals import candidates_from_view
 from workers.store import (
     CommandRow,
     JobRow,
@@ -46,7 +47,6 @@ from workers.store import (
     list_commands,
 )
 from workers.store.executions import FINAL_STATUSES
-from workers.takeover.worker import candidates_from_view
 
 __all__ = [
     "COMMANDS_MAXLEN",

@@ -27,6 +27,7 @@ from schemas.settings import RemoteExecutionPolicy, Settings
 from workers.commands.decide import choose_member
 from workers.commands.issue import command_message, publish_command
 from workers.liveness import view
+from workers.proposals import Candidate, candidates_from_view
 from workers.store import (
     CommandRow,
     Store,
@@ -36,8 +37,6 @@ from workers.store import (
     list_commands,
     reroute_command,
 )
-from workers.takeover.decide import Candidate
-from workers.takeover.worker import candidates_from_view
 
 __all__ = ["Rerouted", "reroute_commands"]
 

@@ -1,11 +1,11 @@
 """Setting up the demo cluster: timings, config file, processes, jobs; and cleaning up.
 
 Every member and worker is a real ``qwc`` process started through
-:class:`workers.local.LocalProcesses`. A node has child processes of its own: its watchdog
-and the commands of its executions. When the node is SIGKILLed its watchdog ends the
-commands and stops by itself; when it is stopped, it drains for ``drainTimeout`` (one
-heartbeat interval in the demo) and closes its watchdog. :func:`reap_orphans` makes sure
-they are all gone before the demo returns.
+:class:`workers.localcluster.local.LocalProcesses`. A node has child processes of its
+own: its watchdog and the commands of its executions. When the node is SIGKILLed its
+watchdog ends the commands and stops by itself; when it is stopped, it drains for
+``drainTimeout`` (one heartbeat interval in the demo) and closes its watchdog.
+:func:`reap_orphans` makes sure they are all gone before the demo returns.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.properties import env_name
-from workers.cluster_plan import topology
-from workers.local import LocalProcesses
+from workers.localcluster.cluster_plan import topology
+from workers.localcluster.local import LocalProcesses
 from workers.store import Db, create_job, insert_execution
 
 __all__ = [

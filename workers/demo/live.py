@@ -8,8 +8,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from workers.cli.members_cmd import STATE_STYLES
 from workers.demo.observe import Observation
+from workers.tables import state_cell
 
 __all__ = ["MAX_EVENT_LINES", "render"]
 
@@ -43,7 +43,7 @@ def render(
         table.add_row(
             names[row["uuid"]],
             str(row["uuid"])[:8],
-            f"[{STATE_STYLES.get(state, '')}]{state}[/]",
+            state_cell(state),
             "-" if row["age_s"] is None else f"{row['age_s']:.1f}",
             str(row["jobs_owned"]),
             str(obs.fires_by_member.get(row["uuid"], 0)),

@@ -50,6 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.errors import QwcError
 from workers.jobs.spec import SpecError
 
 __all__ = [
@@ -146,7 +147,7 @@ def convert_job(job: Mapping[str, Any], where: str = "") -> Converted:
     return Converted(fields, [f"{where}{line}" for line in dropped])
 
 
-class _FieldError(ValueError):
+class _FieldError(QwcError, ValueError):
     """A problem with a sub-field (``sequence.commands[0].script``)."""
 
     def __init__(self, message: str, field_name: str) -> None:

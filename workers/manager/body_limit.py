@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas.errors import QwcError
 from workers.manager.errors import error_response
 
 __all__ = ["BodyLimit", "BodyTooLarge"]
@@ -30,7 +31,7 @@ __all__ = ["BodyLimit", "BodyTooLarge"]
 CLOSE = {"Connection": "close"}
 
 
-class BodyTooLarge(HTTPException):
+class BodyTooLarge(QwcError, HTTPException):
     """A request body over ``limit_bytes`` (qwcontrol.manager.maxBodyBytes): 413."""
 
     def __init__(self, limit_bytes: int) -> None:

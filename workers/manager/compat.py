@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.errors import QwcError
 from schemas.messages import canonical_uuid
 from workers.store import JobRow
 
@@ -56,7 +57,7 @@ TAKEOVER_BODY_SCHEMA: dict[str, Any] = {
 }
 
 
-class BadRequest(ValueError):
+class BadRequest(QwcError, ValueError):
     """The compatible body cannot be used; the message is the 400 answer's."""
 
 

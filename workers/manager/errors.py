@@ -31,7 +31,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
-from schemas.errors import ConflictError, EmbeddedRedisError, NotFoundError, StoreError
+from schemas.errors import (
+    ConflictError,
+    EmbeddedRedisError,
+    NotFoundError,
+    QwcError,
+    StoreError,
+)
 from workers.commands.issue import CommandRefused
 from workers.jobops import OwnerError
 from workers.jobs import SpecError
@@ -66,7 +72,7 @@ class ErrorBody(BaseModel):
     apiversion: int | None = None
 
 
-class ApiError(Exception):
+class ApiError(QwcError):
     """An error a route answers as is: status, message, optional error code and headers."""
 
     def __init__(

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import redis
 
-from schemas.errors import NotFoundError
+from schemas.errors import NotFoundError, QwcError
 from schemas.keys import GROUP_COMMANDS, Keys
 from schemas.messages import RemoteCommand
 from workers.bus.retry import Prepared, is_transient
@@ -89,7 +89,7 @@ class Processed:
     detail: str
 
 
-class _NotPending(Exception):
+class _NotPending(QwcError):
     """The command was processed meanwhile (by another pass): undo what this one did."""
 
 

@@ -54,10 +54,9 @@ from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
 from workers.node.scheduler import JobSchedule
 from workers.node.watchdog import Watchdog, WatchdogConfig
-from workers.proposal_worker import candidates_from_members, candidates_from_view
+from workers.proposals import Candidate, candidates_from_members, candidates_from_view
 from workers.recovery.startup import DRAIN_REASON, recover_own, startup_cleanup
 from workers.store import Store, list_members, open_store, store_url
-from workers.takeover.decide import Candidate
 
 __all__ = ["drain_destinations", "run_member", "watchdog_argv"]
 

@@ -2,7 +2,7 @@
 dead members are recovered, where their retries run, and the plan of one recovery.
 
 Nothing here reads a clock, Redis or SQL: times come in as ``now_ms`` (epoch ms), members
-as :class:`workers.takeover.decide.Candidate` (the view and the last heartbeats).
+as :class:`workers.proposals.candidates.Candidate` (the view and the last heartbeats).
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from schemas.messages import MemberState
+from schemas.keys import GROUP_RECOVERY, Keys
+from schemas.messages import MemberState, RecoveryProposal
 from schemas.settings import RecoverPolicy, Settings
+from workers.proposals.candidates import Candidate
+from workers.proposals.lifecycle import Rules
 from workers.store import NewExecution, RunningExecution
-from workers.takeover.decide import Candidate, spread_fewest_first
+from workers.takeover.decide import spread_fewest_first
 
 __all__ = [
     "RecoveryPlan",
@@ -23,6 +26,7 @@ __all__ = [
     "eligible",
     "next_retry",
     "plan_recovery",
+    "recovery_rules",
     "retry_id",
 ]
 
@@ -54,6 +58,23 @@ def next_retry(
         fire_ms=now_ms + round(retry_delay_s * 1000),
         attempt=attempt + 1,
         retry_of=retry_of or execution_id,
+    )
+
+
+def recovery_rules(settings: Settings) -> Rules[RecoveryProposal]:
+    """The recovery proposals' rules (``recoverExecutions.*``), for their lifecycle."""
+    keys = Keys(settings.redis_prefix)
+    return Rules(
+        what="recovery",
+        message=RecoveryProposal,
+        stream=keys.recovery,
+        group=GROUP_RECOVERY,
+        attempt_key=keys.recovery_attempt,
+        enabled=settings.recover_enabled,
+        policy=settings.recover_policy.value,
+        delay_ms=round(settings.recover_delay_s * 1000),
+        sleep_ms=round(settings.recover_sleep_s * 1000),
+        eligible=lambda uuid: eligible(uuid, settings),
     )
 
 

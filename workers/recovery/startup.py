@@ -26,6 +26,7 @@ from collections.abc import Collection, Sequence
 
 from schemas.messages import MemberState
 from schemas.settings import Settings
+from workers.proposals import Candidate
 from workers.recovery.decide import eligible, plan_recovery
 from workers.store import (
     RecoveryResult,
@@ -34,7 +35,6 @@ from workers.store import (
     mark_incomplete,
     running_executions,
 )
-from workers.takeover.decide import Candidate
 
 __all__ = ["DRAIN_REASON", "STARTUP_REASON", "recover_own", "startup_cleanup"]
 

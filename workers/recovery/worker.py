@@ -1,7 +1,8 @@
 """The recovery worker (``qwc worker recovery``): a dead member's running executions are
 marked ``incomplete`` and those of jobs with retries left run again on a live member.
 
-The stream plumbing is :class:`workers.proposal_worker.ProposalWorker`'s: proposals on
+The lifecycle and its stream plumbing are :class:`workers.proposals.worker.ProposalWorker`'s
+(with :class:`RecoveryKind`): proposals on
 ``{qwc}:recovery`` in the consumer group ``recovery``, published once per
 ``recoverExecutions.sleep`` per member, held until due (``recoverExecutions.delay`` after
 the death), checked again (member back -> ``cancelled``), reclaimed from a dead replica,
@@ -26,16 +27,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 import redis
 
-from schemas.keys import GROUP_RECOVERY
+from schemas.keys import Keys
 from schemas.messages import RecoveryProposal
 from schemas.settings import Settings
 from workers.commands.reroute import reroute_commands
 from workers.liveness import view
-from workers.proposal_worker import Held, ProposalWorker, candidates_from_view
-from workers.recovery.decide import eligible, plan_recovery
+from workers.proposals import (
+    Candidate,
+    Decision,
+    ProposalWorker,
+    Rules,
+    audit_key,
+    candidates_from_view,
+)
+from workers.recovery.decide import plan_recovery, recovery_rules
 from workers.store import (
     Store,
     Unfinished,
@@ -46,94 +55,47 @@ from workers.store import (
     running_executions,
 )
 
-__all__ = ["RecoveryWorker"]
+__all__ = ["RecoveryKind", "RecoveryWorker"]
 
 log = logging.getLogger(__name__)
 
 
-class RecoveryWorker(ProposalWorker[RecoveryProposal]):
-    """One replica of the recovery worker."""
+@dataclass(frozen=True)
+class RecoveryKind:
+    """What a recovery proposal is and does, for :class:`ProposalWorker`."""
 
-    what = "recovery"
-    kind = RecoveryProposal
-    group = GROUP_RECOVERY
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        store: Store,
-        settings: Settings,
-        *,
-        consumer: str,
-        stop: threading.Event | None = None,
-    ) -> None:
-        super().__init__(
-            client,
-            store,
-            settings,
-            consumer=consumer,
-            delay_s=settings.recover_delay_s,
-            sleep_s=settings.recover_sleep_s,
-            stop=stop,
-        )
+    client: redis.Redis
+    store: Store
+    settings: Settings
 
     @property
-    def stream(self) -> str:
-        return self.keys.recovery
-
-    def attempt_key(self, member_uuid: str) -> str:
-        return self.keys.recovery_attempt(member_uuid)
-
-    @property
-    def enabled(self) -> bool:
-        return self.settings.recover_enabled
-
-    @property
-    def policy(self) -> str:
-        return self.settings.recover_policy.value
-
-    def eligible(self, dead_uuid: str) -> tuple[bool, str]:
-        return eligible(dead_uuid, self.settings)
+    def rules(self) -> Rules[RecoveryProposal]:
+        return recovery_rules(self.settings)
 
     def on_dead(self, dead_uuids: list[str], now_ms: int) -> None:
         """Re-route the commands pending on dead members."""
+        keys = Keys(self.settings.redis_prefix)
         for dead_uuid in sorted(set(dead_uuids) & pending_command_targets(self.store)):
-            reroute_commands(self.redis, self.store, self.keys, self.settings, dead_uuid, now_ms)
+            reroute_commands(self.client, self.store, keys, self.settings, dead_uuid, now_ms)
 
     def needing(self, dead_uuids: list[str]) -> list[str]:
         """Dead members with executions still running or waiting on them."""
         return sorted(count_unfinished(self.store, dead_uuids))
 
-    def record_outcome(
-        self,
-        *,
-        proposal_id: str,
-        dead_uuid: str,
-        policy: str,
-        proposed_ms: int,
-        due_ms: int,
-        now_ms: int,
-        outcome: str,
-        detail: str,
-    ) -> None:
+    def candidates(self, snap: view.ViewSnapshot) -> list[Candidate]:
+        return candidates_from_view(snap, {})
+
+    def record(self, p: RecoveryProposal, now_ms: int, outcome: str, detail: str) -> None:
         record_recovery(
             self.store,
-            proposal_id=proposal_id,
-            dead_uuid=dead_uuid,
-            policy=policy,
-            proposed_ms=proposed_ms,
-            due_ms=due_ms,
+            **audit_key(p),
             decided_ms=now_ms,
             outcome=outcome,
             detail=detail,
         )
 
-    def decide(self, held: Held[RecoveryProposal], snap: view.ViewSnapshot, now_ms: int) -> None:
+    def decide(self, p: RecoveryProposal, members: list[Candidate], now_ms: int) -> Decision:
         """Plan from the store and the view, then commit in one transaction."""
-        p = held.proposal
-        members = candidates_from_view(snap, {})
-        if self.guarded(held, members, now_ms):
-            return
         unfinished = count_unfinished(self.store, [p.dead_uuid]).get(p.dead_uuid, Unfinished())
         plan = plan_recovery(
             proposal_id=p.id,
@@ -144,15 +106,10 @@ class RecoveryWorker(ProposalWorker[RecoveryProposal]):
             now_ms=now_ms,
         )
         if plan.outcome != "commit":
-            self.finish(held, now_ms, plan.outcome, plan.detail)
-            return
+            return Decision(plan.outcome, plan.detail)
         result = commit_recovery(
             self.store,
-            proposal_id=p.id,
-            dead_uuid=p.dead_uuid,
-            policy=p.policy,
-            proposed_ms=p.proposed_at_ms,
-            due_ms=p.due_at_ms,
+            **audit_key(p),
             now_ms=now_ms,
             mark=plan.mark,
             retries=plan.retries,
@@ -169,4 +126,20 @@ class RecoveryWorker(ProposalWorker[RecoveryProposal]):
                 len(result.rescheduled),
                 plan.reschedule_to,
             )
-        self.forget(held)
+        return Decision("committed")
+
+
+class RecoveryWorker(ProposalWorker[RecoveryProposal]):
+    """One replica of the recovery worker: a :class:`ProposalWorker` of :class:`RecoveryKind`."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        store: Store,
+        settings: Settings,
+        *,
+        consumer: str,
+        stop: threading.Event | None = None,
+    ) -> None:
+        kind = RecoveryKind(client, store, settings)
+        super().__init__(client, store, settings, kind, consumer=consumer, stop=stop)

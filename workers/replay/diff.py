@@ -10,8 +10,9 @@ and for a change to inactive or dead the last heartbeat), a proposal by (outcome
 executions, destinations). Matched items must also agree in time: the workers act at the
 deadline or after it, never before, so a recorded time may be later than the replayed one
 by at most ``tolerance_ms``, and never earlier — except a proposal the workers' periodic
-scan made after an attempt window: the window's end depends on when the workers last
-refreshed it, so it may be up to ``early_ms`` (one heartbeat interval) earlier.
+scan made after an attempt window, up to ``early_ms`` (one heartbeat interval) earlier in a
+recording of workers older than the shared lifecycle (their window ended when they last
+refreshed its key; now it ends ``sleep`` after the decision, in the workers as here).
 A change to active is not compared by its heartbeat: the worker records the newest
 heartbeat of the batch it read, the replay the one that made the member active.
 Whatever is left is a difference.

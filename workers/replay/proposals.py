@@ -1,39 +1,43 @@
 """Takeover and recovery proposals on the replay's virtual clock.
 
-What :class:`workers.proposal_worker.ProposalWorker` and its two subclasses do, with the
-same pure decisions: a member turned dead gets a proposal of each kind when the policy
-allows it (:func:`workers.takeover.decide.eligible`, :func:`workers.recovery.decide.eligible`;
-a policy skip is recorded while the feature is on) and no attempt of that kind was made
-within ``sleep``; the proposal is due ``delay`` later; then it is cancelled when the member
-is back or heard since (:func:`workers.proposal_decide.cancel_reason`), held by the
-mass-failure guard (:func:`~workers.takeover.decide.guard_reason`,
-:func:`~workers.proposal_decide.guard_holds`; checked again every second until the
-recorded ``qwc takeover release``), or planned (:func:`~workers.takeover.decide.plan_takeover`,
-:func:`~workers.recovery.decide.plan_recovery`). The workers' periodic scan is a timer at
-the end of each attempt window: a member still dead that still needs it (owns jobs, has
-running executions) is proposed again then.
+The workers' own lifecycle (:class:`workers.proposals.lifecycle.Lifecycle`, one per kind,
+with the kinds' rules :func:`workers.takeover.decide.takeover_rules` and
+:func:`workers.recovery.decide.recovery_rules`) driven by the view's state changes and the
+replay's timers instead of Redis and SQL: a member turned dead gets a proposal of each
+kind when the policy allows it and no attempt of that kind is open; the proposal is due
+``delay`` later; then it is cancelled (member back or heard since), held by the
+mass-failure guard (until the recorded ``qwc takeover release``), or planned
+(:func:`~workers.takeover.decide.plan_takeover`, :func:`~workers.recovery.decide.plan_recovery`)
+against the recording's jobs and executions. An attempt window ends ``sleep`` after the
+proposal was decided, and a member still dead that still needs it (owns jobs, has running
+executions) is proposed again then, as the workers' scan does.
 
 Proposal ids are derived from the kind, the member and the time, so the seeded choices
-(Random policy) are the same on every replay. A held proposal is looked at again every
-second, as the workers do, but only on the ticks that follow a change that could free it
-(a state change, the release): the others would find it held again. An attempt window
-ends ``sleep`` after the
-proposal was decided: the workers keep the attempt key alive while a proposal is in
-flight, refreshing it every heartbeat interval (so the live window may end up to one
-interval earlier).
+(Random policy) are the same on every replay. A held proposal is looked at again on the
+guard's one-second ticks, but only on those that follow a change that could free it (a
+state change, the release): the others would find it held again.
 """
 
 from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from schemas.messages import MembershipChange, MemberState, RecoveryProposal, TakeoverProposal
 from schemas.settings import Settings
-from workers.bus.propose import new_proposal
-from workers.proposal_decide import HELD_RECHECK_MS, cancel_reason, candidates, guard_holds
+from workers.proposals import HELD_RECHECK_MS, Candidate, candidates, guard_reason
+from workers.proposals.lifecycle import (
+    Action,
+    CheckGuard,
+    Decide,
+    Done,
+    Hold,
+    Lifecycle,
+    NotProposed,
+    Publish,
+    Record,
+)
 from workers.recovery import decide as recovery
 from workers.replay.clock import DUE, WINDOW_END, Timers
 from workers.replay.events import Event, iso_ms
@@ -41,7 +45,6 @@ from workers.replay.liveness import VirtualView
 from workers.replay.ownership import Ownership, running_executions
 from workers.replay.records import ExecutionRecord
 from workers.takeover import decide as takeover
-from workers.takeover.decide import Candidate
 
 __all__ = ["VirtualProposals", "proposal_id"]
 
@@ -63,34 +66,15 @@ def _next_tick(checked_ms: int, at_ms: int) -> int:
 
 def _ranked(what: str, key: str) -> str:
     """A timer's key: at the same millisecond, takeovers come before recoveries."""
-    return f"{0 if what == 'takeover' else 1}:{key}"
+    return f"{_KINDS.index(what)}:{key}"
 
 
-def _new_proposal(what: str, **fields: Any) -> TakeoverProposal | RecoveryProposal:
-    if what == "takeover":
-        return new_proposal(TakeoverProposal, **fields)
-    return new_proposal(RecoveryProposal, **fields)
-
-
-@dataclass(frozen=True)
-class _Kind:
-    what: str  # "takeover" or "recovery"
-    enabled: bool
-    policy: str
-    delay_ms: int
-    sleep_ms: int
-    eligible: Callable[[str, Settings], tuple[bool, str]]
-
-
-@dataclass
-class _InFlight:
-    kind: _Kind
-    proposal: TakeoverProposal | RecoveryProposal
-    held_logged: bool = False
+_KINDS = ("takeover", "recovery")  # by rank: at the same millisecond, takeovers first
+_Lifecycle = Lifecycle[str, TakeoverProposal] | Lifecycle[str, RecoveryProposal]
 
 
 class VirtualProposals:
-    """The takeover and recovery workers' decisions, fed by the view's state changes."""
+    """The takeover and recovery workers' lifecycles, fed by the view's state changes."""
 
     def __init__(
         self,
@@ -111,27 +95,10 @@ class VirtualProposals:
         self.emit = emit
         self.released_ms = released_ms
         self.dead_ms = round(settings.heartbeat_consider_dead_s * 1000)
-        self.kinds = {
-            "takeover": _Kind(
-                "takeover",
-                settings.autotakeover_enabled,
-                settings.autotakeover_policy.value,
-                round(settings.autotakeover_delay_s * 1000),
-                round(settings.autotakeover_sleep_s * 1000),
-                takeover.eligible,
-            ),
-            "recovery": _Kind(
-                "recovery",
-                settings.recover_enabled,
-                settings.recover_policy.value,
-                round(settings.recover_delay_s * 1000),
-                round(settings.recover_sleep_s * 1000),
-                recovery.eligible,
-            ),
+        self.lifecycles: dict[str, _Lifecycle] = {
+            "takeover": Lifecycle(takeover.takeover_rules(settings), ids=proposal_id),
+            "recovery": Lifecycle(recovery.recovery_rules(settings), ids=proposal_id),
         }
-        self.attempt_until: dict[str, int] = {}  # "<what>:<uuid>" -> end of its window
-        self.inflight: dict[str, _InFlight] = {}  # proposal id -> proposal
-        self.busy: dict[str, str] = {}  # "<what>:<uuid>" -> proposal in flight
         self.wake: dict[str, int] = {}  # proposal id -> its next check (a DUE timer)
         self.parked: dict[str, tuple[str, int]] = {}  # held: id -> (timer key, last check)
         self._version = 0  # bumped by every state change and commit: candidates change
@@ -147,120 +114,91 @@ class VirtualProposals:
         for pid, (key, checked_ms) in list(self.parked.items()):
             self._wake(pid, key, _next_tick(checked_ms, change.at_ms))
         if change.to_state is _DEAD:
-            for kind in self.kinds.values():
-                self.propose(kind, change.uuid, change.at_ms, change.last_seen_ms)
+            for what in _KINDS:
+                self.propose(what, change.uuid, change.at_ms, change.last_seen_ms)
 
     def propose(
-        self, kind: _Kind, uuid: str, at_ms: int, last_seen_ms: int, *, by: str = "death"
+        self, what: str, uuid: str, at_ms: int, last_seen_ms: int, *, by: str = "death"
     ) -> None:
-        """Propose ``kind`` for ``uuid`` (``by`` a death, or the periodic ``scan``)."""
-        ok, why = kind.eligible(uuid, self.settings)
-        if not ok:
-            if kind.enabled:  # the workers record a policy skip only while the feature is on
-                self._decided(kind, uuid, at_ms, f"skip-{uuid}-{at_ms}", "skipped", why)
-            return
-        key = f"{kind.what}:{uuid}"
-        if key in self.busy:
-            reason = f"{kind.what} proposal {self.busy[key][:8]} is in flight"
-            self._emit(at_ms, "not_proposed", uuid, what=kind.what, reason=reason)
-            return
-        if self.attempt_until.get(key, -1) > at_ms:
-            until = iso_ms(self.attempt_until[key])
-            reason = f"an attempt within {kind.what} sleep (window ends {until})"
-            self._emit(at_ms, "not_proposed", uuid, what=kind.what, reason=reason)
-            return
-        p = _new_proposal(
-            kind.what,
-            dead_uuid=uuid,
-            policy=kind.policy,
-            proposed_at_ms=at_ms,
-            delay_ms=kind.delay_ms,
-            last_seen_ms=last_seen_ms,
-            proposal_id=proposal_id(kind.what, uuid, at_ms),
-        )
-        self.attempt_until[key] = at_ms + kind.sleep_ms
-        self.inflight[p.id] = _InFlight(kind, p)
-        self.busy[key] = p.id
-        self._wake(p.id, _ranked(kind.what, p.id), p.due_at_ms)
-        self._emit(
-            at_ms,
-            "proposed",
-            uuid,
-            what=kind.what,
-            proposal=p.id,
-            due_at_ms=p.due_at_ms,
-            last_seen_ms=last_seen_ms,
-            by=by,
-        )
+        """Propose ``what`` for ``uuid`` (``by`` a death, or the periodic ``scan``)."""
+        self._apply(what, at_ms, self.lifecycles[what].dead(uuid, at_ms, last_seen_ms, by=by))
 
     def on_window_end(self, timer_key: str, now_ms: int) -> None:
         """The periodic scan at the end of an attempt window: propose again if needed."""
-        key = timer_key.partition(":")[2]
-        if key in self.busy or self.attempt_until.get(key, 0) > now_ms:
-            return  # a later window is open
-        what, uuid = key.split(":", 1)
-        kind = self.kinds[what]
-        if not kind.enabled or self.view.state(uuid) is not _DEAD:
-            return
-        if self._needs(kind, uuid, now_ms) and kind.eligible(uuid, self.settings)[0]:
-            self.propose(kind, uuid, now_ms, self.view.seen.get(uuid, 0), by="scan")
+        what, uuid = timer_key.partition(":")[2].split(":", 1)
+        if not self.lifecycles[what].scan_may_propose(uuid, now_ms):
+            return  # in flight, a later window is open, disabled or not eligible
+        if self.view.state(uuid) is _DEAD and self._needs(what, uuid, now_ms):
+            self.propose(what, uuid, now_ms, self.view.seen.get(uuid, 0), by="scan")
 
     # -- a due proposal --------------------------------------------------------------------
 
     def on_due(self, key: str, now_ms: int) -> None:
         """A proposal's due timer (key from :func:`_ranked`) fired at ``now_ms``."""
-        pid = key.partition(":")[2]
+        rank, _, pid = key.partition(":")
         if self.wake.get(pid) != now_ms:
             return  # replaced by an earlier check
         del self.wake[pid]
         self.parked.pop(pid, None)
-        f = self.inflight[pid]
-        p = f.proposal
-        reason = cancel_reason(
-            self.view.state(p.dead_uuid), self.view.seen.get(p.dead_uuid, 0), p.last_seen_ms
-        )
-        if reason is not None:
-            self._finish(f, now_ms, "cancelled", reason)
-            return
-        members = self._candidates(f.kind.what, now_ms)
-        guard = takeover.guard_reason(
-            members, p.last_seen_ms, self.dead_ms, self.settings.mass_failure_fraction
-        )
-        released_ms = self.released_ms if now_ms >= self.released_ms else 0
-        if guard is not None and guard_holds(guard, released_ms, p.proposed_at_ms):
-            if not f.held_logged:
-                self._decided(f.kind, p.dead_uuid, now_ms, p.id, "held", guard)
-                f.held_logged = True
+        what = _KINDS[int(rank)]
+        lc = self.lifecycles[what]
+        p = lc.tracked[pid].proposal
+        uuid = p.dead_uuid
+        actions = lc.due(pid, now_ms, self.view.state(uuid), self.view.seen.get(uuid, 0))
+        if isinstance(actions[0], CheckGuard):
+            members = self._candidates(what, now_ms)
+            guard = guard_reason(
+                members, p.last_seen_ms, self.dead_ms, self.settings.mass_failure_fraction
+            )
+            released_ms = self.released_ms if now_ms >= self.released_ms else 0
+            actions = lc.guard(pid, now_ms, guard, released_ms)
+        if isinstance(actions[0], Hold):
             self.parked[pid] = (key, now_ms)
             if now_ms < self.released_ms:
                 self._wake(pid, key, _next_tick(now_ms, self.released_ms))
-            return
-        if f.kind.what == "takeover":
-            self._takeover(f, members, len(self.ownership.owned(p.dead_uuid, now_ms)), now_ms)
-        else:
-            self._recovery(f, members, now_ms)
+        elif isinstance(actions[0], Decide):
+            if what == "takeover":
+                n_jobs = len(self.ownership.owned(uuid, now_ms))
+                actions = self._takeover(lc, pid, p, members, n_jobs, now_ms)
+            else:
+                actions = self._recovery(lc, pid, p, members, now_ms)
+        self._apply(what, now_ms, actions)
 
-    def _takeover(self, f: _InFlight, members: list[Candidate], n_jobs: int, now_ms: int) -> None:
-        p = f.proposal
+    def _takeover(
+        self,
+        lc: _Lifecycle,
+        pid: str,
+        p: TakeoverProposal | RecoveryProposal,
+        members: list[Candidate],
+        n_jobs: int,
+        now_ms: int,
+    ) -> list[Action]:
         plan = takeover.plan_takeover(members, p.dead_uuid, n_jobs, self.settings, seed=p.id)
         if plan.outcome != "commit":
-            self._finish(f, now_ms, plan.outcome, plan.detail)
-            return
+            return lc.failed(pid, now_ms, plan.outcome, plan.detail)
         moved = self.ownership.move(p.dead_uuid, plan.quotas, now_ms)
         self._version += 1
         jobs = [{"job": job, "name": self.ownership.jobs[job].name, "to": to} for job, to in moved]
-        destinations = dict(plan.quotas)
-        self._finish(
-            f,
+        self._decided(
+            "takeover",
+            p.dead_uuid,
             now_ms,
+            p.id,
             "committed",
             f"{len(jobs)} job(s) moved",
-            destinations=destinations,
+            destinations=dict(plan.quotas),
             jobs=jobs,
         )
+        return lc.committed(pid, now_ms)
 
-    def _recovery(self, f: _InFlight, members: list[Candidate], now_ms: int) -> None:
-        p = f.proposal
+    def _recovery(
+        self,
+        lc: _Lifecycle,
+        pid: str,
+        p: TakeoverProposal | RecoveryProposal,
+        members: list[Candidate],
+        now_ms: int,
+    ) -> list[Action]:
         running = running_executions(
             p.dead_uuid, self._running(p.dead_uuid), self.executions, self.ownership.jobs
         )
@@ -273,8 +211,7 @@ class VirtualProposals:
             now_ms=now_ms,
         )
         if plan.outcome != "commit":
-            self._finish(f, now_ms, plan.outcome, plan.detail)
-            return
+            return lc.failed(pid, now_ms, plan.outcome, plan.detail)
         self.recovered_at[p.dead_uuid] = now_ms
         retries = [
             {
@@ -291,25 +228,50 @@ class VirtualProposals:
         for r in plan.retries.values():
             destinations[r.member_uuid] = destinations.get(r.member_uuid, 0) + 1
         detail = f"{len(plan.mark)} execution(s) marked incomplete, {len(retries)} retried"
-        self._finish(
-            f,
+        self._decided(
+            "recovery",
+            p.dead_uuid,
             now_ms,
+            p.id,
             "committed",
             detail,
             marked=list(plan.mark),
             retries=retries,
             destinations=dict(sorted(destinations.items())),
         )
+        return lc.committed(pid, now_ms)
 
-    def _finish(self, f: _InFlight, now_ms: int, outcome: str, detail: str, **extra: Any) -> None:
-        p = f.proposal
-        self._decided(f.kind, p.dead_uuid, now_ms, p.id, outcome, detail, **extra)
-        key = f"{f.kind.what}:{p.dead_uuid}"
-        del self.inflight[p.id]
-        self.busy.pop(key, None)
-        # the attempt key was kept alive while the proposal was in flight
-        self.attempt_until[key] = max(self.attempt_until.get(key, 0), now_ms + f.kind.sleep_ms)
-        self.timers.at(self.attempt_until[key], WINDOW_END, _ranked(f.kind.what, key))
+    # -- carrying out the lifecycle's actions ------------------------------------------------
+
+    def _apply(self, what: str, at_ms: int, actions: list[Action]) -> None:
+        lc = self.lifecycles[what]
+        for a in actions:
+            if isinstance(a, Record):
+                p = a.proposal
+                self._decided(what, p.dead_uuid, a.at_ms, p.id, a.outcome, a.detail)
+            elif isinstance(a, NotProposed):
+                reason = a.reason
+                if a.window_end_ms is not None:
+                    reason = f"{reason} (window ends {iso_ms(a.window_end_ms)})"
+                self._emit(a.at_ms, "not_proposed", a.uuid, what=what, reason=reason)
+            elif isinstance(a, Publish):
+                p = a.proposal
+                lc.published(p)  # type: ignore[arg-type]
+                lc.claimed(p.id, p)  # type: ignore[arg-type]
+                self._wake(p.id, _ranked(what, p.id), p.due_at_ms)
+                self._emit(
+                    at_ms,
+                    "proposed",
+                    p.dead_uuid,
+                    what=what,
+                    proposal=p.id,
+                    due_at_ms=p.due_at_ms,
+                    last_seen_ms=p.last_seen_ms,
+                    by=a.by,
+                )
+            elif isinstance(a, Done):
+                key = f"{what}:{a.proposal.dead_uuid}"
+                self.timers.at(a.window_end_ms, WINDOW_END, _ranked(what, key))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -331,9 +293,9 @@ class VirtualProposals:
             self.wake[pid] = at_ms
             self.timers.at(at_ms, DUE, key)
 
-    def _needs(self, kind: _Kind, uuid: str, now_ms: int) -> bool:
+    def _needs(self, what: str, uuid: str, now_ms: int) -> bool:
         """What the workers' scan asks: still owns jobs / still has running executions."""
-        if kind.what == "takeover":
+        if what == "takeover":
             return bool(self.ownership.owned(uuid, now_ms))
         return bool(self._running(uuid))
 
@@ -345,13 +307,13 @@ class VirtualProposals:
         return hb.running
 
     def _decided(
-        self, kind: _Kind, uuid: str, at_ms: int, pid: str, outcome: str, detail: str, **extra: Any
+        self, what: str, uuid: str, at_ms: int, pid: str, outcome: str, detail: str, **extra: Any
     ) -> None:
         self._emit(
             at_ms,
             "decided",
             uuid,
-            what=kind.what,
+            what=what,
             proposal=pid,
             outcome=outcome,
             detail=detail,

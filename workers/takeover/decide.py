@@ -1,4 +1,4 @@
-"""Pure takeover decisions: who may be taken over, who receives the jobs, and the guard.
+"""Pure takeover decisions: who may be taken over and who receives the jobs.
 
 Every function here takes data and returns a decision; nothing reads a clock, Redis or SQL.
 """
@@ -9,32 +9,21 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from schemas.messages import MemberState
+from schemas.keys import GROUP_TAKEOVER, Keys
+from schemas.messages import MemberState, TakeoverProposal
 from schemas.settings import RemoteExecutionPolicy, Settings, TakeoverPolicy
 from workers.commands.decide import remote_destinations
+from workers.proposals.candidates import Candidate
+from workers.proposals.lifecycle import Rules
 
 __all__ = [
-    "Candidate",
     "TakeoverPlan",
     "choose_quotas",
     "eligible",
-    "guard_reason",
     "plan_takeover",
     "spread_fewest_first",
+    "takeover_rules",
 ]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A member as the view and the store see it, as a possible destination of jobs."""
-
-    uuid: str
-    state: MemberState | None
-    last_seen_ms: int | None
-    passive: bool = False
-    tags: tuple[str, ...] = ()
-    running: int = 0  # executions running on it, from its last heartbeat
-    jobs_owned: int = 0
 
 
 def eligible(dead_uuid: str, settings: Settings) -> tuple[bool, str]:
@@ -46,6 +35,23 @@ def eligible(dead_uuid: str, settings: Settings) -> tuple[bool, str]:
             return True, "static policy: member is allowed"
         return False, "static policy: member not in autotakeover.config.allowed"
     return True, f"{settings.autotakeover_policy.value} policy"
+
+
+def takeover_rules(settings: Settings) -> Rules[TakeoverProposal]:
+    """The takeover proposals' rules (``autotakeover.*``), for their lifecycle."""
+    keys = Keys(settings.redis_prefix)
+    return Rules(
+        what="takeover",
+        message=TakeoverProposal,
+        stream=keys.takeover,
+        group=GROUP_TAKEOVER,
+        attempt_key=keys.takeover_attempt,
+        enabled=settings.autotakeover_enabled,
+        policy=settings.autotakeover_policy.value,
+        delay_ms=round(settings.autotakeover_delay_s * 1000),
+        sleep_ms=round(settings.autotakeover_sleep_s * 1000),
+        eligible=lambda uuid: eligible(uuid, settings),
+    )
 
 
 def spread_fewest_first(levels: dict[str, int], n_jobs: int) -> list[tuple[str, int]]:
@@ -150,28 +156,3 @@ def plan_takeover(
     if not quotas:
         return TakeoverPlan("no_destination", "no active, non-passive member")
     return TakeoverPlan("commit", quotas=tuple(quotas))
-
-
-def guard_reason(
-    members: Sequence[Candidate],
-    dead_last_seen_ms: int,
-    dead_ms: int,
-    fraction: float,
-) -> str | None:
-    """The mass-failure guard: why takeovers must be held, or None.
-
-    Members heard within one considerDead window before the dead member's last heartbeat
-    count as known; of them, those silent now (inactive or dead) would turn dead within that
-    window. More than ``fraction`` of the known, and at least two, means the observer is the
-    likely failure, not the members.
-    """
-    start = dead_last_seen_ms - dead_ms
-    known = [m for m in members if m.last_seen_ms is None or m.last_seen_ms >= start]
-    silent = [m for m in known if m.state in (MemberState.INACTIVE, MemberState.DEAD)]
-    if len(silent) >= 2 and len(silent) > fraction * len(known):
-        return (
-            f"mass failure: {len(silent)} of {len(known)} members went silent within one "
-            f"considerDead window ({dead_ms / 1000:g} s); the observer is the likely failure. "
-            "Takeovers are held until `qwc takeover release`."
-        )
-    return None

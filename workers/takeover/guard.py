@@ -1,7 +1,7 @@
 """The mass-failure guard, operator side: which takeovers it holds, and releasing them.
 
 The takeover worker holds a proposal when most members would turn dead at once (see
-``workers.takeover.decide.guard_reason``) and records why in ``{qwc}:takeover:held``.
+``workers.proposals.decide.guard_reason``) and records why in ``{qwc}:takeover:held``.
 Releasing writes the Redis server time to ``{qwc}:takeover:released``: proposals made
 before it are committed at the workers' next check; a later mass failure is held again.
 ``qwc takeover release``, ``qwc members`` and the manager's API call these functions.

@@ -21,6 +21,7 @@ from schemas.keys import Keys
 from schemas.messages import MemberState
 from schemas.settings import Settings, TakeoverPolicy
 from workers.liveness import view
+from workers.proposals import candidates_from_view
 from workers.store import (
     Store,
     commit_takeover,
@@ -30,7 +31,6 @@ from workers.store import (
     list_jobs,
 )
 from workers.takeover.decide import choose_quotas
-from workers.takeover.worker import candidates_from_view
 
 __all__ = ["TakeoverRefused", "manual_takeover"]
 

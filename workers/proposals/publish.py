@@ -10,8 +10,6 @@ them.
 from __future__ import annotations
 
 import logging
-import uuid as uuidlib
-from typing import TypeVar
 
 import redis
 
@@ -19,13 +17,11 @@ from schemas.codec import encode
 from schemas.keys import MESSAGE_FIELD
 from schemas.messages import RecoveryProposal, TakeoverProposal
 
-__all__ = ["PROPOSALS_MAXLEN", "Proposal", "new_proposal", "publish_once_per_sleep"]
+__all__ = ["PROPOSALS_MAXLEN", "publish_once_per_sleep"]
 
 log = logging.getLogger(__name__)
 
 PROPOSALS_MAXLEN = 100_000
-
-Proposal = TypeVar("Proposal", TakeoverProposal, RecoveryProposal)
 
 # KEYS: attempt key, proposal stream. ARGV: sleep ms, proposal id, maxlen, field, payload.
 _PROPOSE_LUA = """
@@ -34,30 +30,6 @@ if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[1]) then
 end
 return false
 """
-
-
-def new_proposal(
-    kind: type[Proposal],
-    *,
-    dead_uuid: str,
-    policy: str,
-    proposed_at_ms: int,
-    delay_ms: int,
-    last_seen_ms: int,
-    proposal_id: str | None = None,
-) -> Proposal:
-    """A proposal of type ``kind`` due ``delay_ms`` after ``proposed_at_ms`` (Redis server ms).
-
-    Its id is ``proposal_id``, else a random one (the replay passes ids derived from the
-    member and the time, so that its seeded choices are reproducible)."""
-    return kind(
-        id=proposal_id or uuidlib.uuid4().hex,
-        dead_uuid=dead_uuid,
-        policy=policy,
-        proposed_at_ms=proposed_at_ms,
-        due_at_ms=proposed_at_ms + delay_ms,
-        last_seen_ms=last_seen_ms,
-    )
 
 
 def publish_once_per_sleep(

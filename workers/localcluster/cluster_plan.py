@@ -4,9 +4,9 @@
 runs: liveness x2, takeover x2, recovery, the manager and N reference nodes; a notify
 worker when webhook receivers are configured — as labelled
 argument lists; ``qwc cluster up`` and ``qwc demo`` start them with
-:class:`workers.local.LocalProcesses`. :func:`on_exit` is the supervisor's decision when a
-process ends unasked: restart it, or stop the cluster (a configuration error, or a crash
-loop).
+:class:`workers.localcluster.local.LocalProcesses`. :func:`on_exit` is the supervisor's
+decision when a process ends unasked: restart it, or stop the cluster (a configuration
+error, or a crash loop).
 """
 
 from __future__ import annotations

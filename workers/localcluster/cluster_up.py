@@ -2,7 +2,7 @@
 unasked, stop them all on request; and the manager's tokens of a local cluster.
 
 Used by ``qwc cluster up`` (and, for the tokens, ``qwc demo``). The decisions (restart, or
-give up) are :func:`workers.cluster_plan.on_exit`'s; this module only polls the child
+give up) are :func:`workers.localcluster.cluster_plan.on_exit`'s; this module only polls the child
 processes and acts. Every child is a real ``qwc`` process in a session of its own (Ctrl-C
 in the terminal reaches only the supervisor, which then stops each child with SIGTERM).
 
@@ -31,8 +31,8 @@ from urllib.parse import quote
 import javaproperties
 
 from schemas.settings import Settings
-from workers.cluster_plan import Action, ProcessSpec, on_exit
-from workers.local import LocalProcesses
+from workers.localcluster.cluster_plan import Action, ProcessSpec, on_exit
+from workers.localcluster.local import LocalProcesses
 
 __all__ = [
     "POLL_S",
