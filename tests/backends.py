@@ -18,18 +18,29 @@ and ``cluster`` (called from ``pytest_generate_tests`` in tests/conftest.py).
   failover, anything specific to PostgreSQL or to a real Redis 7 server.
 
 A backend that was asked for and does not answer fails the test; it is never skipped.
+
+Under pytest-xdist (``-n N``) each worker gets its own servers' namespace, so workers never
+flush or drop each other's data: worker ``gwK`` uses Redis database ``db + K`` of
+QWC_TEST_REDIS_URL and the PostgreSQL database ``<name>_gwK`` beside QWC_TEST_DATABASE_URL's
+(created when missing; ``gw0`` uses the URLs as given): :func:`external_redis_url`,
+:func:`external_database_url`.
 """
 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 __all__ = [
     "BOTH_STACKS",
     "DATABASE_URL_ENV",
     "EXTERNAL_REDIS_ENV",
+    "external_database_url",
+    "external_redis_url",
     "pairs",
     "parametrize_backends",
     "redis_variants",
@@ -40,6 +51,49 @@ __all__ = [
 EXTERNAL_REDIS_ENV = "QWC_TEST_REDIS_URL"
 DATABASE_URL_ENV = "QWC_TEST_DATABASE_URL"
 BOTH_STACKS = "both_stacks"
+
+
+def _worker_index() -> int:
+    """K of the pytest-xdist worker ``gwK`` this process is, 0 without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+def external_redis_url() -> str:
+    """QWC_TEST_REDIS_URL for this process: database ``db + K`` for xdist worker ``gwK``.
+    Raises ``KeyError`` when the variable is not set, ``ValueError`` past database 15."""
+    given = os.environ[EXTERNAL_REDIS_ENV]
+    index = _worker_index()
+    if index == 0:
+        return given
+    parts = urlsplit(given)
+    db = int(parts.path.strip("/") or 0) + index
+    if db > 15:
+        raise ValueError(f"{EXTERNAL_REDIS_ENV}: no Redis database {db} for worker gw{index}")
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def external_database_url() -> str:
+    """QWC_TEST_DATABASE_URL for this process: for xdist worker ``gwK`` (K > 0) the database
+    ``<name>_gwK`` on the same server, created when missing. Raises ``KeyError`` when the
+    variable is not set."""
+    given = os.environ[DATABASE_URL_ENV]
+    index = _worker_index()
+    if index == 0:
+        return given
+    url = make_url(given)
+    name = f"{url.database}_gw{index}"
+    engine = create_engine(given, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def redis_variants() -> list[str]:

@@ -48,6 +48,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     parametrize_backends(metafunc)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) the tests that start real processes or a
+    browser run on one worker, one after another, as they would alone: their timing bounds
+    hold; the in-process tests share the other worker."""
+    for item in items:
+        if item.get_closest_marker("processes") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

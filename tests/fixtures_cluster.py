@@ -9,14 +9,16 @@ fails the test. Teardown SIGKILLs every process the test started (tests/cluster.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.backends import DATABASE_URL_ENV, EXTERNAL_REDIS_ENV
+from tests.backends import (
+    external_database_url,
+    external_redis_url,
+)
 from tests.cluster import Cluster
 from tests.fixtures_redis import require_ping
 from tests.fixtures_sql import reset_postgres_schema
@@ -28,13 +30,13 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     """A ``Cluster`` on the stack ``request.param`` (``"<redis>+<sql>"``)."""
     redis_kind, db_kind = request.param.split("+")
     if redis_kind == "external":
-        redis_url = os.environ[EXTERNAL_REDIS_ENV]
+        redis_url = external_redis_url()
     else:
         redis_url = request.getfixturevalue("embedded_redis_url")
     require_ping(redis_url)
     redis.Redis.from_url(redis_url).flushdb()
     if db_kind == "postgresql":
-        db_url = os.environ[DATABASE_URL_ENV]
+        db_url = external_database_url()
         reset_postgres_schema(db_url)
     else:
         db_url = f"sqlite:///{tmp_path / 'qwc.db'}"

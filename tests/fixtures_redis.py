@@ -8,13 +8,12 @@ never skipped). ``r`` is a client on it, the database flushed before each test.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.backends import EXTERNAL_REDIS_ENV
+from tests.backends import EXTERNAL_REDIS_ENV, external_redis_url
 from workers.bus.connect import connect
 from workers.bus.embedded import EmbeddedRedis
 
@@ -36,7 +35,7 @@ def redis_url(request: pytest.FixtureRequest) -> str:
     """URL of a real Redis server: the embedded one, or $QWC_TEST_REDIS_URL (the variant is
     ``request.param``, set by tests/backends.py)."""
     if request.param == "external":
-        url = os.environ[EXTERNAL_REDIS_ENV]
+        url = external_redis_url()
         require_ping(url)
         return url
     return str(request.getfixturevalue("embedded_redis_url"))

@@ -7,7 +7,6 @@ test; a server that does not answer makes the test fail (never skip).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tests.backends import DATABASE_URL_ENV
+from tests.backends import external_database_url
 from workers.store import Store, create_store_engine, upgrade
 
 __all__ = ["db_url", "reset_postgres_schema", "run_threads", "store"]
@@ -38,7 +37,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     database of QWC_TEST_DATABASE_URL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'qwc.db'}"
-    url = os.environ[DATABASE_URL_ENV]
+    url = external_database_url()
     reset_postgres_schema(url)
     return url
 

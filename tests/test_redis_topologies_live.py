@@ -21,6 +21,7 @@ import redis
 
 from schemas.errors import NotFoundError
 from schemas.keys import Keys
+from tests.backends import DATABASE_URL_ENV, external_database_url
 from tests.cluster import Cluster, membership_changes, wait_for
 from tests.fixtures_sql import reset_postgres_schema
 from tests.redis_topologies import RedisCluster3, SentinelSet
@@ -46,7 +47,7 @@ EVERY_SECOND = "* * * * * *"
 
 
 def _database(tmp_path: Path) -> str:
-    url = os.environ.get("QWC_TEST_DATABASE_URL")
+    url = external_database_url() if os.environ.get(DATABASE_URL_ENV) else None
     if url:
         reset_postgres_schema(url)
     else:
