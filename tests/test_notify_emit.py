@@ -179,20 +179,26 @@ def test_an_execution_tells_its_status_once_written(r: redis.Redis) -> None:
         r,
         KEYS,
         execution("running"),
-        job_path="ops/backup",
+        job=("ops", "", "backup"),
         member_name="n1",
         retrying=False,
         at_ms=110,
     )
     assert started is not None and started.kind == "execution.started"
     timed_out = emit_execution(
-        r, KEYS, execution("timedout", "...killed"), job_path="ops/backup", member_name="n1",
+        r, KEYS, execution("timedout", "...killed"), job=("ops", "", "backup"), member_name="n1",
         retrying=False, at_ms=150, hook_urls=("https://h/job",),
     )  # fmt: skip
     assert timed_out is not None and timed_out.id == "execution.timed_out:e1"
     assert (
         emit_execution(
-            r, KEYS, execution("aborted"), job_path="x", member_name="", retrying=False, at_ms=1
+            r,
+            KEYS,
+            execution("aborted"),
+            job=("x", "", "y"),
+            member_name="",
+            retrying=False,
+            at_ms=1,
         )
         is None
     )

@@ -125,7 +125,7 @@ def emit_execution(
     keys: Keys,
     execution: ExecutionFacts,
     *,
-    job_path: str,
+    job: tuple[str, str, str],
     member_name: str,
     retrying: bool,
     at_ms: int,
@@ -136,12 +136,12 @@ def emit_execution(
     ``execution.retryable_failure`` when ``retrying``; ``timedout`` ->
     ``execution.timed_out``; other statuses: nothing, None returned). Call it once the
     status is written (its conditional UPDATE changed the row): the write happens once,
-    so no id marker is kept. ``job_path``: ``project/group/name``; ``at_ms``: when the
+    so no id marker is kept. ``job``: (project, group, name); ``at_ms``: when the
     status was written (epoch ms); ``hook_urls``: the job's own webhooks for this event.
     Raises ``redis.RedisError``."""
     event = execution_event(
         execution,
-        job_path=job_path,
+        job=job,
         member_name=member_name,
         retrying=retrying,
         at_ms=at_ms,
