@@ -13,6 +13,7 @@ executors and JSON shapes: ``workers.jobs``; ``jobs import`` also reads Rundeck'
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import ConflictError, StoreError
+from schemas.errors import ConflictError, NotFoundError, StoreError
 from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_cli
 from workers.cli.jobs_edit_cmd import EDIT_COMMANDS
 from workers.cli.jobs_next_cmd import next_command
@@ -33,7 +34,7 @@ from workers.jobops import (
     new_job_owners,
 )
 from workers.jobs import SpecError, job_json, job_runs, load_import, parse_spec
-from workers.store import JobRow, list_jobs, list_members
+from workers.store import JobRow, find_job, list_jobs, list_members
 
 __all__ = ["COMMANDS", "jobs"]
 
@@ -157,6 +158,34 @@ def list_command(cli: CliContext, owner: str | None, project: str | None, as_jso
             retry,
         )  # fmt: skip
     Console().print(table)
+
+
+@jobs.command("show")
+@click.argument("job_ref", metavar="JOB")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as a JSON object.")
+@pass_cli
+def show_command(cli: CliContext, job_ref: str, as_json: bool) -> None:
+    """Show job JOB: every field of `jobs list --json`, one per line, and its webhooks
+    per trigger (URLs shown as scheme, host and port: they may hold a token).
+
+    Exits 2 for an unknown job, 1 when the store is unreachable.
+    """
+    with opened_store(cli) as store:
+        try:
+            job = find_job(store, job_ref)
+        except NotFoundError as exc:
+            fail(str(exc), 2)
+            return
+    shown = job_json(job)
+    if as_json:
+        echo_json(shown)
+        return
+    hooks = shown.pop("notify")
+    for key, value in shown.items():
+        click.echo(f"{key}: {value if isinstance(value, str) else json.dumps(value)}")
+    click.echo("notify:" + ("" if hooks else " (none)"))
+    for trigger, urls in hooks.items():
+        click.echo(f"  {trigger}: {', '.join(urls)}")
 
 
 @jobs.command("import")
