@@ -204,11 +204,8 @@ def spec_fields_of_options(options: dict[str, Any]) -> dict[str, Any]:
     (the triggers given only); options not given are left out. Raises ``SpecError``
     for an option that needs another, or ``--kwargs`` that is not JSON."""
     options = dict(options)
-    hooks = {
-        trigger: list(options.pop(param, None) or ())
-        for param, (trigger, _) in HOOK_OPTIONS.items()
-        if options.get(param)
-    }
+    given = {trigger: options.pop(param, None) for param, (trigger, _) in HOOK_OPTIONS.items()}
+    hooks = {trigger: list(urls) for trigger, urls in given.items() if urls}
     fields = {k: v for k, v in options.items() if v is not None and not k.startswith("http_")}
     if hooks:
         fields["notify"] = hooks
