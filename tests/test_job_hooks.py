@@ -25,7 +25,7 @@ from workers.jobs.hooks import hook_urls, shown_hooks, trigger_of
 from workers.node.runner import Ended
 from workers.node.tell import ended_event, started_event
 from workers.notify.events import execution_kind
-from workers.notify.hooks import HookDeliveries, HookFanout, delivery_id
+from workers.notify.hooks import HookDeliveries, HookFanout, delivery_id, hook_url_of
 from workers.notify.sender import EventSender
 from workers.store import JobRow, StartedExecution
 
@@ -234,3 +234,8 @@ def test_hooks_are_delivered_once_each_and_a_failing_one_ends_in_the_failed_list
     assert failed.status == 500 and failed.attempts >= 2
     assert r.keys(KEYS.notify_hook("*")) == []  # nothing left behind
     assert delivery_id(event.id, hook.url) != delivery_id(event.id, failing.url)
+    # `qwc notifications retry` finds the URL among the job's hooks as they are now
+    now = {"onfailure": [hook.url, failing.url]}
+    assert hook_url_of(failed.receiver, now) == failing.url
+    assert hook_url_of(failed.receiver, {"onfailure": [hook.url]}) is None
+    assert hook_url_of("ops", now) is None

@@ -22,7 +22,8 @@ its own:
   it meanwhile, and a replica that dies during an attempt leaves it due again: at least
   once. Delivered: removed. Failed: its failures kept and its score moved to the next
   attempt. Given up: on the failed list (``receiver`` ``job:<trigger>:<URL
-  redacted>``), and removed.
+  redacted>#<URL hash>``: ``qwc notifications retry`` finds the URL among the job's hooks
+  as they are now, :func:`hook_url_of`), and removed.
 
 Unlike a receiver, a URL's deliveries are not kept in order: each event is retried on its
 own schedule. Receivers dedupe on the event id as for any event.
@@ -33,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -70,6 +71,7 @@ __all__ = [
     "HookFanout",
     "delivery_id",
     "hook_receiver",
+    "hook_url_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,15 +93,31 @@ return redis.call('HGETALL', KEYS[2])
 """
 
 
+def _url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 def delivery_id(event_id: str, url: str) -> str:
     """The id of the delivery of ``event_id`` to ``url`` (the URL hashed: it may hold a
     token, and ids show in logs)."""
-    return f"{event_id}|{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    return f"{event_id}|{_url_hash(url)}"
 
 
 def hook_receiver(event: Event, url: str) -> str:
-    """A hook's name on the failed list: ``job:<trigger>:<URL redacted>``."""
-    return f"job:{trigger_of(event.kind) or event.kind}:{redact_webhook_url(url)}"
+    """A hook's name on the failed list: ``job:<trigger>:<URL redacted>#<URL hash>``."""
+    trigger = trigger_of(event.kind) or event.kind
+    return f"job:{trigger}:{redact_webhook_url(url)}#{_url_hash(url)}"
+
+
+def hook_url_of(receiver: str, notify: Mapping[str, Sequence[str]]) -> str | None:
+    """The URL of the job's hooks ``notify`` that :func:`hook_receiver` named ``receiver``
+    (None: not a job hook's name, or the job has that URL for that trigger no more)."""
+    kind, _, rest = receiver.partition(":")
+    trigger, _, named = rest.partition(":")
+    digest = named.rpartition("#")[2]
+    if kind != "job" or not digest:
+        return None
+    return next((u for u in notify.get(trigger, ()) if _url_hash(u) == digest), None)
 
 
 def _url_key(item_id: str) -> str:
