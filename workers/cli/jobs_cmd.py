@@ -126,7 +126,8 @@ def list_command(cli: CliContext, owner: str | None, project: str | None, as_jso
     the other executors), executor (kind and parameters; credentials in HTTP headers and
     URLs shown as ***), timeout_s, concurrency, schedule, time_zone (null: the cluster
     default), enabled (fired by its schedule), schedule_enabled, execution_enabled,
-    misfire, misfire_grace_s, owner_uuid, owner_epoch, retry_count, retry_delay_s,
+    misfire, misfire_grace_s, notify (the job's webhooks per trigger, URLs shown as scheme,
+    host and port), owner_uuid, owner_epoch, retry_count, retry_delay_s,
     next/last fire times (epoch ms and ISO UTC), modified_by, modified_ms, created_ms.
     """
     with opened_store(cli) as store:
@@ -213,10 +214,10 @@ def import_command(
     callable, kwargs); timeout (seconds), concurrency (allow, forbid, replace; default
     forbid), schedule, time_zone, misfire (skip, fire_once), misfire_grace (seconds),
     project, group, description, id, owner (or as: a member's UUID or name), retry,
-    retry_delay, enabled, execution_enabled. Or Rundeck's job YAML (recognised by its
-    sequence entries; docs/jobs.md lists what is read): fields that cannot be represented
-    (node filters, options, notifications, …) are imported without, each reported on
-    stderr with its job and field.
+    retry_delay, enabled, execution_enabled, notify (webhooks: {onfailure: [URL, …], …}).
+    Or Rundeck's job YAML (recognised by its sequence entries; docs/jobs.md lists what is
+    read): fields that cannot be represented (node filters, options, notifications other
+    than webhooks, …) are imported without, each reported on stderr with its job and field.
 
     Exits 2 naming the entry index and field of every invalid entry, a job that exists
     (its id) without --update, or an unknown owner (nothing is imported); 1 when the store
