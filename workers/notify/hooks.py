@@ -48,6 +48,7 @@ from schemas.messages import Event
 from schemas.settings import Settings
 from schemas.settings_webhooks import redact_webhook_url
 from workers.bus.connect import BLOCK_MS_MAX
+from workers.bus.retry import is_group_missing
 from workers.bus.streams import (
     Entry,
     ack,
@@ -136,7 +137,19 @@ class HookFanout:
         self._claimed_ms = 0
 
     def step(self) -> float:
-        """Read and fan out what came (waits a little); returns the seconds to wait."""
+        """Read and fan out what came (waits a little); returns the seconds to wait. Raises
+        ``redis.RedisError`` (the caller's loop retries); a lost group (Redis restarted
+        empty) is created again at the next step."""
+        try:
+            return self._step()
+        except redis.ResponseError as exc:
+            if not is_group_missing(exc):
+                raise
+            log.warning("job hooks: group missing (Redis restarted empty?)")
+            self.prepared = False
+            return 0.0
+
+    def _step(self) -> float:
         now_ms = server_time_ms(self.redis)
         if not self.prepared:
             start_ms = max(0, now_ms - START_BACKLOG_MS)
