@@ -22,12 +22,21 @@ from tests.test_notify_live import SECRET
 from workers.cli.jobs_options import spec_fields_of_options
 from workers.jobs import SpecError, merged_spec, parse_import, parse_spec
 from workers.jobs.hooks import hook_urls, shown_hooks, trigger_of
-from workers.node.runner import Ended
+from workers.node.runner import Ended, record_outcomes
 from workers.node.tell import ended_event, started_event
 from workers.notify.events import execution_kind
 from workers.notify.hooks import HookDeliveries, HookFanout, delivery_id, hook_url_of
 from workers.notify.sender import EventSender
-from workers.store import JobRow, StartedExecution
+from workers.store import (
+    Finish,
+    JobRow,
+    StartedExecution,
+    Store,
+    create_job,
+    finish_executions,
+    insert_execution,
+    start_executions,
+)
 
 HOOK = "https://hooks.example.com/qwc?token=s3cret"
 KEYS = Keys()
@@ -239,3 +248,17 @@ def test_hooks_are_delivered_once_each_and_a_failing_one_ends_in_the_failed_list
     assert hook_url_of(failed.receiver, now) == failing.url
     assert hook_url_of(failed.receiver, {"onfailure": [hook.url]}) is None
     assert hook_url_of("ops", now) is None
+
+
+def test_only_the_outcomes_written_are_told(store: Store) -> None:
+    job = create_job(
+        store, project="ops", group_name="", name="j", command=["false"], schedule=None,
+        modified_by="m1", now_ms=1, notify={"onfailure": ["http://h/"]},
+    )  # fmt: skip
+    ids = [insert_execution(store, job_id=job.id, member_uuid="m1", trigger="manual",
+                            fire_ms=1, now_ms=1) for _ in range(2)]  # fmt: skip
+    first, second = start_executions(store, ids, member_uuid="m1", now_ms=2)
+    assert first.notify == {"onfailure": ["http://h/"]} and first.name == "j"
+    finish_executions(store, [Finish(second.id, "aborted", None, None, "by hand")], now_ms=3)
+    done = record_outcomes(store, [Ended(first, "failed"), Ended(second, "failed")], now_ms=4)
+    assert [(d.ended.execution.id, d.retrying) for d in done] == [(first.id, False)]
