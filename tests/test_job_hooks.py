@@ -80,6 +80,8 @@ def test_hooks_of_a_spec_are_checked_and_kept_per_trigger() -> None:
         ({"onfailure": ["http:///nohost"]}, "(no host)"),
         ({"onfailure": [f"http://h/{i}" for i in range(11)]}, "11 URLs, at most 10"),
         ({"onfail": [HOOK]}, "field 'notify.onfail': Extra inputs are not permitted"),
+        ({"onstart": ["http://h/" + "x" * 2048]}, "at most 2048"),
+        ({"onstart": [3]}, "3 is not a URL"),
     ],
 )
 def test_a_bad_hook_is_refused_naming_its_trigger(notify: dict[str, Any], problem: str) -> None:

@@ -16,7 +16,8 @@ trigger                 event
 A job keeps them as :class:`JobHooks` (a spec's ``notify``; the store's ``notify``
 column: trigger -> list of URLs, triggers without URLs left out). Each URL is an
 ``http://`` or ``https://`` URL with a host, as a receiver's (a bad one is refused,
-naming the trigger); at most :data:`MAX_HOOK_URLS` per trigger. A URL may hold a token,
+naming the trigger); at most :data:`MAX_HOOK_URLS` per trigger, each at most
+:data:`MAX_URL_CHARS` long. A URL may hold a token,
 so listings show it redacted (:func:`shown_hooks`).
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "EVENT_TRIGGERS",
     "HOOK_TRIGGERS",
     "MAX_HOOK_URLS",
+    "MAX_URL_CHARS",
     "JobHooks",
     "hook_urls",
     "merged_hooks",
@@ -43,6 +45,7 @@ __all__ = [
 
 HOOK_TRIGGERS = ("onstart", "onsuccess", "onfailure", "onretryablefailure", "ontimeout")
 MAX_HOOK_URLS = 10  # per trigger
+MAX_URL_CHARS = 2048
 EVENT_TRIGGERS: Mapping[str, str] = {
     EventType.EXECUTION_STARTED: "onstart",
     EventType.EXECUTION_SUCCEEDED: "onsuccess",
@@ -78,6 +81,8 @@ class JobHooks(BaseModel):
                 raise ValueError(f"{url!r} is not a URL")
             if not url.strip():
                 continue
+            if len(url) > MAX_URL_CHARS:
+                raise ValueError(f"a URL of {len(url)} characters, at most {MAX_URL_CHARS}")
             try:
                 checked.append(check_url(url))
             except ValueError as exc:
