@@ -5,7 +5,9 @@ receiver)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from schemas.codec import decode_as
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import FailedNotification
 from schemas.settings import Settings
-from tests.notify_receiver import Receiver
+from tests.cluster import wait_for
+from tests.notify_receiver import Receiver, SilentReceiver
 from tests.test_notify_live import SECRET
 from workers.cli.jobs_options import spec_fields_of_options
 from workers.jobs import SpecError, merged_spec, parse_import, parse_spec
@@ -264,3 +267,30 @@ def test_only_the_outcomes_written_are_told(store: Store) -> None:
     finish_executions(store, [Finish(second.id, "aborted", None, None, "by hand")], now_ms=3)
     done = record_outcomes(store, [Ended(first, "failed"), Ended(second, "failed")], now_ms=4)
     assert [(d.ended.execution.id, d.retrying) for d in done] == [(first.id, False)]
+
+
+def test_a_silent_hook_delays_no_other_hook(
+    r: redis.Redis, redis_url: str, hook: Receiver, tmp_path: Path
+) -> None:
+    silent = SilentReceiver()
+    settings = _settings(redis_url, tmp_path).model_copy(update={"notification_timeout_s": 5.0})
+    sender = EventSender(r, KEYS)
+    for n in range(3):  # three failed runs of jobs hooked to the silent URL, then to ours
+        e = dataclasses.replace(_started(onfailure=(silent.url, hook.url)), id=f"e{n}")
+        event = ended_event(Ended(e, "failed"), member_name="n1", retrying=False, ended_ms=9)
+        assert event is not None
+        sender.send(event)
+    sender.close()
+    fanout = HookFanout(r, KEYS, consumer="c1")
+    fanout.block_ms = 10
+    fanout.step()
+    deliveries = HookDeliveries(r, settings)
+    started = time.monotonic()
+    try:
+        wait_for(lambda: deliveries.step() >= 0 and len(hook.requests) == 3, timeout_s=4,
+                 what="our 3 deliveries")  # fmt: skip
+        assert time.monotonic() - started < 4  # not behind the silent one's 5 s timeouts
+        assert len(silent.accepted) == 1  # one attempt at a time to the silent URL
+    finally:
+        silent.stop()
+        deliveries.close()
