@@ -34,8 +34,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import httpx
@@ -64,6 +64,7 @@ from workers.notify.receiver import FAILED_MAXLEN, START_BACKLOG_MS
 from workers.notify.schedule import Failures, GiveUp, policy_of
 
 __all__ = [
+    "CLOSE_GRACE_S",
     "FANOUT_IDLE_MS",
     "HOOKS_GROUP",
     "HOOK_COUNTS",
@@ -81,6 +82,7 @@ HOOKS_GROUP = "notify:job-hooks"
 HOOK_COUNTS = "job-hooks"  # the deliveries' outcomes in {qwc}:notify:counts
 HOOK_THREADS = 16  # deliveries under way at once per replica (one per URL)
 FANOUT_IDLE_MS = 60_000  # an event pending this long was left by a replica that died
+CLOSE_GRACE_S = 3.0  # on stop, how long the attempts under way may still take
 _TAKE = 200  # due deliveries read per round trip
 _LOOK = 2000  # due deliveries looked at per pass at most (past those whose URL is busy)
 
@@ -223,7 +225,7 @@ class HookDeliveries:
         self.clock = clock or (lambda: server_time_ms(client))
         self.http = httpx.Client()
         self.threads = threads
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="job-hook")
+        self._running: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._busy: set[str] = set()  # URL keys with an attempt under way here
         self.wake = threading.Event()
@@ -258,9 +260,15 @@ class HookDeliveries:
                 if fields is None:
                     continue
                 busy.add(url_key)
+                # daemon: one still waiting on a silent URL does not hold the exit up (the
+                # delivery is due again after its lease)
+                thread = threading.Thread(
+                    target=self._deliver, args=(item, fields), name="job-hook", daemon=True
+                )
                 with self._lock:
                     self._busy.add(url_key)
-                self._pool.submit(self._deliver, item, fields)
+                    self._running.add(thread)
+                thread.start()
             if len(due) < _TAKE:
                 break
         following = cast(
@@ -274,9 +282,16 @@ class HookDeliveries:
             wait_s = min(wait_s, (following[0][1] - now_ms) / 1000)
         return max(0.0, wait_s)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self.http.close()
+    def close(self, timeout_s: float = CLOSE_GRACE_S) -> None:
+        """Wait at most ``timeout_s`` for the attempts under way; the others are left to
+        their lease (due again later)."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            running = list(self._running)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if not any(t.is_alive() for t in running):
+            self.http.close()
 
     def _claim(self, item: str, score: float, now_ms: int) -> dict[str, bytes] | None:
         claim = self.redis.register_script(_CLAIM_LUA)
@@ -299,6 +314,7 @@ class HookDeliveries:
         finally:
             with self._lock:
                 self._busy.discard(_url_key(item))
+                self._running.discard(threading.current_thread())
             self.wake.set()
 
     def _attempt(self, item: str, fields: dict[str, bytes]) -> None:
