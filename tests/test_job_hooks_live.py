@@ -10,18 +10,29 @@ events, and nothing is sent for the start and the success the job has no hook fo
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
 
 import pytest
 
+from schemas.errors import NotFoundError
 from tests.cluster import Cluster, wait_for
 from tests.notify_receiver import Receiver
 from tests.test_commands_live import INTERVAL_ENV, run_json, wait_active
 from tests.test_notify_live import SECRET
+from workers.store import Store, create_store_engine, get_execution
 
 pytestmark = pytest.mark.processes
+
+
+@pytest.fixture
+def db(cluster: Cluster) -> Iterator[Store]:
+    """The cluster's database."""
+    engine = create_store_engine(cluster.database_url)
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -31,19 +42,21 @@ def hook() -> Iterator[Receiver]:
     rec.stop()
 
 
-def _run_to_end(cluster: Cluster, job: str, member: str) -> str:
+def _run_to_end(cluster: Cluster, db: Store, job: str, member: str) -> str:
     execution_id = str(run_json(cluster, "run", job, "--on", member)["execution_id"])
 
     def ended() -> bool:
-        shown = cluster.run("executions", "show", execution_id, "--json", check=False)
-        return shown.returncode == 0 and json.loads(shown.stdout)["ended_ms"] is not None
+        try:
+            return get_execution(db, execution_id).ended_ms is not None
+        except NotFoundError:  # the member has not processed the command yet
+            return False
 
     wait_for(ended, timeout_s=20, what=f"execution {execution_id} ended")
     return execution_id
 
 
 def test_a_failing_and_a_timed_out_run_each_notify_their_hook_once(
-    cluster: Cluster, hook: Receiver
+    cluster: Cluster, db: Store, hook: Receiver
 ) -> None:
     ops = Receiver().start()  # a configured receiver of execution.* gets them too
     cluster.extra_env.update(
@@ -66,9 +79,9 @@ def test_a_failing_and_a_timed_out_run_each_notify_their_hook_once(
     )  # fmt: skip
     assert set(added["notify"]) == {"onfailure", "ontimeout"}  # type: ignore[arg-type]
 
-    failed_id = _run_to_end(cluster, "ops/flaky", member)
+    failed_id = _run_to_end(cluster, db, "ops/flaky", member)
     cluster.run("jobs", "edit", "ops/flaky", "--timeout", "1", "--shell", "SLOW=1; " + script)
-    timed_out_id = _run_to_end(cluster, "ops/flaky", member)
+    timed_out_id = _run_to_end(cluster, db, "ops/flaky", member)
 
     wait_for(lambda: len({e["id"] for e in hook.events()}) == 2, timeout_s=15, what="2 hooks")
     wait_for(lambda: len(ops.events()) >= 4, timeout_s=15, what="the receiver's 4 events")
