@@ -10,14 +10,16 @@ subscribes to nothing in silence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
 __all__ = [
     "EVENT_FAMILIES",
+    "EVENT_TRIGGERS",
     "EventType",
     "check_pattern",
     "event_matches",
+    "trigger_of",
 ]
 
 
@@ -40,6 +42,23 @@ class EventType(StrEnum):
     EXECUTION_RETRYABLE_FAILURE = "execution.retryable_failure"
     EXECUTION_TIMED_OUT = "execution.timed_out"
     NOTIFICATION_TEST = "notification.test"  # `qwc notifications test`: never emitted
+
+
+# The trigger of a job's own webhooks (Rundeck's notification names, plus ``ontimeout``)
+# each execution event fires: ``workers.jobs.hooks`` and the notify worker's fan-out.
+EVENT_TRIGGERS: Mapping[str, str] = {
+    EventType.EXECUTION_STARTED: "onstart",
+    EventType.EXECUTION_SUCCEEDED: "onsuccess",
+    EventType.EXECUTION_FAILED: "onfailure",
+    EventType.EXECUTION_RETRYABLE_FAILURE: "onretryablefailure",
+    EventType.EXECUTION_TIMED_OUT: "ontimeout",
+}
+
+
+def trigger_of(event_type: str) -> str | None:
+    """The job-hook trigger an event type fires (``execution.failed`` -> ``onfailure``);
+    None for the events that are not an execution's."""
+    return EVENT_TRIGGERS.get(event_type)
 
 
 # What a receiver may subscribe to (the sample of ``qwc notifications test`` goes to a URL).

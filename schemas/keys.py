@@ -33,7 +33,11 @@ All keys of a cluster share one Redis Cluster hash slot through the hash tag ``{
     {qwc}:notifications:failed  stream   FailedNotification messages: deliveries given up
     {qwc}:notify:lease:<receiver>   string   SET NX PX: the replica delivering to a receiver
     {qwc}:notify:retry:<receiver>   hash     failed attempts at the receiver's oldest event
-    {qwc}:notify:counts         hash     "<receiver>:<outcome>" -> deliveries (metrics)
+    {qwc}:notify:counts         hash     "<receiver>:<outcome>" -> deliveries (metrics;
+                                         "job-hooks:<outcome>" for the jobs' webhooks)
+    {qwc}:notify:hooks:due      zset     delivery id -> next attempt ms (jobs' webhooks);
+                                         group "notify:job-hooks" on {qwc}:events fans out
+    {qwc}:notify:hook:<delivery id>  hash  event, url, failed attempts of one delivery
 
 Stream entries carry one field, ``m``, holding the msgpack-encoded message; a heartbeat
 signed with ``qwcontrol.clusterMode.heartbeat.secret`` also carries ``s``, the hex
@@ -178,6 +182,13 @@ class Keys:
 
     def notify_retry(self, receiver: str) -> str:
         return self._k(f"notify:retry:{receiver}")
+
+    def notify_hook(self, delivery: str) -> str:
+        return self._k(f"notify:hook:{delivery}")
+
+    @property
+    def notify_hooks_due(self) -> str:
+        return self._k("notify:hooks:due")
 
     @property
     def notify_counts(self) -> str:

@@ -23,7 +23,8 @@ Conventions:
                      time_zone (NULL: qwcontrol.scheduler.timeZone), misfire (skip|fire_once)
                      and misfire_grace_s (NULL: 60 s), description, deleted_ms (a deleted
                      job's row stays, so its executions keep their foreign key, until
-                     retention removes the row with the last of them)
+                     retention removes the row with the last of them); 0005: notify (the
+                     job's webhooks: trigger -> URLs, ``workers.jobs.hooks``; {}: none)
     executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of
                      (first execution of the chain), trigger, fire_ms (not before: a retry's
                      fire_ms is when its delay ends), queued_ms (when its member put it on
@@ -170,6 +171,8 @@ scheduled_jobs = Table(
     Column("misfire_grace_s", Float, nullable=True),
     Column("description", Text, nullable=False, server_default=""),
     Column("deleted_ms", BigInteger, nullable=True),
+    # 0005: the job's webhooks, trigger (onstart, onfailure, …) -> list of URLs.
+    Column("notify", JSON, nullable=False, server_default=text("'{}'")),
     # 0004: a name is unique among live jobs only, so a deleted job's name can be used again.
     Index(
         "uq_scheduled_jobs_live_path",

@@ -163,16 +163,18 @@ def test_up_runs_the_topology_and_sigterm_stops_every_process(cluster: Cluster) 
     assert names == ["node-1", "node-2", "node-3"]
     served = wait_for(lambda: manager_members(port), timeout_s=20, what="the manager")
     assert {m["name"] for m in served} >= {"node-1", "node-2", "node-3"}
-    wait_for(lambda: len(children_by_label(proc.pid)) == 9, what="9 processes")
+    wait_for(lambda: len(children_by_label(proc.pid)) == 10, what="10 processes")
     kinds = Counter(k.rsplit("-", 1)[0] for k in children_by_label(proc.pid))
-    assert kinds == {"liveness": 2, "takeover": 2, "recovery": 1, "manager": 1, "node": 3}
+    assert kinds == {
+        "liveness": 2, "takeover": 2, "recovery": 1, "notify": 1, "manager": 1, "node": 3
+    }  # fmt: skip
     # each node runs its watchdog as a child: 3 grandchildren
-    everyone = wait_for(lambda: at_least(12, descendants(proc.pid)), what="the nodes' watchdogs")
+    everyone = wait_for(lambda: at_least(13, descendants(proc.pid)), what="the nodes' watchdogs")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, log_of(cluster, proc)  # 0: every child exited 0
     assert [p for p in everyone if running(p)] == []
     assert processes_of(cluster) == []
-    assert "all 9 processes stopped cleanly" in log_of(cluster, proc)
+    assert "all 10 processes stopped cleanly" in log_of(cluster, proc)
 
 
 @pytest.mark.processes

@@ -272,3 +272,30 @@ def test_members_shows_whole_uuids_at_80_columns(
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     wide = run("members", "--wide", QWC_REDIS_URL=redis_url, COLUMNS="160")
     assert "last_seen" in wide.stdout and all(uuid in wide.stdout for uuid in names)
+
+
+def test_hooks_are_added_edited_cleared_and_shown_redacted(run: Any, store: Store) -> None:
+    token_url = "https://hooks.example.com/t/s3cret"
+    job = add(run, "hooked", "--as", A, "--on-failure", token_url, "--on-failure", "http://b/",
+              "--on-start", "http://s/")  # fmt: skip
+    assert get_job(store, job["id"]).notify == {
+        "onstart": ("http://s/",), "onfailure": (token_url, "http://b/"),
+    }  # fmt: skip
+    shown = run("jobs", "show", "default/hooked")
+    assert (
+        shown.exit_code == 0 and "onfailure: https://hooks.example.com/…, http://b/" in shown.stdout
+    )
+    assert "s3cret" not in shown.stdout
+    edited = run("jobs", "edit", "default/hooked", "--on-failure", "", "--on-timeout", "http://t/")
+    assert edited.exit_code == 0, edited.output
+    assert get_job(store, job["id"]).notify == {
+        "onstart": ("http://s/",),
+        "ontimeout": ("http://t/",),
+    }
+    bad = run("jobs", "edit", "default/hooked", "--on-success", "ftp://x/")
+    assert (
+        bad.exit_code == 2 and "field 'notify.onsuccess': 'ftp://x/' is not an http" in bad.output
+    )
+    cleared = run("jobs", "edit", "default/hooked", "--no-hooks")
+    assert cleared.exit_code == 0 and get_job(store, job["id"]).notify == {}
+    assert run("jobs", "show", "nope/nothing").exit_code == 2

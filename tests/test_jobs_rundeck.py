@@ -151,7 +151,7 @@ def test_what_is_not_represented_is_dropped_with_a_warning_naming_job_and_field(
     assert fields == [
         "'loglimit'",
         "'nodefilters'",
-        "'notification'",
+        "'notification.onfailure.recipients'",
         "'options'",
         "'options_x'",
         "'orchestrator'",

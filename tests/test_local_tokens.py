@@ -1,8 +1,8 @@
 """The manager's tokens of a local cluster (``qwc cluster up``, ``qwc demo``): made up when
 the settings give none, kept in the data directory with mode 0600 and the same on the next
 start, the configured ones taken as they are; the page's address carries the read token
-in its fragment; a notify worker is part of the local topology when receivers are
-configured."""
+in its fragment; a notify worker is part of the local topology when asked for (``qwc
+cluster up`` always asks: the jobs' own webhooks may be added at any time)."""
 
 from __future__ import annotations
 

@@ -191,3 +191,22 @@ def test_compatible_import_refusals(api: Api, store: Store) -> None:
     member(store, "aaaaaaaa-0000-4000-8000-000000000001", "node-1")
     as_json = api.ok("POST", url, json=bad[:1], params={"uuidOption": "remove"})
     assert [j["name"] for j in as_json["succeeded"]] == ["fine"]
+
+
+def test_a_jobs_hooks_are_set_patched_and_shown_redacted(
+    api: Api, cluster_view: ClusterView, store: Store
+) -> None:
+    cluster_view.beat("node-1")
+    secret = "https://hooks.example.com/t/s3cret"
+    body = {"name": "h", "command": "false", "notify": {"onfailure": [secret]}}
+    job = api.ok("POST", f"{C}/jobs", 201, json=body)
+    assert job["notify"] == {"onfailure": ["https://hooks.example.com/…"]}  # no token shown
+    assert get_job(store, job["id"]).notify == {"onfailure": (secret,)}
+    bad = api.post(f"{C}/jobs", json={**body, "name": "i", "notify": {"ontimeout": "nope"}})
+    assert bad.status_code == 422 and "field 'notify.ontimeout'" in bad.json()["message"]
+    patch = {"notify": {"ontimeout": ["http://127.0.0.1:9/t"], "onfailure": None}}
+    patched = api.ok("PATCH", f"{C}/jobs/{job['id']}", json=patch)
+    assert patched["notify"] == {"ontimeout": ["http://127.0.0.1:9/…"]}
+    assert api.ok("GET", f"{C}/jobs/{job['id']}")["notify"] == patched["notify"]
+    cleared = api.ok("PATCH", f"{C}/jobs/{job['id']}", json={"notify": None})
+    assert cleared["notify"] == {}

@@ -1,7 +1,7 @@
 """The emitters of events, in-process against a real Redis and a real store: an id is appended
 once; a member's state change and its event are one atomic step; a takeover's event is
 emitted after its commit, also by a redelivered proposal whose worker died in between, and
-never twice; the guard's hold and release; an execution's events for the members."""
+never twice; the guard's hold and release; an execution's events, appended by a member's sender."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from tests.cluster import new_uuid, wait_for
 from tests.test_notify_pure import execution
 from tests.test_recovery_worker import View, now_ms, settings
 from workers.notify import emit as emit_module
-from workers.notify.emit import emit, emit_execution
+from workers.notify.emit import emit
+from workers.notify.events import execution_event
+from workers.notify.sender import EventSender
 from workers.store import Store, create_job, list_takeovers
 from workers.takeover.guard import release_guard
 from workers.takeover.worker import TakeoverWorker
@@ -174,28 +176,18 @@ def test_the_guard_holding_and_its_release_are_told(
     wait_for(lambda: w.step() or kinds(r).count("takeover.committed") == 3, what="committed")
 
 
-def test_an_execution_tells_its_status_once_written(r: redis.Redis) -> None:
-    started = emit_execution(
-        r,
-        KEYS,
-        execution("running"),
-        job_path="ops/backup",
-        member_name="n1",
-        retrying=False,
-        at_ms=110,
-    )
-    assert started is not None and started.kind == "execution.started"
-    timed_out = emit_execution(
-        r, KEYS, execution("timedout", "...killed"), job_path="ops/backup", member_name="n1",
-        retrying=False, at_ms=150, hook_urls=("https://h/job",),
-    )  # fmt: skip
-    assert timed_out is not None and timed_out.id == "execution.timed_out:e1"
-    assert (
-        emit_execution(
-            r, KEYS, execution("aborted"), job_path="x", member_name="", retrying=False, at_ms=1
-        )
-        is None
-    )
+def test_the_sender_appends_an_executions_events_in_order(r: redis.Redis) -> None:
+    sender = EventSender(r, KEYS)
+    for row, urls in (
+        (execution("running"), ()),
+        (execution("timedout", "...killed"), ("https://h/job",)),
+    ):
+        event = execution_event(row, job=("ops", "", "backup"), member_name="n1",
+                                retrying=False, at_ms=150, hook_urls=urls)  # fmt: skip
+        assert event is not None
+        sender.send(event)
+    sender.close()
     assert [e.id for e in events(r)] == ["execution.started:e1", "execution.timed_out:e1"]
     assert events(r)[1].hook_urls == ("https://h/job",)
     assert events(r)[1].data["execution"]["output_tail"] == "...killed"  # type: ignore[index,call-overload]
+    assert sender.dropped == 0

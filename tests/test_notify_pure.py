@@ -333,7 +333,7 @@ def test_execution_events() -> None:
         assert execution_kind(quiet, retrying=False) is None
     failed = execution_event(
         execution("failed", "x" * 10 + "y" * OUTPUT_TAIL_MAX_CHARS),
-        job_path="ops/nightly/backup",
+        job=("ops", "nightly", "backup"),
         member_name="node-1",
         retrying=True,
         at_ms=150,
@@ -347,11 +347,17 @@ def test_execution_events() -> None:
     )
     assert failed.data["execution"]["output_tail"] == "y" * OUTPUT_TAIL_MAX_CHARS  # type: ignore[index,call-overload]
     assert failed.data["execution"]["exit_code"] == 3  # type: ignore[index,call-overload]
-    assert failed.data["job"] == {"id": "j1", "path": "ops/nightly/backup"}
+    assert failed.data["job"] == {
+        "id": "j1", "project": "ops", "group": "nightly", "name": "backup",
+        "path": "ops/nightly/backup",
+    }  # fmt: skip
+    assert failed.data["execution"]["lateness_ms"] == 10  # type: ignore[index,call-overload]
     assert failed.data["member"] == {"uuid": U1, "name": "node-1"}
     assert "hook_urls" not in json.loads(body_of(failed, "qwc"))  # the job's URLs stay inside
     assert (
-        execution_event(execution("aborted"), job_path="p", member_name="", retrying=False, at_ms=1)
+        execution_event(
+            execution("aborted"), job=("p", "", "j"), member_name="", retrying=False, at_ms=1
+        )
         is None
     )
 

@@ -168,6 +168,7 @@ FACADES = {
         "default_sqlite_url",
         "delete_expired_executions",
         "delete_job",
+        "ended_at",
         "expired_before_ms",
         "find_job",
         "find_recovery",

@@ -49,8 +49,8 @@ def up(
 ) -> None:
     """Start the topology of compose.yaml as local processes; stop them on Ctrl-C/SIGTERM.
 
-    Two liveness workers, two takeover workers, one recovery worker, a notify worker when
-    webhook receivers are configured (qwcontrol.notifications.webhooks.*), the Cluster
+    Two liveness workers, two takeover workers, one recovery worker, a notify worker (the
+    receivers of qwcontrol.notifications.webhooks.* and the jobs' own webhooks), the Cluster
     Manager (qwc manager on MANAGER_HOST:MANAGER_PORT) and MEMBERS reference nodes (node-1 …,
     with uuids that stay the same from one run to the next for the same
     qwcontrol.redis.prefix), each a `qwc` process with this process's settings: the
@@ -77,7 +77,7 @@ def up(
     specs = topology(
         member_identities(members, prefix=settings.redis_prefix),
         manager=None if no_manager else (manager_host, manager_port),
-        notify=1 if settings.notification_webhooks else 0,
+        notify=1,  # the jobs' own webhooks may be added at any time
     )
     supervisor = Supervisor(procs, specs)
     stop = stop_on_signals()

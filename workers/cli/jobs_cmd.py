@@ -13,6 +13,7 @@ executors and JSON shapes: ``workers.jobs``; ``jobs import`` also reads Rundeck'
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import ConflictError, StoreError
+from schemas.errors import ConflictError, NotFoundError, StoreError
 from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_cli
 from workers.cli.jobs_edit_cmd import EDIT_COMMANDS
 from workers.cli.jobs_next_cmd import next_command
@@ -33,7 +34,7 @@ from workers.jobops import (
     new_job_owners,
 )
 from workers.jobs import SpecError, job_json, job_runs, load_import, parse_spec
-from workers.store import JobRow, list_jobs, list_members
+from workers.store import JobRow, find_job, list_jobs, list_members
 
 __all__ = ["COMMANDS", "jobs"]
 
@@ -125,7 +126,8 @@ def list_command(cli: CliContext, owner: str | None, project: str | None, as_jso
     the other executors), executor (kind and parameters; credentials in HTTP headers and
     URLs shown as ***), timeout_s, concurrency, schedule, time_zone (null: the cluster
     default), enabled (fired by its schedule), schedule_enabled, execution_enabled,
-    misfire, misfire_grace_s, owner_uuid, owner_epoch, retry_count, retry_delay_s,
+    misfire, misfire_grace_s, notify (the job's webhooks per trigger, URLs shown as scheme,
+    host and port), owner_uuid, owner_epoch, retry_count, retry_delay_s,
     next/last fire times (epoch ms and ISO UTC), modified_by, modified_ms, created_ms.
     """
     with opened_store(cli) as store:
@@ -159,6 +161,34 @@ def list_command(cli: CliContext, owner: str | None, project: str | None, as_jso
     Console().print(table)
 
 
+@jobs.command("show")
+@click.argument("job_ref", metavar="JOB")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as a JSON object.")
+@pass_cli
+def show_command(cli: CliContext, job_ref: str, as_json: bool) -> None:
+    """Show job JOB: every field of `jobs list --json`, one per line, and its webhooks
+    per trigger (URLs shown as scheme, host and port: they may hold a token).
+
+    Exits 2 for an unknown job, 1 when the store is unreachable.
+    """
+    with opened_store(cli) as store:
+        try:
+            job = find_job(store, job_ref)
+        except NotFoundError as exc:
+            fail(str(exc), 2)
+            return
+    shown = job_json(job)
+    if as_json:
+        echo_json(shown)
+        return
+    hooks = shown.pop("notify")
+    for key, value in shown.items():
+        click.echo(f"{key}: {value if isinstance(value, str) else json.dumps(value)}")
+    click.echo("notify:" + ("" if hooks else " (none)"))
+    for trigger, urls in hooks.items():
+        click.echo(f"  {trigger}: {', '.join(urls)}")
+
+
 @jobs.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -184,10 +214,10 @@ def import_command(
     callable, kwargs); timeout (seconds), concurrency (allow, forbid, replace; default
     forbid), schedule, time_zone, misfire (skip, fire_once), misfire_grace (seconds),
     project, group, description, id, owner (or as: a member's UUID or name), retry,
-    retry_delay, enabled, execution_enabled. Or Rundeck's job YAML (recognised by its
-    sequence entries; docs/jobs.md lists what is read): fields that cannot be represented
-    (node filters, options, notifications, …) are imported without, each reported on
-    stderr with its job and field.
+    retry_delay, enabled, execution_enabled, notify (webhooks: {onfailure: [URL, …], …}).
+    Or Rundeck's job YAML (recognised by its sequence entries; docs/jobs.md lists what is
+    read): fields that cannot be represented (node filters, options, notifications other
+    than webhooks, …) are imported without, each reported on stderr with its job and field.
 
     Exits 2 naming the entry index and field of every invalid entry, a job that exists
     (its id) without --update, or an unknown owner (nothing is imported); 1 when the store

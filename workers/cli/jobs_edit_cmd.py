@@ -19,6 +19,7 @@ from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_c
 from workers.cli.jobs_options import job_options, now_ms, spec_fields_of_options
 from workers.jobops import OwnerError, delete_by_ref, edit_by_ref, modifier, set_enabled
 from workers.jobs import SpecError, job_json
+from workers.jobs.hooks import HOOK_TRIGGERS
 from workers.store import DeletedJob, JobRow, Store
 
 __all__ = ["EDIT_COMMANDS"]
@@ -54,10 +55,17 @@ def _refuse(exc: Exception) -> None:
 @job_options(edit=True)
 @click.option("--name", default=None, help="Rename the job.")
 @click.option("--no-timeout", is_flag=True, help="Remove the job's timeout.")
+@click.option("--no-hooks", is_flag=True, help="Remove all the job's webhooks (--on-*).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as a JSON object.")
 @pass_cli
 def edit_command(
-    cli: CliContext, /, job_ref: str, no_timeout: bool, as_json: bool, **options: Any
+    cli: CliContext,
+    /,
+    job_ref: str,
+    no_timeout: bool,
+    no_hooks: bool,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Change job JOB: the options given replace its values (an executor option replaces
     its executor); the result is checked as a new job would be.
@@ -75,6 +83,8 @@ def edit_command(
     ref = fields.pop("owner", None)
     if no_timeout:
         fields["timeout"] = None
+    if no_hooks:  # the --on-* given still apply: the others are cleared
+        fields["notify"] = {**dict.fromkeys(HOOK_TRIGGERS), **fields.get("notify", {})}
     if not fields and ref is None:
         fail("nothing to change: give an option (see --help), or --as MEMBER to move it", 2)
     before, job = _through(

@@ -16,10 +16,18 @@ import click
 from schemas.tables import CONCURRENCY_POLICIES, MISFIRE_POLICIES
 from workers.jobs import DEFAULT_PROJECT, SpecError
 
-__all__ = ["job_options", "now_ms", "spec_fields_of_options"]
+__all__ = ["HOOK_OPTIONS", "job_options", "now_ms", "spec_fields_of_options"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 ZONE_KEY = "qwcontrol.scheduler.timeZone"
+# option parameter -> the job's hook trigger (workers.jobs.hooks), with what fires it
+HOOK_OPTIONS = {
+    "on_start": ("onstart", "an execution starts"),
+    "on_success": ("onsuccess", "an execution succeeds"),
+    "on_failure": ("onfailure", "an execution fails and no retry follows"),
+    "on_retryable_failure": ("onretryablefailure", "an execution fails and a retry follows"),
+    "on_timeout": ("ontimeout", "an execution is ended by its timeout"),
+}
 
 
 def now_ms() -> int:
@@ -142,6 +150,18 @@ def job_options(*, edit: bool) -> Callable[[_F], _F]:
             help="Seconds to wait before a retry.",
         ),
         click.option("--description", default=None, help="What the job is for."),
+        *[
+            click.option(
+                "--" + param.replace("_", "-"),
+                param,
+                multiple=True,
+                metavar="URL",
+                help=f"Webhook POSTed the event when {when} (repeatable; signed and retried as "
+                "the receivers' events, docs/notifications.md)."
+                + (" Replaces this trigger's URLs; '' clears them." if edit else ""),
+            )
+            for param, (_, when) in HOOK_OPTIONS.items()
+        ],
         click.option(
             "--project",
             default=default(DEFAULT_PROJECT),
@@ -180,9 +200,15 @@ def job_options(*, edit: bool) -> Callable[[_F], _F]:
 def spec_fields_of_options(options: dict[str, Any]) -> dict[str, Any]:
     """The spec fields of the options (pure): ``--http METHOD URL`` with
     ``--http-expect-status``/``--http-timeout`` make ``http``, ``--python`` with ``--kwargs``
-    (a JSON object) make ``python``; options not given are left out. Raises ``SpecError``
+    (a JSON object) make ``python``, ``--on-failure URL`` and the others make ``notify``
+    (the triggers given only); options not given are left out. Raises ``SpecError``
     for an option that needs another, or ``--kwargs`` that is not JSON."""
+    options = dict(options)
+    given = {trigger: options.pop(param, None) for param, (trigger, _) in HOOK_OPTIONS.items()}
+    hooks = {trigger: list(urls) for trigger, urls in given.items() if urls}
     fields = {k: v for k, v in options.items() if v is not None and not k.startswith("http_")}
+    if hooks:
+        fields["notify"] = hooks
     fields.pop("kwargs", None)
     http, python = fields.pop("http", None), fields.pop("python_callable", None)
     problems = [

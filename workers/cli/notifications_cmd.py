@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,18 +10,21 @@ import click
 import httpx
 import redis
 
+from schemas.errors import NotFoundError
 from schemas.events import EventType
 from schemas.keys import Keys
-from schemas.messages import Event
+from schemas.messages import Event, FailedNotification
 from schemas.settings import Settings
 from schemas.settings_webhooks import URL_ALLOWED, check_url
 from workers.bus.connect import connect
-from workers.cli.common import CliContext, echo_json, fail, pass_cli
+from workers.cli.common import CliContext, echo_json, fail, opened_store, pass_cli
 from workers.notify.deliver import Answer, post
 from workers.notify.failed import get_failed, list_failed, remove_failed
+from workers.notify.hooks import hook_url_of
 from workers.notify.payload import body_of, headers_for
 from workers.notify.samples import sample_event
 from workers.notify.schedule import Verdict, verdict
+from workers.store import get_job
 
 __all__ = ["COMMANDS"]
 
@@ -102,7 +106,8 @@ def failed(cli: CliContext, as_json: bool, limit: int, receiver: str | None) -> 
 @pass_cli
 def retry(cli: CliContext, entry_id: str) -> None:
     """Send a delivery given up (ID from `qwc notifications failed`) once more, to its
-    receiver as configured now; remove it from the list when the receiver answers 2xx.
+    receiver as configured now (a job's own webhook, receiver job:TRIGGER:URL: if the job
+    still has that URL for that trigger); remove it from the list when it answers 2xx.
 
     Exit status 0 when delivered, 1 when the receiver failed again (the entry stays),
     2 when there is no such entry or its receiver is no longer configured.
@@ -118,16 +123,35 @@ def retry(cli: CliContext, entry_id: str) -> None:
             2,
         )
         return
-    receiver = next((w for w in settings.notification_webhooks if w.name == found.receiver), None)
-    if receiver is None:
+    url = _url_now(cli, found)
+    if url is None:
         fail(f"notifications retry: receiver {found.receiver!r} is not configured any more", 2)
         return
     event = Event(id=found.event_id, kind=found.event_type, at_ms=found.first_attempt_ms)
-    answer = _post(settings, receiver.url, event, found.body.encode(), attempt=found.attempts + 1)
+    answer = _post(settings, url, event, found.body.encode(), attempt=found.attempts + 1)
     if verdict(answer.status) is not Verdict.DELIVERED:
-        fail(f"notifications retry: {found.event_id} to {receiver.name}: {answer.error}", 1)
+        fail(f"notifications retry: {found.event_id} to {found.receiver}: {answer.error}", 1)
     _with_redis(settings, lambda r, k: remove_failed(r, k, entry_id))
-    click.echo(f"{found.event_id} delivered to {receiver.name} (HTTP {answer.status}); removed")
+    click.echo(f"{found.event_id} delivered to {found.receiver} (HTTP {answer.status}); removed")
+
+
+def _url_now(cli: CliContext, found: FailedNotification) -> str | None:
+    """The URL of ``found``'s receiver as configured now: a configured receiver's, or a
+    job's own webhook (``job:…``: the job's hooks in the store now)."""
+    settings = cli.settings()
+    if not found.receiver.startswith("job:"):
+        hooks = settings.notification_webhooks
+        return next((w.url for w in hooks if w.name == found.receiver), None)
+    try:
+        job_id = str(json.loads(found.body)["data"]["job"]["id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    with opened_store(cli) as store:
+        try:
+            job = get_job(store, job_id)
+        except NotFoundError:
+            return None
+    return hook_url_of(found.receiver, job.notify)
 
 
 COMMANDS: list[click.Command] = [notifications]

@@ -23,6 +23,7 @@ from workers.jobs.executor import (
     executor_columns,
     executor_of,
 )
+from workers.jobs.hooks import merged_hooks
 from workers.jobs.spec import EXECUTOR_FIELDS, JobSpec, parse_spec
 from workers.store import JobRow
 
@@ -35,6 +36,7 @@ _ALIASES = {
     "timezone": "time_zone",
     "timeZone": "time_zone",
     "as": "owner",
+    "notification": "notify",
 }
 
 
@@ -60,6 +62,7 @@ def job_columns(spec: JobSpec) -> dict[str, Any]:
         "misfire": spec.misfire,
         "misfire_grace_s": spec.misfire_grace,
         "description": spec.description,
+        "notify": spec.notify.columns(),
     }
 
 
@@ -81,6 +84,7 @@ def spec_fields(job: JobRow) -> dict[str, Any]:
         "misfire": job.misfire,
         "misfire_grace": job.misfire_grace_s,
         "description": job.description,
+        "notify": {t: list(u) for t, u in job.notify.items()},
     }
     try:
         executor = executor_of(job.executor, job.command, job.executor_spec)
@@ -106,6 +110,8 @@ def merged_spec(job: JobRow, changes: Mapping[str, Any], where: str = "") -> Job
     if any(changes.get(f) is not None for f in EXECUTOR_FIELDS):
         for f in EXECUTOR_FIELDS:
             fields.pop(f, None)
+    if "notify" in changes:  # the triggers given replace the job's; null clears them all
+        changes = {**changes, "notify": merged_hooks(fields["notify"], changes["notify"])}
     fields.update(changes)
     return parse_spec(fields, where)
 
@@ -130,5 +136,6 @@ def changed_columns(job: JobRow, spec: JobSpec) -> dict[str, Any]:
         "misfire": job.misfire,
         "misfire_grace_s": job.misfire_grace_s,
         "description": job.description,
+        "notify": {t: list(u) for t, u in job.notify.items()},
     }
     return {k: v for k, v in job_columns(spec).items() if current[k] != v}

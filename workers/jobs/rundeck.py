@@ -25,6 +25,10 @@ Rundeck                                         here
                                                 line of bash, dash, ksh or zsh runs that
                                                 shell); ``scriptfile`` + ``args`` ->
                                                 command [file, args…]
+``notification.<trigger>.urls``, or             notify: the job's webhooks per trigger
+``.webhook.urls`` (a comma-separated text or a  (``onstart``, ``onsuccess``, ``onfailure``,
+list), for ``onstart|onsuccess|onfailure|``     ``onretryablefailure``; ``ontimeout`` too,
+``onretryablefailure``                          which Rundeck has not)
 ==============================================  ===========================================
 
 What cannot be represented is never dropped silently. It either refuses the job (the
@@ -34,12 +38,15 @@ step or several steps, a step of another kind (``jobref``, ``scripturl``, plugin
 (``${option.x}``), a bad duration, schedule or zone. Or it is imported without the field,
 with a warning naming the job and the field (:class:`Converted.dropped`): ``nodefilters``
 (the command runs on the member that fires it, not on Rundeck's nodes), ``options``,
-``notification``, non-empty ``plugins``, ``loglimit*``, ``errorhandler``, ``orchestrator``,
-non-empty ``schedules``, and any field this importer does not know. Fields that change
-nothing here are passed over without a word: ``loglevel``, ``defaultTab``,
-``nodeFilterEditable``, ``nodesSelectedByDefault``, ``keepgoing`` and ``strategy`` (one
-step), empty ``plugins``/``options``/``schedules``/``notification``, ``scheduled``,
-``notifyAvgDurationThreshold``, a step's ``description``.
+the notifications that are not webhooks (``recipients``, ``email``, ``plugin``; a trigger
+such as ``onavgduration``), a webhook URL with property tokens (``${execution.id}``: not
+expanded here; the event's body carries the execution), a webhook's other settings
+(``httpMethod``, ``format``), non-empty ``plugins``, ``loglimit*``, ``errorhandler``,
+``orchestrator``, non-empty ``schedules``, and any field this importer does not know.
+Fields that change nothing here are passed over without a word: ``loglevel``,
+``defaultTab``, ``nodeFilterEditable``, ``nodesSelectedByDefault``, ``keepgoing`` and
+``strategy`` (one step), empty ``plugins``/``options``/``schedules``/``notification``,
+``scheduled``, ``notifyAvgDurationThreshold``, a step's ``description``.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.errors import QwcError
+from workers.jobs.hooks import HOOK_TRIGGERS
 from workers.jobs.spec import SpecError
 
 __all__ = [
@@ -79,6 +87,7 @@ _HANDLED = {
     "timeout",
     "retry",
     "sequence",
+    "notification",
 }
 _HARMLESS = {
     "loglevel",
@@ -93,7 +102,6 @@ _WHY_DROPPED = {
     "nodefilters": "node filters are not supported: the command runs on the member that fires "
     "the job, not on Rundeck's nodes",
     "options": "job options are not supported: references to them in the command are not expanded",
-    "notification": "per-job notifications are not imported: use the cluster's webhooks",
     "plugins": "job plugins are not supported",
     "loglimit": "output is bounded by qwcontrol.executions.output.maxBytes instead",
     "orchestrator": "orchestrators are not supported",
@@ -134,6 +142,7 @@ def convert_job(job: Mapping[str, Any], where: str = "") -> Converted:
         ("timeout", lambda: _timeout(job, fields)),
         ("retry", lambda: _retry(job, fields)),
         ("sequence", lambda: _sequence(job, fields)),
+        ("notification", lambda: _notification(job, fields)),
     )
     dropped: list[str] = []
     for name, step in steps:
@@ -343,6 +352,61 @@ def _script(script: str, args: list[str]) -> dict[str, Any]:
     if shell == ["/bin/sh"] and not args:
         return {"shell": script}
     return {"command": [*shell, "-c", script, "script", *args]}
+
+
+def _url_list(value: Any, where: str) -> list[str]:
+    """Rundeck's ``urls``: a comma-separated text, or a list of texts."""
+    if isinstance(value, str):
+        return [u.strip() for u in value.split(",") if u.strip()]
+    if isinstance(value, list) and all(isinstance(u, str) for u in value):
+        return [u.strip() for u in value if u.strip()]
+    raise _FieldError(f"expected URLs (a comma-separated text or a list), found {value!r}", where)
+
+
+def _notification(job: Mapping[str, Any], fields: dict[str, Any]) -> list[str]:
+    """The webhooks of ``notification`` as ``notify``; a line for each part left out. A URL
+    that is not http(s) refuses the job (``parse_spec`` names the trigger)."""
+    value = job.get("notification")
+    if not value:
+        return []
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a map of triggers, found {type(value).__name__}")
+    hooks: dict[str, list[str]] = {}
+    dropped: list[str] = []
+    for trigger, settings in value.items():
+        where = f"notification.{trigger}"
+        if trigger not in HOOK_TRIGGERS:
+            dropped.append(f"field {where!r} not imported: no such trigger here")
+            continue
+        parts = settings if isinstance(settings, list) else [settings]  # onstart: [plugin…]
+        for part in parts:
+            if not isinstance(part, Mapping):
+                raise _FieldError(f"expected a map, found {part!r}", where)
+            for key, setting in part.items():
+                if key == "urls":
+                    urls = _url_list(setting, f"{where}.urls")
+                elif key == "webhook" and isinstance(setting, Mapping):
+                    urls = _url_list(setting.get("urls", ""), f"{where}.webhook.urls")
+                    dropped += [
+                        f"field '{where}.webhook.{k}' not imported: the event is POSTed as "
+                        "JSON (docs/notifications.md)"
+                        for k in setting
+                        if k != "urls"
+                    ]
+                else:
+                    dropped.append(f"field '{where}.{key}' not imported: only webhooks are")
+                    continue
+                for url in urls:
+                    if "${" in url:
+                        dropped.append(
+                            f"field '{where}' URL {url!r} not imported: property tokens are "
+                            "not expanded (the event's body carries the execution)"
+                        )
+                    else:
+                        hooks.setdefault(trigger, []).append(url)
+    if hooks:
+        fields["notify"] = hooks
+    return dropped
 
 
 def _dropped(job: Mapping[str, Any]) -> list[str]:

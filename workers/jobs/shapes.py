@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from workers.jobs.executor import describe, executor_of, masked_executor
+from workers.jobs.hooks import shown_hooks
 from workers.liveness.listing import iso_utc
 from workers.store import ExecutionRow, JobRow
 
@@ -23,7 +24,8 @@ __all__ = ["execution_detail_json", "execution_json", "executor_json", "job_json
 def job_json(job: JobRow) -> dict[str, Any]:
     """A job as ``qwc jobs list --json`` prints it (and the API serves it). ``enabled``: fired
     by its schedule (both flags on); ``time_zone`` null: the cluster default
-    (``qwcontrol.scheduler.timeZone``); ``misfire_grace_s`` null: 60 s."""
+    (``qwcontrol.scheduler.timeZone``); ``misfire_grace_s`` null: 60 s; ``notify``: the
+    job's webhooks per trigger, URLs redacted (they may hold a token)."""
     return {
         "id": job.id,
         "name": job.name,
@@ -41,6 +43,7 @@ def job_json(job: JobRow) -> dict[str, Any]:
         "misfire": job.misfire,
         "misfire_grace_s": job.misfire_grace_s,
         "description": job.description,
+        "notify": shown_hooks(job.notify),
         "owner_uuid": job.owner_uuid,
         "owner_epoch": job.owner_epoch,
         "retry_count": job.retry_count,

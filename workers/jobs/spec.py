@@ -1,5 +1,5 @@
-"""Job specs, as ``qwc jobs add`` options or the entries of an import file give them, and
-as the API will take them: validated, with every problem naming its entry and field.
+"""Job specs, as ``qwc jobs add`` options or the entries of an import file give them, and as
+the API will take them: validated, with every problem naming its entry and field.
 
 A spec names exactly one executor (``command``, ``shell``, ``http`` or ``python``;
 ``workers.jobs.executor``), and may carry a ``timeout`` (seconds, None: none), a
@@ -7,7 +7,8 @@ A spec names exactly one executor (``command``, ``shell``, ``http`` or ``python`
 (IANA; None: the cluster default ``qwcontrol.scheduler.timeZone``), a ``misfire`` policy
 (``skip|fire_once``, default ``skip``) with its ``misfire_grace`` (seconds; None: 60),
 the enabled flags (``enabled``: the schedule's, ``execution_enabled``), a
-``description``, an ``id`` (the job's, when it must keep one: an import) and an ``owner``
+``description``, the job's webhooks ``notify`` (``workers.jobs.hooks``), an ``id``
+(the job's, when it must keep one: an import) and an ``owner``
 (a member's UUID or name, resolved against the cluster by ``workers.jobops.owners``). An
 import file may also be Rundeck's job YAML (``workers.jobs.rundeck``: recognised by its
 ``sequence`` entries). No I/O but reading an import file.
@@ -45,6 +46,7 @@ from workers.jobs.executor import (
     Script,
     ShellExecutor,
 )
+from workers.jobs.hooks import JobHooks
 from workers.store import DEFAULT_CONCURRENCY, DEFAULT_MISFIRE
 
 __all__ = [
@@ -119,6 +121,9 @@ class JobSpec(BaseModel):
     enabled: bool = Field(True, validation_alias=AliasChoices("enabled", "schedule_enabled"))
     execution_enabled: bool = True
     description: str = Field("", max_length=DESCRIPTION_LEN)
+    notify: JobHooks = Field(
+        default_factory=JobHooks, validation_alias=AliasChoices("notify", "notification")
+    )
     id: str | None = Field(None, min_length=1, max_length=UUID_LEN, pattern=_ID)
 
     @field_validator("command", mode="before")
@@ -129,6 +134,11 @@ class JobSpec(BaseModel):
         if isinstance(argv, list | tuple) and not argv:
             raise ValueError("the command is empty")
         return argv
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _no_hooks(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     @field_validator("python", mode="before")
     @classmethod

@@ -2,7 +2,7 @@
 
 :func:`topology` lists the ``qwc`` processes of one cluster — the same set compose.yaml
 runs: liveness x2, takeover x2, recovery, the manager and N reference nodes; a notify
-worker when webhook receivers are configured — as labelled
+worker (``qwc cluster up`` asks for one) — as labelled
 argument lists; ``qwc cluster up`` and ``qwc demo`` start them with
 :class:`workers.localcluster.local.LocalProcesses`. :func:`on_exit` is the supervisor's
 decision when a process ends unasked: restart it, or stop the cluster (a configuration

@@ -136,6 +136,10 @@ class Job(BaseModel):
     )
     misfire_grace_s: float | None = Field(description="how late a time may still run; null: 60")
     description: str
+    notify: dict[str, list[str]] = Field(
+        description="the job's webhooks: trigger (onstart, onsuccess, onfailure, "
+        "onretryablefailure, ontimeout) -> URLs, shown redacted (scheme, host, port)"
+    )
     owner_uuid: str
     owner_epoch: int
     retry_count: int

@@ -6,8 +6,9 @@ the head of the queue and deletes their RQ job hashes, in one Lua call (one roun
 nothing but the id is used: the execution is in the store), starts them in one fenced
 UPDATE (:func:`workers.store.start_executions`: only those still ``scheduled`` on this
 member start; an execution aborted or moved meanwhile is dropped, logged) and hands each to
-the pool. It wakes when the dispatcher queued something or a slot became free
-(:meth:`Consumer.wake`), and polls every :data:`POLL_S` anyway.
+the pool (after ``on_started``: the member's ``execution.started`` events). It wakes when
+the dispatcher queued something or a slot became free (:meth:`Consumer.wake`), and polls
+every :data:`POLL_S` anyway.
 
 An execution popped but not started (the node died between the two) stays ``scheduled``
 and queued in the store: the dispatcher's lost-job check queues it again.
@@ -24,7 +25,7 @@ from rq.job import Job
 
 from workers.bus.retry import run_forever
 from workers.node.pool import ExecutionPool
-from workers.store import Store, start_executions
+from workers.store import StartedExecution, Store, start_executions
 
 __all__ = ["POLL_S", "Consumer", "pop_job_ids"]
 
@@ -68,6 +69,7 @@ class Consumer:
         stop: threading.Event,
         clock_ms: Callable[[], int],
         poll_s: float = POLL_S,
+        on_started: Callable[[list[StartedExecution]], object] = lambda started: None,
     ) -> None:
         self.client = client
         self.queue_key = queue_key
@@ -77,6 +79,7 @@ class Consumer:
         self.stop = stop
         self._clock_ms = clock_ms
         self._poll_s = poll_s
+        self._on_started = on_started
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: frozenset[str] = frozenset()
@@ -116,6 +119,10 @@ class Consumer:
             started = start_executions(
                 self.store, ids, member_uuid=self.member_uuid, now_ms=self._clock_ms()
             )
+            try:  # told first: its execution.started is queued before its end can be
+                self._on_started(started)
+            except Exception:
+                log.exception("member %s: started; telling it failed", self.member_uuid)
             for execution in started:
                 self.pool.submit(execution)
         finally:

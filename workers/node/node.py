@@ -53,7 +53,9 @@ from workers.node.member import Member, MemberConfig, wall_clock_ms
 from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
 from workers.node.scheduler import JobSchedule
+from workers.node.tell import Teller
 from workers.node.watchdog import Watchdog, WatchdogConfig
+from workers.notify.sender import EventSender
 from workers.proposals import Candidate, candidates_from_members, candidates_from_view
 from workers.recovery.startup import DRAIN_REASON, recover_own, startup_cleanup
 from workers.store import Store, list_members, open_store, store_url
@@ -147,7 +149,9 @@ class _Node:
         )
         self.halt = threading.Event()  # set on stop: no more dispatching, popping, commands
         queue = Queue(queue_name(member_uuid), connection=self.rq_client)
-        self.recorder = Recorder(store, clock_ms=wall_clock_ms)
+        self.sender = EventSender(self.client, self.keys)
+        self.teller = Teller(self.sender, member_name=name)
+        self.recorder = Recorder(store, clock_ms=wall_clock_ms, on_recorded=self.teller.recorded)
         self.pool = ExecutionPool(
             settings.executions_thread_count,
             record=self.recorder.put,
@@ -163,6 +167,7 @@ class _Node:
             member_uuid=member_uuid,
             stop=self.halt,
             clock_ms=wall_clock_ms,
+            on_started=self.teller.started,
         )
         self.dispatcher = Dispatcher(
             store,
@@ -275,6 +280,7 @@ class _Node:
                 self.pool.end(execution_id, None, "drain timeout")
         self.pool.close()
         self.recorder.close()
+        self.sender.close()
 
     def _destinations(self) -> list[Candidate]:
         return drain_destinations(self.client, self.keys, self.store, member_uuid=self.uuid)

@@ -7,7 +7,8 @@ and the retry of a failed run in the same transaction as its finish). A transien
 error keeps the batch and retries it with logged backoff; an outcome still not written
 :data:`GIVE_UP_S` after it arrived is logged and dropped (the execution stays ``running``
 in the store: a recovery or the member's next start cleanup settles it).
-:meth:`Recorder.close` writes what is left.
+:meth:`Recorder.close` writes what is left. Once a batch is written, ``on_recorded`` gets
+the outcomes it wrote (the member's ``execution.*`` events: :mod:`workers.node.tell`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from workers.bus.retry import is_transient
-from workers.node.runner import Ended, record_outcomes
+from workers.node.runner import Ended, Recorded, record_outcomes
 from workers.store import Store
 
 __all__ = ["BATCH", "GIVE_UP_S", "Recorder"]
@@ -35,9 +36,16 @@ _STOP = object()
 class Recorder:
     """Records outcomes in batches (module docstring). ``put`` is thread-safe."""
 
-    def __init__(self, store: Store, *, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock_ms: Callable[[], int],
+        on_recorded: Callable[[Sequence[Recorded], int], object] = lambda done, at_ms: None,
+    ) -> None:
         self.store = store
         self._clock_ms = clock_ms
+        self._on_recorded = on_recorded
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
         self._thread.start()
@@ -72,9 +80,9 @@ class Recorder:
     def _write(self, batch: list[tuple[Ended, float]]) -> None:
         delay_s = 0.05
         while True:
+            now_ms = self._clock_ms()
             try:
-                record_outcomes(self.store, [e for e, _ in batch], now_ms=self._clock_ms())
-                return
+                done = record_outcomes(self.store, [e for e, _ in batch], now_ms=now_ms)
             except Exception as exc:
                 if not is_transient(exc):
                     if len(batch) > 1:  # one bad outcome must not drop the others
@@ -91,3 +99,9 @@ class Recorder:
                 log.warning("outcomes: store lost (%s); retry in %.2fs", exc, delay_s)
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, _MAX_BACKOFF_S)
+                continue
+            try:
+                self._on_recorded(done, now_ms)
+            except Exception:
+                log.exception("outcomes recorded; telling them failed")
+            return

@@ -30,6 +30,7 @@ from workers.store import (
     NewExecution,
     StartedExecution,
     Store,
+    ended_at,
     finish_execution,
     finish_executions,
     lock_jobs,
@@ -39,6 +40,7 @@ __all__ = [
     "RETRIED_STATUSES",
     "EndRequest",
     "Ended",
+    "Recorded",
     "record_outcome",
     "record_outcomes",
     "retry_for",
@@ -125,29 +127,48 @@ def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
     return True
 
 
-def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> None:
+@dataclass(frozen=True)
+class Recorded:
+    """An outcome this member wrote (its conditional update changed the execution), and
+    whether a retry follows it."""
+
+    ended: Ended
+    retrying: bool
+
+
+def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> list[Recorded]:
     """Record many outcomes at ``now_ms`` in one transaction: those with a retry one by one
     (:func:`record_outcome`), the others with one statement for all
     (:func:`workers.store.finish_executions`). The jobs of those with a retry are locked
     first, before any execution changes, as a fire locks its job before its ``replace``
-    aborts executions: one lock order, no deadlock. Store errors propagate (nothing
-    written)."""
+    aborts executions: one lock order, no deadlock. Returns the outcomes written (what
+    the member's events tell). Store errors propagate (nothing written)."""
     plain: list[Finish] = []
+    done: list[Recorded] = []
+    by_id: dict[str, Ended] = {}
     retried = {o.execution.job_id for o in ended if retry_for(o, now_ms=now_ms) is not None}
     with store.begin() as conn:
         lock_jobs(conn, retried)
         for one in ended:
             status = one.status
             if status is None or retry_for(one, now_ms=now_ms) is not None:
-                record_outcome(conn, one, now_ms=now_ms)
+                if record_outcome(conn, one, now_ms=now_ms):
+                    done.append(Recorded(one, retrying=status in RETRIED_STATUSES))
                 continue
             plain.append(Finish(one.execution.id, status, one.exit_code, one.output, one.reason))
+            by_id[one.execution.id] = one
             _log_recorded(one)
         changed = finish_executions(conn, plain, now_ms=now_ms)
-    if 0 <= changed < len(plain):
-        log.warning(
-            "%s of %s outcomes not recorded: ended already", len(plain) - changed, len(plain)
+        written = (
+            set(by_id)
+            if changed == len(plain)
+            else ended_at(conn, {f.id: f.status for f in plain}, ended_ms=now_ms)
         )
+    if len(written) < len(plain):
+        log.warning(
+            "%s of %s outcomes not recorded: ended already", len(plain) - len(written), len(plain)
+        )
+    return done + [Recorded(by_id[f.id], retrying=False) for f in plain if f.id in written]
 
 
 def _log_recorded(ended: Ended) -> None:

@@ -6,19 +6,28 @@ one-line error. Each step (connect, send, each read) waits at most ``timeout_s``
 whole attempt about twice that (a receiver trickling its answer is cut off). Redirects are
 not followed. The receiver's URL is never put in an error (it may hold a token): errors
 name the receiver's host only.
+
+:func:`try_once` is one attempt at delivering an event as both kinds of destination make
+it (a configured receiver, :mod:`workers.notify.receiver`, and a job's own webhook,
+:mod:`workers.notify.hooks`): the body, the headers, the POST, and what follows (delivered,
+retried later, or given up: :mod:`workers.notify.schedule`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from schemas.messages import Event, FailedNotification
 from schemas.settings_webhooks import redact_webhook_url
+from workers.notify.payload import body_of, headers_for
+from workers.notify.schedule import Failures, GiveUp, RetryPolicy, Verdict, after_failure, verdict
 
-__all__ = ["BODY_KEPT_BYTES", "Answer", "post"]
+__all__ = ["BODY_KEPT_BYTES", "Answer", "Tried", "failed_entry", "post", "try_once"]
 
 BODY_KEPT_BYTES = 2048  # of the receiver's answer, what is kept for the CLI and the failed list
 
@@ -62,6 +71,71 @@ def post(
         "" if 200 <= status < 300 else f"HTTP {status}" + (f": {_first_line(text)}" if text else "")
     )
     return Answer(status, text, error, retry_after, _ms_since(started))
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One attempt at an event: the ``body`` sent, the ``attempt`` number (from 1), the
+    receiver's ``answer`` and what follows: ``state`` None (delivered), :class:`Failures`
+    (tried again at its ``next_ms``) or :class:`GiveUp` (to the failed list)."""
+
+    body: bytes
+    attempt: int
+    answer: Answer
+    state: Failures | GiveUp | None
+
+
+def try_once(
+    client: httpx.Client,
+    url: str,
+    event: Event,
+    *,
+    cluster: str,
+    secret: str | None,
+    timeout_s: float,
+    entry_id: str,
+    failures: Failures | None,
+    policy: RetryPolicy,
+    clock: Callable[[], int],
+) -> Tried:
+    """POST ``event`` to ``url`` (attempt ``failures.attempts + 1``: ``failures`` are the
+    failed attempts so far at the delivery ``entry_id``); ``clock`` gives the epoch ms
+    the retry schedule counts from."""
+    attempt = (failures.attempts if failures else 0) + 1
+    body = body_of(event, cluster)
+    headers = headers_for(event, body, secret=secret, attempt=attempt)
+    answer = post(client, url, body, headers, timeout_s=timeout_s)
+    judged = verdict(answer.status)
+    if judged is Verdict.DELIVERED:
+        return Tried(body, attempt, answer, None)
+    state = after_failure(
+        failures,
+        entry_id=entry_id,
+        now_ms=clock(),
+        error=answer.error,
+        status=answer.status,
+        final=judged is Verdict.FINAL,
+        policy=policy,
+        retry_after_ms=answer.retry_after_ms,
+    )
+    return Tried(body, attempt, answer, state)
+
+
+def failed_entry(
+    receiver: str, event: Event, tried: Tried, given_up: GiveUp, failed_at_ms: int
+) -> FailedNotification:
+    """The failed list's entry of a delivery to ``receiver`` given up at ``failed_at_ms``."""
+    return FailedNotification(
+        receiver=receiver,
+        event_id=event.id,
+        event_type=event.kind,
+        attempts=given_up.attempts,
+        first_attempt_ms=given_up.first_ms,
+        failed_at_ms=failed_at_ms,
+        error=given_up.error,
+        status=given_up.status,
+        body=tried.body.decode("utf-8"),
+    )
 
 
 def _read_some(response: httpx.Response, deadline: float) -> bytes:

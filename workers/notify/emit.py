@@ -12,7 +12,8 @@ Emitters, each called after the SQL commit it tells of and before the stream ent
 led to it is acknowledged: the liveness worker (member state changes, appended by the
 same Lua script that applies the change: :mod:`workers.liveness.view`), the takeover and
 recovery workers (:func:`emit_decided`, :func:`emit_held`), ``qwc takeover release``
-(:func:`emit_released`), and the members running jobs (:func:`emit_execution`).
+(:func:`emit_released`). The members running jobs emit ``execution.*`` events without
+waiting, through :class:`workers.notify.sender.EventSender` (:mod:`workers.node.tell`).
 """
 
 from __future__ import annotations
@@ -26,21 +27,13 @@ from schemas.codec import encode
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Event, RecoveryProposal, TakeoverProposal
 from workers.liveness import view
-from workers.notify.events import (
-    EVENTS_MAXLEN,
-    ExecutionFacts,
-    decided_event,
-    execution_event,
-    held_event,
-    released_event,
-)
+from workers.notify.events import EVENTS_MAXLEN, decided_event, held_event, released_event
 from workers.store import Db, find_recovery, find_takeover
 
 __all__ = [
     "ONCE_TTL_MS",
     "emit",
     "emit_decided",
-    "emit_execution",
     "emit_held",
     "emit_released",
 ]
@@ -118,35 +111,3 @@ def emit_released(
     """``takeover.released``: the guard was released at ``released_ms`` (Redis ms) with the
     proposals ``held`` (id -> why)."""
     return emit(client, keys, released_event(released_ms, held))
-
-
-def emit_execution(
-    client: redis.Redis,
-    keys: Keys,
-    execution: ExecutionFacts,
-    *,
-    job_path: str,
-    member_name: str,
-    retrying: bool,
-    at_ms: int,
-    hook_urls: tuple[str, ...] = (),
-) -> Event | None:
-    """The event of ``execution`` having just reached its status (``running`` ->
-    ``execution.started``; ``succeeded``; ``failed`` -> ``execution.failed``, or
-    ``execution.retryable_failure`` when ``retrying``; ``timedout`` ->
-    ``execution.timed_out``; other statuses: nothing, None returned). Call it once the
-    status is written (its conditional UPDATE changed the row): the write happens once,
-    so no id marker is kept. ``job_path``: ``project/group/name``; ``at_ms``: when the
-    status was written (epoch ms); ``hook_urls``: the job's own webhooks for this event.
-    Raises ``redis.RedisError``."""
-    event = execution_event(
-        execution,
-        job_path=job_path,
-        member_name=member_name,
-        retrying=retrying,
-        at_ms=at_ms,
-        hook_urls=hook_urls,
-    )
-    if event is not None:
-        emit(client, keys, event, once=False)
-    return event

@@ -192,21 +192,23 @@ def execution_kind(status: str, *, retrying: bool) -> EventType | None:
 def execution_event(
     execution: ExecutionFacts,
     *,
-    job_path: str,
+    job: tuple[str, str, str],
     member_name: str,
     retrying: bool,
     at_ms: int,
     hook_urls: tuple[str, ...] = (),
 ) -> Event | None:
     """The event of ``execution`` having just reached its status (see
-    :func:`execution_kind`; None: not notified). ``job_path`` is ``project/group/name``;
-    ``retrying``: another attempt will follow; ``at_ms``: when the status was written;
+    :func:`execution_kind`; None: not notified). ``job`` is its job's (project, group,
+    name); ``retrying``: another attempt will follow; ``at_ms``: when the status was written;
     ``hook_urls``: the job's own webhooks for this event. The output is cut to its last
     :data:`OUTPUT_TAIL_MAX_CHARS` characters."""
     kind = execution_kind(execution.status, retrying=retrying)
     if kind is None:
         return None
     output = execution.output
+    started = execution.started_ms
+    project, group, name = job
     data: dict[str, Any] = {
         "execution": {
             "id": execution.id,
@@ -218,10 +220,17 @@ def execution_event(
             "output_tail": None if output is None else output[-OUTPUT_TAIL_MAX_CHARS:],
             "reason": execution.reason,
             "fire_ms": execution.fire_ms,
-            "started_ms": execution.started_ms,
+            "started_ms": started,
             "ended_ms": execution.ended_ms,
+            "lateness_ms": None if started is None else started - execution.fire_ms,
         },
-        "job": {"id": execution.job_id, "path": job_path},
+        "job": {
+            "id": execution.job_id,
+            "project": project,
+            "group": group,
+            "name": name,
+            "path": "/".join(part for part in job if part),
+        },
         "member": {"uuid": execution.member_uuid, "name": member_name},
         "retrying": retrying,
     }

@@ -48,9 +48,8 @@ from workers.bus.streams import (
     read_pending,
     server_time_ms,
 )
-from workers.notify.deliver import post
-from workers.notify.payload import body_of, headers_for
-from workers.notify.schedule import Failures, RetryPolicy, Verdict, after_failure, verdict
+from workers.notify.deliver import failed_entry, try_once
+from workers.notify.schedule import Failures, policy_of
 
 __all__ = ["FAILED_MAXLEN", "START_BACKLOG_MS", "STEP_MAX_S", "ReceiverLoop", "read_failures"]
 
@@ -119,11 +118,7 @@ class ReceiverLoop:
             else None
         )
         self.timeout_s = settings.notification_timeout_s
-        self.policy = RetryPolicy(
-            initial_ms=round(settings.notification_retry_initial_s * 1000),
-            max_ms=round(settings.notification_retry_max_s * 1000),
-            horizon_ms=round(settings.notification_retry_horizon_s * 1000),
-        )
+        self.policy = policy_of(settings)
         # longer than one attempt plus a blocking read, with margin: a holder renews in time
         self.lease_ms = round(2 * (self.timeout_s * 1000 + BLOCK_MS_MAX)) + 1000
         self.clock = clock or (lambda: server_time_ms(client))
@@ -237,16 +232,24 @@ class ReceiverLoop:
     def _attempt(self, entry_id: bytes, event: Event, failures: Failures | None) -> float:
         """One POST; then delivered, retried later, or given up."""
         name = self.receiver.name
-        attempt = (failures.attempts if failures else 0) + 1
-        body = body_of(event, self.keys.prefix)
-        headers = headers_for(event, body, secret=self.secret, attempt=attempt)
-        answer = post(self.http, self.receiver.url, body, headers, timeout_s=self.timeout_s)
+        tried = try_once(
+            self.http,
+            self.receiver.url,
+            event,
+            cluster=self.keys.prefix,
+            secret=self.secret,
+            timeout_s=self.timeout_s,
+            entry_id=entry_id.decode(),
+            failures=failures,
+            policy=self.policy,
+            clock=self.clock,
+        )
+        attempt, answer, state = tried.attempt, tried.answer, tried.state
         if not self._lease():  # taken over while waiting (a stall): the new holder sends it again
             log.warning("receiver %s: lease lost during an attempt at %s", name, event.id)
             self.prepared, self.head = False, None
             return 0.0
-        judged = verdict(answer.status)
-        if judged is Verdict.DELIVERED:
+        if state is None:
             log.info(
                 "receiver %s: event %s delivered (attempt %s, HTTP %s)",
                 name,
@@ -256,16 +259,6 @@ class ReceiverLoop:
             )
             self._done(entry_id, outcome="delivered")
             return 0.0
-        state = after_failure(
-            failures,
-            entry_id=entry_id.decode(),
-            now_ms=self.clock(),
-            error=answer.error,
-            status=answer.status,
-            final=judged is Verdict.FINAL,
-            policy=self.policy,
-            retry_after_ms=answer.retry_after_ms,
-        )
         if isinstance(state, Failures):
             self._keep(state)
             log.warning(
@@ -277,17 +270,7 @@ class ReceiverLoop:
                 state.next_ms,
             )
             return 0.0
-        failed = FailedNotification(
-            receiver=name,
-            event_id=event.id,
-            event_type=event.kind,
-            attempts=state.attempts,
-            first_attempt_ms=state.first_ms,
-            failed_at_ms=self.clock(),
-            error=state.error,
-            status=state.status,
-            body=body.decode("utf-8"),
-        )
+        failed = failed_entry(name, event, tried, state, self.clock())
         log.error(
             "receiver %s: event %s given up after %s attempt(s): %s",
             name,

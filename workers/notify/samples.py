@@ -127,7 +127,7 @@ def _sample_execution(kind: EventType, now_ms: int) -> Event | None:
     retrying = kind is EventType.EXECUTION_RETRYABLE_FAILURE
     return execution_event(
         execution,
-        job_path="sample/example-job",
+        job=("sample", "", "example-job"),
         member_name="example-member",
         retrying=retrying,
         at_ms=now_ms,

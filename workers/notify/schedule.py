@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
 
 __all__ = [
     "Failures",
@@ -26,6 +30,7 @@ __all__ = [
     "Verdict",
     "after_failure",
     "attempt_offsets_ms",
+    "policy_of",
     "retry_delay_ms",
     "verdict",
 ]
@@ -55,6 +60,15 @@ class RetryPolicy:
     initial_ms: int
     max_ms: int
     horizon_ms: int
+
+
+def policy_of(settings: Settings) -> RetryPolicy:
+    """The schedule ``qwcontrol.notifications.retry.*`` sets."""
+    return RetryPolicy(
+        initial_ms=round(settings.notification_retry_initial_s * 1000),
+        max_ms=round(settings.notification_retry_max_s * 1000),
+        horizon_ms=round(settings.notification_retry_horizon_s * 1000),
+    )
 
 
 def retry_delay_ms(failures: int, policy: RetryPolicy) -> int:

@@ -6,6 +6,11 @@ Every receiver of ``qwcontrol.notifications.webhooks`` has a consumer group of i
 slow or dead receiver delays no other, and nothing else in the cluster waits on any of
 them (the emitters only append to the stream). Several replicas may run: per receiver,
 one delivers and the others stand by (see :mod:`workers.notify.receiver`).
+
+The jobs' own webhooks (``execution.*`` events with ``hook_urls``) are delivered by two
+more threads in each replica, whether receivers are configured or not: the fan-out
+(events -> deliveries) and the deliveries, each in a thread of its own
+(:mod:`workers.notify.hooks`).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from collections.abc import Callable
 
 import redis
 
+from schemas.keys import Keys
 from schemas.settings import Settings
 from workers.bus.retry import run_forever
+from workers.notify.hooks import HookDeliveries, HookFanout
 from workers.notify.receiver import ReceiverLoop
 
 __all__ = ["STOP_GRACE_S", "NotifyWorker"]
@@ -46,6 +53,8 @@ class NotifyWorker:
             ReceiverLoop(client, settings, w, consumer=consumer, clock=clock)
             for w in settings.notification_webhooks
         ]
+        self.fanout = HookFanout(client, Keys(settings.redis_prefix), consumer=consumer)
+        self.hooks = HookDeliveries(client, settings, clock=clock)
         self.errors: list[BaseException] = []
 
     def run(self) -> None:
@@ -55,7 +64,8 @@ class NotifyWorker:
         if not self.loops:
             log.warning(
                 "notify worker %s: no receiver configured "
-                "(qwcontrol.notifications.webhooks.<name>.url and .events): nothing to deliver",
+                "(qwcontrol.notifications.webhooks.<name>.url and .events): only the jobs' "
+                "own webhooks are delivered",
                 self.consumer,
             )
         threads = [
@@ -66,6 +76,13 @@ class NotifyWorker:
                 daemon=True,  # one still waiting on its receiver does not hold the exit up
             )
             for loop in self.loops
+        ]
+        threads += [
+            threading.Thread(target=self._run_hooks, args=(step, name), name=name, daemon=True)
+            for step, name in (
+                (self._fan_out, "notify-job-hooks-fanout"),
+                (self._deliver_hooks, "notify-job-hooks"),
+            )
         ]
         for thread in threads:
             thread.start()
@@ -90,6 +107,28 @@ class NotifyWorker:
             self.stop.set()
         finally:
             loop.close()
+
+    def _run_hooks(self, step: Callable[[], None], what: str) -> None:
+        try:
+            run_forever(step, stop=self.stop, what=f"notify worker, {what}", logger=log)
+        except BaseException as exc:
+            log.exception("notify worker, %s: stopped by an error", what)
+            self.errors.append(exc)
+            self.stop.set()
+        finally:
+            if step == self._deliver_hooks:
+                self.hooks.close()
+
+    def _fan_out(self) -> None:
+        self.fanout.step()
+        self.hooks.wake.set()  # new deliveries may be due now
+
+    def _deliver_hooks(self) -> None:
+        wait_s = self.hooks.step()
+        if wait_s > 0:
+            self.hooks.wake.wait(wait_s)
+        if self.stop.is_set():
+            self.hooks.wake.set()
 
     def _pass(self, loop: ReceiverLoop) -> None:
         wait_s = loop.step()

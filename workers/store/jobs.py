@@ -13,7 +13,8 @@ for the other kinds (``shell``, ``http``, ``python``), the parameters in ``execu
 (validated by ``workers.jobs.executor`` before they get here). ``timeout_s`` (None: none),
 ``concurrency`` (``allow|forbid|replace``, applied by the fence), ``time_zone`` (None: the
 cluster default), ``misfire`` (``skip|fire_once``) and ``misfire_grace_s`` (None: the
-scheduler's default) are per job too.
+scheduler's default) and ``notify`` (the job's webhooks, trigger -> URLs:
+``workers.jobs.hooks``) are per job too.
 
 Enabled flags (Rundeck's): ``schedule_enabled`` (fired by its schedule) and
 ``execution_enabled`` (may run at all: fired, run on demand, retried). The column
@@ -78,6 +79,7 @@ UPDATABLE_FIELDS = frozenset(
         "misfire",
         "misfire_grace_s",
         "description",
+        "notify",
     }
 )
 # A change of one of these settles the fire times up to the modification (last_fire_ms moves
@@ -129,6 +131,7 @@ class JobRow:
     misfire_grace_s: float | None = None
     description: str = ""
     deleted_ms: int | None = None
+    notify: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -144,6 +147,7 @@ class JobRow:
         for column in ("retry_delay_s", "timeout_s", "misfire_grace_s"):
             if values[column] is not None:
                 values[column] = float(values[column])
+        values["notify"] = {t: tuple(u) for t, u in (values.get("notify") or {}).items()}
         execution = bool(values["execution_enabled"])
         schedule = bool(values["schedule_enabled"]) and (bool(values["enabled"]) or not execution)
         values.update(
@@ -180,6 +184,7 @@ def create_job(
     misfire: str = DEFAULT_MISFIRE,
     misfire_grace_s: float | None = None,
     description: str = "",
+    notify: Mapping[str, Sequence[str]] | None = None,
 ) -> JobRow:
     """Insert a job owned by ``modified_by`` at ``owner_epoch`` 1; ``now_ms`` is epoch ms.
 
@@ -216,6 +221,7 @@ def create_job(
         "misfire": misfire,
         "misfire_grace_s": misfire_grace_s,
         "description": description,
+        "notify": {t: list(u) for t, u in (notify or {}).items()},
     }
     where = job_path(project, group_name, name)
     try:
@@ -293,6 +299,8 @@ def _update_values(changes: dict[str, Any], modified_by: str | None, now_ms: int
         values["command"] = list(values["command"])
     if "executor_spec" in values:
         values["executor_spec"] = dict(values["executor_spec"])
+    if "notify" in values:
+        values["notify"] = {t: list(u) for t, u in values["notify"].items()}
     execution = (
         literal(bool(values.pop("execution_enabled")))
         if "execution_enabled" in values

@@ -22,6 +22,7 @@ __all__ = [
     "Finish",
     "StartedExecution",
     "count_backlog",
+    "ended_at",
     "finish_executions",
     "running_here",
     "start_executions",
@@ -35,7 +36,8 @@ class StartedExecution:
     """An execution just moved ``scheduled`` -> ``running`` on a member, with what its run
     needs from its job: what it runs (``executor`` with ``command`` or ``executor_spec``,
     as in :class:`workers.store.JobRow`), its timeout (s; None: none) and the retry
-    settings. Times are epoch ms."""
+    settings; and what its events tell (``project``, ``group_name`` and ``name`` of its
+    job, and the job's webhooks ``notify``: trigger -> URLs). Times are epoch ms."""
 
     id: str
     job_id: str
@@ -51,6 +53,10 @@ class StartedExecution:
     executor: str = "command"
     executor_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     timeout_s: float | None = None
+    project: str = ""
+    group_name: str = ""
+    name: str = ""
+    notify: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, row: RowMapping) -> StartedExecution:
@@ -58,6 +64,7 @@ class StartedExecution:
         values = dict(row)
         values["command"] = tuple(values["command"])
         values["retry_delay_s"] = float(values["retry_delay_s"])
+        values["notify"] = dict(values.get("notify") or {})
         if values["timeout_s"] is not None:
             values["timeout_s"] = float(values["timeout_s"])
         return cls(**values)
@@ -94,6 +101,10 @@ def start_executions(
         _j.c.executor,
         _j.c.executor_spec,
         _j.c.timeout_s,
+        _j.c.project,
+        _j.c.group_name,
+        _j.c.name,
+        _j.c.notify,
     ).join(_j, _j.c.id == _e.c.job_id)
     with writing(db) as conn:
         started = set(conn.execute(stmt).scalars())
@@ -149,6 +160,19 @@ def finish_executions(db: Db, finishes: Sequence[Finish], *, now_ms: int) -> int
     with writing(db) as conn:
         changed: int = conn.execute(stmt, rows).rowcount
     return changed
+
+
+def ended_at(db: Db, statuses: Mapping[str, str], *, ended_ms: int) -> set[str]:
+    """Of the executions ``statuses`` names (id -> status), those that have that status
+    and ended at ``ended_ms``: which of a batch of :func:`finish_executions` were written
+    by it (when its count says some were not)."""
+    if not statuses:
+        return set()
+    stmt = select(_e.c.id, _e.c.status).where(
+        _e.c.id.in_(list(statuses)), _e.c.ended_ms == ended_ms
+    )
+    with reading(db) as conn:
+        return {i for i, s in conn.execute(stmt).all() if statuses[i] == s}
 
 
 def running_here(db: Db, member_uuid: str, execution_ids: Collection[str]) -> set[str]:
