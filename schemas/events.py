@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
+from schemas.messages import Event, MembershipChange, MemberState
+
 __all__ = [
+    "EVENTS_MAXLEN",
     "EVENT_FAMILIES",
     "EVENT_TRIGGERS",
     "EventType",
     "check_pattern",
     "event_matches",
+    "member_event",
     "trigger_of",
 ]
 
@@ -83,3 +87,33 @@ def event_matches(patterns: Iterable[str], event_type: str) -> bool:
     """Whether an event of ``event_type`` matches one of ``patterns`` (checked patterns)."""
     family = event_type.partition(".")[0]
     return any(p in ("*", event_type, f"{family}.*") for p in patterns)
+
+
+EVENTS_MAXLEN = 100_000  # the events stream keeps about this many (XADD MAXLEN ~)
+_MEMBER_KINDS = {
+    MemberState.INACTIVE: EventType.MEMBER_INACTIVE,
+    MemberState.DEAD: EventType.MEMBER_DEAD,
+    MemberState.ACTIVE: EventType.MEMBER_ACTIVE,
+}
+
+
+def member_event(change: MembershipChange) -> Event | None:
+    """``member.inactive`` / ``member.dead`` / ``member.active`` for a state change; None
+    for a member's first appearance (``from_state`` None -> active: not "active again").
+    Here, beside the types, because the liveness view's own script appends them (the other
+    events are built in :mod:`workers.notify.events`)."""
+    if change.from_state is None and change.to_state is MemberState.ACTIVE:
+        return None
+    kind = _MEMBER_KINDS[change.to_state]
+    return Event(
+        id=f"{kind}:{change.uuid}:{change.at_ms}",
+        kind=kind,
+        at_ms=change.at_ms,
+        data={
+            "member": {"uuid": change.uuid, "name": change.name},
+            "from_state": None if change.from_state is None else change.from_state.value,
+            "to_state": change.to_state.value,
+            "last_seen_ms": change.last_seen_ms,
+            "reason": change.reason,
+        },
+    )

@@ -27,12 +27,12 @@ import redis
 
 from schemas.codec import decode_as, encode
 from schemas.errors import DecodeError
+from schemas.events import EVENTS_MAXLEN, member_event
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat, MembershipChange, MemberState
 from workers.liveness.clock import Clock, ServerNews, note_server, read_clock
 from workers.liveness.info import queue_info
 from workers.liveness.rules import MemberObservation, Transition, membership_change
-from workers.notify.events import EVENTS_MAXLEN, member_event
 
 __all__ = [
     "Clock",

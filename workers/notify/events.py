@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from schemas.events import EventType
-from schemas.messages import Event, MembershipChange, MemberState
+from schemas.events import EVENTS_MAXLEN, EventType, member_event
+from schemas.messages import Event
 
 if TYPE_CHECKING:
     from workers.store import RecoveryRow, TakeoverRow
@@ -43,13 +43,7 @@ __all__ = [
     "released_event",
 ]
 
-EVENTS_MAXLEN = 100_000  # the events stream keeps about this many (XADD MAXLEN ~)
 OUTPUT_TAIL_MAX_CHARS = 4096  # of an execution's output, the last characters an event carries
-_MEMBER_KINDS = {
-    MemberState.INACTIVE: EventType.MEMBER_INACTIVE,
-    MemberState.DEAD: EventType.MEMBER_DEAD,
-    MemberState.ACTIVE: EventType.MEMBER_ACTIVE,
-}
 _DECIDED = {
     ("takeover", "committed"): EventType.TAKEOVER_COMMITTED,
     ("takeover", "cancelled"): EventType.TAKEOVER_CANCELLED,
@@ -61,26 +55,6 @@ _HELD = {"takeover": EventType.TAKEOVER_HELD, "recovery": EventType.RECOVERY_HEL
 
 def _member(uuid: str, names: Mapping[str, str]) -> dict[str, Any]:
     return {"uuid": uuid, "name": names.get(uuid, "")}
-
-
-def member_event(change: MembershipChange) -> Event | None:
-    """``member.inactive`` / ``member.dead`` / ``member.active`` for a state change; None
-    for a member's first appearance (``from_state`` None -> active: not "active again")."""
-    if change.from_state is None and change.to_state is MemberState.ACTIVE:
-        return None
-    kind = _MEMBER_KINDS[change.to_state]
-    return Event(
-        id=f"{kind}:{change.uuid}:{change.at_ms}",
-        kind=kind,
-        at_ms=change.at_ms,
-        data={
-            "member": {"uuid": change.uuid, "name": change.name},
-            "from_state": None if change.from_state is None else change.from_state.value,
-            "to_state": change.to_state.value,
-            "last_seen_ms": change.last_seen_ms,
-            "reason": change.reason,
-        },
-    )
 
 
 def decided_event(
