@@ -19,6 +19,7 @@ from tests.notify_receiver import Receiver
 from tests.test_notify_worker import KEYS, SECRET, Clock, event, loop_for, settings, step_until
 from workers.notify.emit import emit
 from workers.notify.failed import list_failed
+from workers.notify.hooks import HOOK_COUNTS
 
 
 @pytest.fixture
@@ -60,6 +61,14 @@ def test_the_api_and_the_metrics_show_the_deliveries(
     assert 'qwc_notifications_delivered_total{outcome="retried",receiver="ops"} 0.0' in metrics
     assert 'qwc_notifications_pending{receiver="ops"} 1.0' in metrics  # event 3, not read yet
     assert "qwc_notifications_failed 1.0" in metrics
+    assert (
+        'qwc_notifications_delivered_total{outcome="delivered",receiver="job-hooks"} 0.0' in metrics
+    )
+    r.hincrby(KEYS.notify_counts, f"{HOOK_COUNTS}:delivered", 2)  # as the hooks' deliveries do
+    metrics = api.get("/metrics").text
+    assert (
+        'qwc_notifications_delivered_total{outcome="delivered",receiver="job-hooks"} 2.0' in metrics
+    )
 
 
 def qwc(redis_url: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -33,6 +33,8 @@ its metrics are left out; the scrape itself still answers.
                                                 deliveries to each webhook receiver by
                                                 outcome: delivered, retried (an attempt
                                                 failed, another follows), failed (given up)
+                                                (receiver "job-hooks": the jobs' own
+                                                webhooks, all jobs together)
     qwc_notifications_pending{receiver}         events not delivered to it yet (being sent,
                                                 waiting for a retry, or not read yet)
     qwc_notifications_failed                    entries of the failed list
@@ -75,6 +77,7 @@ from workers.liveness import view
 from workers.liveness.listing import member_rows
 from workers.manager.job_metrics import JobCounter, JobFacts, job_families
 from workers.manager.resources import Resources
+from workers.notify.hooks import HOOK_COUNTS as JOB_HOOKS_RECEIVER
 from workers.notify.status import NotifyFacts, read_notify_facts
 from workers.store import Backlog, MemberRow, count_backlog, count_jobs_by_owner, list_members
 from workers.store.audit import Lateness, count_outcomes, takeover_lateness
@@ -265,6 +268,8 @@ def _notify_families(nf: NotifyFacts) -> list[Metric]:
             delivered.add_metric([r.name, outcome], n)
         if r.undelivered is not None:
             pending.add_metric([r.name], r.undelivered)
+    for outcome, n in nf.job_hooks.items():
+        delivered.add_metric([JOB_HOOKS_RECEIVER, outcome], n)
     failed = GaugeMetricFamily(
         "qwc_notifications_failed", "Webhook deliveries given up (the failed list)", nf.failed
     )

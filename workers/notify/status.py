@@ -16,6 +16,7 @@ from typing import Any, cast
 import redis
 
 from schemas.keys import Keys, notify_group
+from workers.notify.hooks import HOOK_COUNTS
 
 __all__ = ["COUNT_MAX", "OUTCOMES", "NotifyFacts", "ReceiverFacts", "read_notify_facts"]
 
@@ -36,10 +37,12 @@ class ReceiverFacts:
 
 @dataclass(frozen=True)
 class NotifyFacts:
-    """Every configured receiver, and the entries of the failed list."""
+    """Every configured receiver, the entries of the failed list, and the deliveries to
+    the jobs' own webhooks by outcome (all jobs together: one series, whatever the jobs)."""
 
     receivers: list[ReceiverFacts]
     failed: int
+    job_hooks: dict[str, int]
 
 
 def read_notify_facts(client: redis.Redis, keys: Keys, receivers: Sequence[str]) -> NotifyFacts:
@@ -63,7 +66,8 @@ def read_notify_facts(client: redis.Redis, keys: Keys, receivers: Sequence[str])
         )
         for name, left in zip(receivers, undelivered, strict=True)
     ]
-    return NotifyFacts(facts, int(failed))
+    hooks = {o: outcomes.get(f"{HOOK_COUNTS}:{o}", 0) for o in OUTCOMES}
+    return NotifyFacts(facts, int(failed), hooks)
 
 
 def _undelivered(
