@@ -427,9 +427,7 @@ class JobSchedule:
         return newest
 
 
-def count_times(
-    after: Callable[[int], int], after_ms: int, before_ms: int, *, limit: int
-) -> int:
+def count_times(after: Callable[[int], int], after_ms: int, before_ms: int, *, limit: int) -> int:
     """How many fire times are in ``(after_ms, before_ms)`` (epoch ms), ``after`` giving the
     first one strictly after a time; ``limit`` when there are more (only that many are
     walked). A schedule that stops firing (``ValueError``) has none left."""
