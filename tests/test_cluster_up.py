@@ -208,5 +208,8 @@ def test_a_crash_loop_stops_the_cluster(cluster: Cluster) -> None:
         assert proc.wait(60) == 1
     log = log_of(cluster, proc)
     assert "stopped because manager exited with status 3" in log  # uvicorn: cannot bind
-    assert log.count("manager exited with status 3; restarting it") == CRASH_LOOP_EXITS - 1
+    # CRASH_LOOP_EXITS - 1 restarts, or more when a start of the manager took longer than
+    # MIN_UPTIME_S to fail (a loaded machine): that exit was not quick and began the count
+    # again (the exact count: test_on_exit_restarts_gives_up_on_usage_errors_and_crash_loops).
+    assert log.count("manager exited with status 3; restarting it") >= CRASH_LOOP_EXITS - 1
     assert processes_of(cluster) == []

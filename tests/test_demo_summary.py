@@ -135,6 +135,25 @@ def test_each_broken_expectation_is_named() -> None:
     ]
 
 
+def test_a_member_watched_before_its_first_heartbeat_counts_from_its_first_active() -> None:
+    """On a slow start the view turns a member the store knew inactive before its first
+    heartbeat; the run is still ok. A member that never turned active is still named."""
+    run = _run(takeovers=[_takeover(2)])
+    early = [_change(u, None, MemberState.INACTIVE, 500) for u in (A, C)]
+    early_then = [
+        _change(c.uuid, MemberState.INACTIVE, c.to_state, c.at_ms)
+        if c.uuid in (A, C) and c.at_ms == 1_000
+        else c
+        for c in run.final.changes
+    ]
+    flapped = replace(run, final=replace(run.final, changes=early + early_then))
+    assert problems(flapped, 0) == []
+    never = [c for c in flapped.final.changes if not (c.uuid == A and c.at_ms == 1_000)]
+    assert problems(replace(run, final=replace(run.final, changes=never)), 0) == [
+        "node-1 went inactive, expected ['active']"
+    ]
+
+
 def test_event_lines_are_in_time_order_relative_to_the_start() -> None:
     lines = event_lines(
         _run(takeovers=[_takeover(2)]).final, [Note(10_500, "SIGKILL node-3")], NAMES, start_ms=0
