@@ -182,7 +182,7 @@ def test_metrics_expose_each_jobs_series_up_to_the_cap(make_api: object, store: 
     _ended(store, a, fire_ms=now_ms, start_ms=None, end_ms=now_ms + 1)
 
     def misfire(job: str, count: int, fire_ms: int) -> None:
-        claim = FireClaim(job, 1, fire_ms, None, missed_fires=count)
+        claim = FireClaim(job, 1, fire_ms, fire_ms + 1000, missed_fires=count)
         assert claim in claim_fires(store, [claim], member_uuid=MEMBER, now_ms=now_ms)
 
     misfire(a, 5, now_ms)  # before the manager's first scrape: its base
