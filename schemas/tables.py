@@ -24,7 +24,9 @@ Conventions:
                      and misfire_grace_s (NULL: 60 s), description, deleted_ms (a deleted
                      job's row stays, so its executions keep their foreign key, until
                      retention removes the row with the last of them); 0005: notify (the
-                     job's webhooks: trigger -> URLs, ``workers.jobs.hooks``; {}: none)
+                     job's webhooks: trigger -> URLs, ``workers.jobs.hooks``; {}: none);
+                     0006: missed_fires (fire times that never ran, added by the fenced
+                     claim of the job's next fire)
     executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of
                      (first execution of the chain), trigger, fire_ms (not before: a retry's
                      fire_ms is when its delay ends), queued_ms (when its member put it on
@@ -173,6 +175,9 @@ scheduled_jobs = Table(
     Column("deleted_ms", BigInteger, nullable=True),
     # 0005: the job's webhooks, trigger (onstart, onfailure, …) -> list of URLs.
     Column("notify", JSON, nullable=False, server_default=text("'{}'")),
+    # 0006: fire times missed (never fired: older than the misfire grace, or left by a
+    # previous owner with misfire skip), added by the fenced claim of the next fire.
+    Column("missed_fires", BigInteger, nullable=False, server_default=text("0")),
     # 0004: a name is unique among live jobs only, so a deleted job's name can be used again.
     Index(
         "uq_scheduled_jobs_live_path",

@@ -183,6 +183,7 @@ def test_fire_once_catches_up_a_dead_owners_missed_times_once(cluster: Cluster, 
     catchup = _check_catchup(rows, b)
     assert count_double_fires(db) == 0
     _check_recorded(catchup, _last_claimed_by_the_first_owner(rows))
+    assert get_job(db, job_id).missed_fires == 0  # caught up within the grace: none missed
 
 
 def test_a_paused_member_that_returns_runs_no_catchup(cluster: Cluster, db: Store) -> None:

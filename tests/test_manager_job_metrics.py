@@ -22,9 +22,17 @@ from workers.manager.job_metrics import (
     JobFacts,
     assign_series,
     fold,
+    grown,
     job_families,
 )
-from workers.store import Store, finish_execution, insert_execution, start_execution
+from workers.store import (
+    FireClaim,
+    Store,
+    claim_fires,
+    finish_execution,
+    insert_execution,
+    start_execution,
+)
 from workers.store.job_stats import Histogram, JobTally, tally_ended
 from workers.store.retention import delete_expired_executions
 
@@ -58,6 +66,13 @@ def test_the_cap_gives_the_first_jobs_series_for_good_and_folds_the_others() -> 
     )
     assert folded.keys() == {"a", OTHER}
     assert folded[OTHER].statuses == {"failed": 2, "x": 3}
+
+
+def test_missed_fires_grow_from_the_first_read_and_never_go_down() -> None:
+    base = {"a": 5, "b": 1}
+    assert grown(base, {}, {"a": 7, "b": 1, "new": 2}) == {"a": 2, "new": 2}
+    # the job's row removed (retention) or read lower: what was reported stays
+    assert grown(base, {"a": 2, "new": 2}, {"new": 1, "b": 0}) == {"a": 2, "new": 2}
 
 
 def test_the_families_of_a_tally() -> None:
@@ -165,6 +180,12 @@ def test_metrics_expose_each_jobs_series_up_to_the_cap(make_api: object, store: 
     for job in (a, a, b, c):
         _ended(store, job, fire_ms=now_ms, start_ms=now_ms + 20, end_ms=now_ms + 70)
     _ended(store, a, fire_ms=now_ms, start_ms=None, end_ms=now_ms + 1)
+
+    def misfire(job: str, count: int, fire_ms: int) -> None:
+        claim = FireClaim(job, 1, fire_ms, fire_ms + 1000, missed_fires=count)
+        assert claim in claim_fires(store, [claim], member_uuid=MEMBER, now_ms=now_ms)
+
+    misfire(a, 5, now_ms)  # before the manager's first scrape: its base
     m = scrape(api)
     own = {"job_id": a, "job_name": f"p/g/{ids[a]}"}
     other = {"job_id": OTHER, "job_name": OTHER}
@@ -179,3 +200,9 @@ def test_metrics_expose_each_jobs_series_up_to_the_cap(make_api: object, store: 
         OTHER,
         None,
     }
+    assert value(m, "qwc_job_fires_misfired_total", **own) == 0
+    misfire(a, 3, now_ms + 1)
+    misfire(c, 2, now_ms + 1)
+    m = scrape(api)
+    assert value(m, "qwc_job_fires_misfired_total", **own) == 3
+    assert value(m, "qwc_job_fires_misfired_total", **other) == 2

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from workers.node.scheduler import Fire, JobSchedule, Unplanned
+from workers.node import scheduler
+from workers.node.scheduler import Fire, JobSchedule, Unplanned, count_times
 from workers.store import JobRow
 
 OWNER = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -188,6 +189,50 @@ def test_times_older_than_the_misfire_grace_are_skipped_not_fired() -> None:
     due = s.due(ms(0, 2, 0, 500))  # the member was paused for two minutes
     assert [(m.first_ms, m.until_ms) for m in due.misfires] == [(ms(0, 0, 1), ms(0, 1, 58))]
     assert [f.fire_ms for f in due.fires] == [ms(0, 1, 58), ms(0, 1, 59), ms(0, 2, 0)]
+
+
+def test_a_misfire_counts_its_times_and_the_next_claim_carries_them_once() -> None:
+    s = JobSchedule(misfire_grace_ms=3_000)
+    s.reload([job()], now_ms=T0)
+    due = s.due(ms(0, 2, 0, 500))  # 00:00:01 .. 00:01:57 never fire
+    assert [m.count for m in due.misfires] == [117]
+    assert [f.missed for f in due.fires] == [117, 0, 0]  # the first claim counts them
+    for f in due.fires:
+        s.fired(f.job_id, f.fire_ms)
+    assert [f.missed for f in s.due(ms(0, 2, 1)).fires] == [0]
+
+
+def test_a_misfire_without_a_fire_in_its_pass_is_carried_to_the_next_claim() -> None:
+    s = JobSchedule()  # grace 60 s; every 5 minutes
+    s.reload([job(schedule="*/5 * * * *")], now_ms=ms(0, 1, 30))
+    due = s.due(ms(1, 2, 30))  # paused an hour: 00:05 .. 01:00 missed, 01:05 not due yet
+    assert ([m.count for m in due.misfires], due.fires) == ([12], ())
+    assert s.plans["job-1"].missed == 12
+    assert [(f.fire_ms, f.missed) for f in s.due(ms(1, 5, 0)).fires] == [(ms(1, 5, 0), 12)]
+    s.lost("job-1")  # fenced out: the count goes with the plan, nothing is claimed
+    assert s.plans == {}
+
+
+def test_skip_counts_the_times_a_previous_owner_left_unclaimed() -> None:
+    s = JobSchedule()
+    s.reload([job(epoch=2, last_fire_ms=ms(0, 0, 3))], now_ms=ms(0, 0, 10, 500))
+    assert s.plans["job-1"].missed == 7  # 00:00:04 .. 00:00:10: skipped, never fired
+    assert [f.missed for f in s.due(ms(0, 0, 11)).fires] == [7]
+    once = JobSchedule()  # fire_once catches them up instead: not missed
+    once.reload([job(epoch=2, last_fire_ms=ms(0, 0, 3), misfire="fire_once")], now_ms=ms(0, 0, 10))
+    assert once.plans["job-1"].missed == 0
+
+
+def test_missed_times_are_counted_up_to_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    def every_second(t: int) -> int:
+        return (t // 1000 + 1) * 1000
+
+    assert count_times(every_second, 0, 10_000, limit=100) == 9  # 1 s .. 9 s
+    assert count_times(every_second, 0, 10_000_000, limit=100) == 100
+    monkeypatch.setattr(scheduler, "MAX_MISSED_COUNTED", 50)
+    s = JobSchedule(misfire_grace_ms=1_000)
+    s.reload([job()], now_ms=T0)
+    assert [m.count for m in s.due(ms(1, 0, 0)).misfires] == [50]
 
 
 def test_a_failed_fire_is_due_again_and_fired_never_goes_back() -> None:

@@ -148,7 +148,7 @@ def test_skip_fires_each_late_time_within_the_jobs_grace_and_drops_older_ones() 
     due = s.due(at(10))  # paused from 1 s to 10 s
     assert [f.fire_ms for f in due.fires] == [at(7), at(8), at(9), at(10)]
     assert {f.trigger for f in due.fires} == {"schedule"}
-    assert due.misfires == (Misfire("job-1", at(1), at(7)),)
+    assert due.misfires == (Misfire("job-1", at(1), at(7), 6),)
 
 
 def test_skip_does_not_fire_the_times_a_dead_owner_missed() -> None:
@@ -183,7 +183,7 @@ def test_fire_once_catches_up_only_within_the_grace_and_reports_the_rest() -> No
     s = JobSchedule()
     s.reload([job(misfire="fire_once", grace_s=2.5)], now_ms=T0)
     due = s.due(at(10))
-    assert due.misfires == (Misfire("job-1", at(1), at(8)),)
+    assert due.misfires == (Misfire("job-1", at(1), at(8), 7),)
     (catchup,) = due.fires
     assert (catchup.trigger, catchup.fire_ms, catchup.missed_ms) == (
         "catchup",

@@ -10,8 +10,10 @@ from sqlalchemy import func, select
 from schemas.tables import executions
 from tests.fixtures_sql import run_threads
 from workers.store import (
+    FireClaim,
     Store,
     claim_fire,
+    claim_fires,
     create_job,
     create_store_engine,
     fire_job,
@@ -72,6 +74,22 @@ def test_non_owner_and_stale_epoch_change_nothing(store: Store) -> None:
     assert _claim(store, job_id, OWNER, 1, 60_000) is False
     assert _claim(store, job_id, OTHER, 1, 60_000) is False
     assert _claim(store, job_id, OTHER, 2, 60_000) is True
+
+
+def test_a_claim_adds_its_missed_fires_only_for_the_owner_at_its_epoch(store: Store) -> None:
+    job_id = _job(store)
+
+    def claim(member: str, epoch: int, fire_ms: int, missed: int) -> bool:
+        fire = FireClaim(job_id, epoch, fire_ms, fire_ms + 60_000, missed_fires=missed)
+        return fire in claim_fires(store, [fire], member_uuid=member, now_ms=5)
+
+    assert claim(OWNER, 1, 600_000, 9) is True
+    assert claim(OWNER, 1, 600_000, 9) is False  # that time again: not counted twice
+    reassign_jobs(store, from_owner=OWNER, to_owner=OTHER)
+    assert claim(OWNER, 1, 660_000, 5) is False  # fenced out: counts nothing
+    assert claim(OTHER, 2, 720_000, 2) is True
+    assert claim(OTHER, 2, 780_000, 0) is True
+    assert get_job(store, job_id).missed_fires == 11
 
 
 def test_disabled_or_missing_job_is_not_fired(store: Store) -> None:

@@ -54,9 +54,9 @@ def engine(db_url: str) -> Iterator[Engine]:
 def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0005"
+    assert current_revision(engine) == head_revision() == "0006"
     upgrade(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
@@ -186,7 +186,7 @@ def test_upgrade_from_0001_keeps_the_executions(engine: Engine) -> None:
             "fire_ms, created_ms) VALUES ('e', 'j', 'o', 'running', 1, 'schedule', 5, 5)"
         )
     upgrade(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, status, queued_ms FROM executions").all()
     assert [tuple(r) for r in rows] == [("e", "running", None)]
@@ -213,10 +213,11 @@ def test_upgrade_from_0002_keeps_jobs_and_executions_as_they_were(engine: Engine
     upgrade(engine, "0002")
     _insert_0002_rows(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     job = get_job(engine, "j")
     # an existing job runs as before: its argv, no timeout, overlapping runs allowed
     assert (job.executor, job.executor_spec, job.command) == ("command", {}, ("echo", "hi"))
+    assert job.missed_fires == 0
     assert (job.timeout_s, job.concurrency, job.owner_epoch, job.retry_count) == (
         None,
         "allow",

@@ -128,7 +128,8 @@ def list_command(cli: CliContext, owner: str | None, project: str | None, as_jso
     default), enabled (fired by its schedule), schedule_enabled, execution_enabled,
     misfire, misfire_grace_s, notify (the job's webhooks per trigger, URLs shown as scheme,
     host and port), owner_uuid, owner_epoch, retry_count, retry_delay_s,
-    next/last fire times (epoch ms and ISO UTC), modified_by, modified_ms, created_ms.
+    next/last fire times (epoch ms and ISO UTC), missed_fires (fire times that never ran:
+    misfires), modified_by, modified_ms, created_ms.
     """
     with opened_store(cli) as store:
         try:

@@ -52,6 +52,7 @@ def job_json(job: JobRow) -> dict[str, Any]:
         "next_fire": iso_utc(job.next_fire_ms),
         "last_fire_ms": job.last_fire_ms,
         "last_fire": iso_utc(job.last_fire_ms),
+        "missed_fires": job.missed_fires,
         "modified_by": job.modified_by,
         "modified_ms": job.modified_ms,
         "created_ms": job.created_ms,

@@ -1,5 +1,6 @@
 """Per-job metrics: the executions of each job that ended since this manager started, by
-status, with duration and start-lateness histograms and the fire times catch-ups stood for.
+status, with duration and start-lateness histograms and the fire times catch-ups stood for;
+and the fire times of each job that never ran (misfires) since this manager's first scrape.
 
 The store is the source (``workers.store.job_stats.tally_ended``: one aggregate statement
 over an ``ended_ms`` range); the manager keeps only what makes a scrape cheap and a counter
@@ -17,7 +18,11 @@ monotonic:
 * **a cap on per-job series** (``qwcontrol.metrics.maxJobSeries``): the first jobs this
   manager sees (in job id order within a scrape) get series of their own, up to the cap,
   for the life of the process; the executions of any other job are counted in the series
-  ``job_id="_other"``. So a counter never moves between series.
+  ``job_id="_other"``. So a counter never moves between series;
+* **missed fires** are a total per job in the store (``scheduled_jobs.missed_fires``, the
+  members add to it when they claim a fire): the first scrape reads the totals as its
+  base, and each scrape reports each job's growth since (:func:`grown`; never lowered, so
+  a job row that retention removes takes nothing off a counter).
 
 :func:`job_families` (pure) turns the tallies into metric families.
 """
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -37,7 +42,7 @@ from prometheus_client.core import (
 
 from schemas.tables import FINAL_EXECUTION_STATUSES
 from workers.store._db import Db
-from workers.store.job_stats import Histogram, JobTally, job_paths, tally_ended
+from workers.store.job_stats import Histogram, JobTally, job_paths, missed_fires, tally_ended
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -48,6 +53,7 @@ __all__ = [
     "JobFacts",
     "assign_series",
     "fold",
+    "grown",
     "job_families",
 ]
 
@@ -102,6 +108,19 @@ def add(a: Mapping[str, JobTally], b: Mapping[str, JobTally]) -> dict[str, JobTa
     return out
 
 
+def grown(
+    base: Mapping[str, int], seen: Mapping[str, int], totals: Mapping[str, int]
+) -> dict[str, int]:
+    """Pure: how much each job's total grew past ``base`` (its total at the first read; 0
+    for a job created since), given ``seen``, the growth reported before: never less."""
+    out = dict(seen)
+    for job_id, total in totals.items():
+        growth = total - base.get(job_id, 0)
+        if growth > out.get(job_id, 0):
+            out[job_id] = growth
+    return out
+
+
 @dataclass(frozen=True)
 class JobFacts:
     """What one scrape knows of the jobs: tallies by series (job id or :data:`OTHER`),
@@ -125,10 +144,12 @@ class JobCounter:
         self._settled: dict[str, JobTally] = {}
         self._series: list[str] = []
         self._other: set[str] = set()
+        self._missed_base: dict[str, int] | None = None
+        self._missed: dict[str, int] = {}
 
     def read(self, db: Db, *, now_ms: int) -> JobFacts:
-        """Settle what ended before ``now_ms - SETTLE_MS``, tally what ended since, and
-        the paths of the jobs with series: three statements at most."""
+        """Settle what ended before ``now_ms - SETTLE_MS``, tally what ended since, the
+        jobs' missed fires and the paths of the jobs with series: four statements at most."""
         with self._lock:
             until_ms = now_ms - SETTLE_MS
             if until_ms > self._settled_until_ms:
@@ -136,7 +157,7 @@ class JobCounter:
                 self._settled = add(self._settled, newly)
                 self._settled_until_ms = until_ms
             fresh = self._tally(db, self._settled_until_ms, None)
-            tallies = add(self._settled, fresh)
+            tallies = add(add(self._settled, fresh), self._misfired(db))
             paths = job_paths(db, [k for k in tallies if k != OTHER])
             return JobFacts(tallies, paths, len(self._other))
 
@@ -148,6 +169,18 @@ class JobCounter:
             duration_bounds_ms=DURATION_BOUNDS_MS,
             lateness_bounds_ms=LATENESS_BOUNDS_MS,
         )
+        return self._fold(by_job)
+
+    def _misfired(self, db: Db) -> dict[str, JobTally]:
+        totals = missed_fires(db)
+        if self._missed_base is None:
+            self._missed_base = totals
+        self._missed = grown(self._missed_base, self._missed, totals)
+        empty = empty_tally()
+        by_job = {j: replace(empty, misfired=n) for j, n in self._missed.items() if n}
+        return self._fold(by_job)
+
+    def _fold(self, by_job: dict[str, JobTally]) -> dict[str, JobTally]:
         self._series = assign_series(self._series, by_job, self.cap)
         own = set(self._series)
         self._other |= {j for j in by_job if j not in own}
@@ -182,6 +215,12 @@ def job_families(facts: JobFacts) -> list[Metric]:
         "Fire times of each job that catch-up executions (misfire fire_once) stood for",
         labels=LABELS,
     )
+    misfired = CounterMetricFamily(
+        "qwc_job_fires_misfired",
+        "Fire times of each job that never ran (older than its misfire grace, or left by a "
+        "previous owner with misfire skip), since this manager's first scrape",
+        labels=LABELS,
+    )
     other = GaugeMetricFamily(
         "qwc_job_series_other_jobs",
         'Jobs over qwcontrol.metrics.maxJobSeries counted in the job_id="_other" series',
@@ -199,4 +238,5 @@ def job_families(facts: JobFacts) -> list[Metric]:
         duration.add_metric(labels, _buckets(tally.duration), tally.duration.sum_ms / 1000)
         lateness.add_metric(labels, _buckets(tally.lateness), tally.lateness.sum_ms / 1000)
         missed.add_metric(labels, tally.missed)
-    return [executions, duration, lateness, missed, other]
+        misfired.add_metric(labels, tally.misfired)
+    return [executions, duration, lateness, missed, misfired, other]

@@ -148,6 +148,10 @@ class Job(BaseModel):
     next_fire: str | None
     last_fire_ms: int | None
     last_fire: str | None
+    missed_fires: int = Field(
+        description="fire times that never ran: too late for the misfire grace, or left "
+        "by a previous owner with misfire skip (counted when the next fire is claimed)"
+    )
     modified_by: str
     modified_ms: int
     created_ms: int

@@ -16,6 +16,8 @@ see :mod:`workers.node.node`), never a fire. Each pass:
    ``on_replaced``: the node ends those running in its own pool at once. A catch-up of a
    ``fire_once`` job (:mod:`workers.node.scheduler`) is claimed the same way, at the
    newest of its missed times, recorded with the trigger ``catchup`` and the missed times;
+   the first claim of a job also adds the fire times it missed before (misfires, counted by
+   :mod:`workers.node.scheduler`) to the job's ``missed_fires``, in the same fenced UPDATE;
 3. it wakes the dispatcher (``on_fired``), which queues the new executions.
 
 Log lines start with ``member <uuid>:``.
@@ -101,9 +103,10 @@ class Member:
         due = self.schedule.due(now_ms)
         for miss in due.misfires:
             log.warning(
-                "member %s: job %s missed its fire times from %s to %s ms (too late)",
+                "member %s: job %s missed %s fire time(s) from %s to %s ms (too late)",
                 self.config.member_uuid,
                 miss.job_id,
+                miss.count,
                 miss.first_ms,
                 miss.until_ms,
             )
@@ -125,11 +128,12 @@ class Member:
         uuid = self.config.member_uuid
         for plan in result.added:
             log.info(
-                "member %s: scheduling job %s (epoch %s), next fire %s",
+                "member %s: scheduling job %s (epoch %s), next fire %s, %s missed before",
                 uuid,
                 plan.job_id,
                 plan.owner_epoch,
                 plan.next_fire_ms,
+                plan.missed,
             )
         for gone in result.removed:
             if gone.reason == "lost":
@@ -159,6 +163,7 @@ class Member:
                 self.schedule.next_after(f),
                 f.trigger,
                 f.missed_ms,
+                f.missed,
             ): f
             for f in fires
             if self.schedule.is_planned(f)

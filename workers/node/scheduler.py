@@ -28,6 +28,15 @@ clock or the store; the member's loop feeds it the jobs it owns and ``now_ms``:
     (claiming it through the fence claims every older one), carrying the missed times
     (``missed_ms``, at most :data:`MAX_MISSED_RECORDED`). A member fenced out of the job
     (taken over while it was cut off) is refused its catch-up like any fire.
+* Missed fire times are counted (:func:`count_times`, exactly up to
+  :data:`MAX_MISSED_COUNTED` per gap, that many beyond): each :class:`Misfire` carries how
+  many times it skipped, and with ``skip`` a new plan counts the times a previous owner (or
+  this member, down or restarting) left unclaimed between ``last_fire_ms`` and ``seen_ms``.
+  The plan keeps the sum (``Plan.missed``) until its next fire is claimed: the first
+  :class:`Fire` of the job carries it (``Fire.missed``), the store adds it to the job's
+  ``missed_fires`` in the fenced claim, and :meth:`JobSchedule.fired` resets it. A misfire
+  with no fire in the same pass is thus carried by the plan to the next one; a plan lost
+  (fenced out) or made anew drops it, so only the owner at the current epoch counts, once.
 * The caller fires each time through the store's fence, then reports the outcome with
   :meth:`JobSchedule.fired` (advance to the next cron time) or :meth:`JobSchedule.lost`
   (the fence refused: unschedule the job until a reload shows it owned again).
@@ -49,6 +58,7 @@ from schemas.timezones import DEFAULT_TIME_ZONE, validate_time_zone
 __all__ = [
     "DEFAULT_MISFIRE_GRACE_MS",
     "MAX_FIRES_PER_JOB",
+    "MAX_MISSED_COUNTED",
     "MAX_MISSED_RECORDED",
     "Due",
     "Fire",
@@ -60,6 +70,7 @@ __all__ = [
     "ReloadResult",
     "Unplanned",
     "cached_next_fire_ms",
+    "count_times",
     "split_due",
 ]
 
@@ -67,6 +78,9 @@ DEFAULT_MISFIRE_GRACE_MS = 60_000
 NEXT_FIRE_CACHE = 4096  # (schedule, time, zone) answers kept: jobs sharing a schedule share them
 MAX_FIRES_PER_JOB = 1_000  # per due() call: bounds the work of one loop step
 MAX_MISSED_RECORDED = 1_000  # missed times a catch-up carries: the oldest 999 and the newest
+# Missed times counted one by one per gap (about 20-30 us of cron arithmetic each: a second
+# schedule missed for more than a day costs 2-3 s once); a longer gap counts as this many.
+MAX_MISSED_COUNTED = 100_000
 
 NextFireFn = Callable[[str, int, str], int]
 """``(cron text, after_ms, IANA zone) -> first fire time > after_ms`` (epoch ms); raises
@@ -111,7 +125,8 @@ class JobLike(Protocol):
 @dataclass(frozen=True)
 class Plan:
     """A scheduled job: the epoch it is owned at, and its next fire time (epoch ms); the
-    zone its schedule is read in, its misfire policy and grace (None: the default)."""
+    zone its schedule is read in, its misfire policy and grace (None: the default);
+    ``missed``: fire times missed since its last claimed fire, for the next claim to count."""
 
     job_id: str
     owner_epoch: int
@@ -122,6 +137,7 @@ class Plan:
     time_zone: str = DEFAULT_TIME_ZONE
     misfire: str = "skip"
     misfire_grace_ms: int | None = None
+    missed: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,7 +145,9 @@ class Fire:
     """One due fire time of a job, to claim through the fence at ``owner_epoch``:
     ``trigger`` ``schedule``, or ``catchup`` standing for ``missed_ms`` (its ``fire_ms``
     is the newest of them). ``next_fire_ms``: the schedule's time after it (epoch ms),
-    known when it was found (a hint, not part of the fire's identity)."""
+    known when it was found (a hint, not part of the fire's identity). ``missed``: fire
+    times of the job missed before this one, counted by its claim (the plan's ``missed``,
+    on the job's first fire of a pass)."""
 
     job_id: str
     owner_epoch: int
@@ -138,15 +156,18 @@ class Fire:
     trigger: str = "schedule"
     missed_ms: tuple[int, ...] = ()
     next_fire_ms: int | None = field(default=None, compare=False)
+    missed: int = 0
 
 
 @dataclass(frozen=True)
 class Misfire:
-    """Fire times of ``job_id`` in ``[first_ms, until_ms)`` skipped: too late to fire."""
+    """Fire times of ``job_id`` in ``[first_ms, until_ms)`` skipped: too late to fire;
+    ``count`` of them (at most :data:`MAX_MISSED_COUNTED`)."""
 
     job_id: str
     first_ms: int
     until_ms: int
+    count: int
 
 
 @dataclass(frozen=True)
@@ -266,18 +287,24 @@ class JobSchedule:
             cutoff_ms = now_ms - grace_ms
             if plan.next_fire_ms < cutoff_ms:
                 resume_ms = self._after(plan, cutoff_ms - 1)
-                misfires.append(Misfire(job_id, plan.next_fire_ms, resume_ms))
-                plan = replace(plan, next_fire_ms=resume_ms)
+                count = self._count(plan, plan.next_fire_ms - 1, resume_ms)
+                misfires.append(Misfire(job_id, plan.next_fire_ms, resume_ms, count))
+                plan = replace(plan, next_fire_ms=resume_ms, missed=plan.missed + count)
                 self._plans[job_id] = plan
             times, following = self._times_until(plan, now_ms)
+            if not times:  # a misfire moved the plan past now_ms: its count waits in the plan
+                continue
             if plan.misfire == "fire_once" and _missed(plan, times):
-                fires.append(self._catchup(plan, times, following, now_ms))
+                mine = [self._catchup(plan, times, following, now_ms)]
             else:
                 nexts = [*times[1:], following]
-                fires.extend(
+                mine = [
                     Fire(job_id, plan.owner_epoch, t, plan.command, next_fire_ms=n)
                     for t, n in zip(times, nexts, strict=True)
-                )
+                ]
+            if mine and plan.missed:  # the first claim counts the times missed before it
+                mine[0] = replace(mine[0], missed=plan.missed)
+            fires.extend(mine)
         fires.sort(key=lambda f: (f.fire_ms, f.job_id))
         return Due(tuple(fires), tuple(misfires))
 
@@ -291,7 +318,8 @@ class JobSchedule:
         if plan is None:
             return None
         if fire_ms >= plan.next_fire_ms:
-            plan = replace(plan, next_fire_ms=next_fire_ms or self._after(plan, fire_ms))
+            following = next_fire_ms or self._after(plan, fire_ms)
+            plan = replace(plan, next_fire_ms=following, missed=0)
             self._plans[job_id] = plan
         return plan
 
@@ -317,7 +345,11 @@ class JobSchedule:
             after_ms = seen_ms if last_ms is None else max(seen_ms, last_ms)
         plan = replace(wanted, seen_ms=seen_ms)
         try:
-            return replace(plan, next_fire_ms=self._after(plan, after_ms))
+            plan = replace(plan, next_fire_ms=self._after(plan, after_ms))
+            if wanted.misfire == "skip" and last_ms is not None and last_ms < seen_ms:
+                # left unclaimed before this member saw the job at this epoch: never fired
+                plan = replace(plan, missed=self._count(plan, last_ms, seen_ms + 1))
+            return plan
         except (ValueError, QwcError) as exc:
             reason = f"invalid schedule {job.schedule!r}: {exc}"
             return Unplanned(job.id, job.owner_epoch, reason)
@@ -341,6 +373,12 @@ class JobSchedule:
     def _after(self, plan: Plan, after_ms: int) -> int:
         """The first fire time of ``plan`` strictly after ``after_ms``."""
         return self._next_fire(plan.schedule, after_ms, plan.time_zone)
+
+    def _count(self, plan: Plan, after_ms: int, before_ms: int) -> int:
+        """How many fire times of ``plan`` are in ``(after_ms, before_ms)``."""
+        return count_times(
+            lambda t: self._after(plan, t), after_ms, before_ms, limit=MAX_MISSED_COUNTED
+        )
 
     def _times_until(self, plan: Plan, now_ms: int) -> tuple[list[int], int]:
         """The plan's fire times up to ``now_ms``, from its next one (at most
@@ -387,6 +425,23 @@ class JobSchedule:
                 break
             newest = following
         return newest
+
+
+def count_times(after: Callable[[int], int], after_ms: int, before_ms: int, *, limit: int) -> int:
+    """How many fire times are in ``(after_ms, before_ms)`` (epoch ms), ``after`` giving the
+    first one strictly after a time; ``limit`` when there are more (only that many are
+    walked). A schedule that stops firing (``ValueError``) has none left."""
+    count = 0
+    fire_ms = after_ms
+    while count < limit:
+        try:
+            fire_ms = after(fire_ms)
+        except (ValueError, QwcError):
+            break
+        if fire_ms >= before_ms:
+            break
+        count += 1
+    return count
 
 
 def _missed(plan: Plan, times: list[int]) -> bool:

@@ -31,7 +31,10 @@ disappears from view between the two.
 
 A member's scheduling pass claims all its due fires with :func:`claim_fires`: one fenced
 UPDATE per batch of distinct jobs, then their admission as a batch (one SELECT, one
-INSERT), all in one transaction.
+INSERT), all in one transaction. The same UPDATE adds each claim's ``missed_fires`` (the
+fire times of the job missed before it: misfires, see :mod:`workers.node.scheduler`) to
+the job's count: a member fenced out of the job counts nothing, and a time is counted once
+(the claim moves ``last_fire_ms`` past it).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, or_
 from sqlalchemy.sql.dml import UpdateBase
@@ -205,7 +209,9 @@ class FireClaim:
     """One fire time to claim: ``job_id`` at ``fire_ms`` (epoch ms), owned at
     ``owner_epoch``; ``next_fire_ms`` is recorded as the job's next planned time (None:
     left as it is, for :func:`record_fire`). ``trigger`` ``schedule``, or ``catchup``
-    standing for ``missed_ms``."""
+    standing for ``missed_ms``. ``missed_fires``: fire times of the job missed before this
+    one (misfires, never fired), added to the job's ``missed_fires`` by the same fenced
+    UPDATE: counted once, and only when the claim is granted."""
 
     job_id: str
     owner_epoch: int
@@ -213,6 +219,7 @@ class FireClaim:
     next_fire_ms: int | None
     trigger: str = "schedule"
     missed_ms: tuple[int, ...] = ()
+    missed_fires: int = 0
 
 
 def _fired(claim: FireClaim, member_uuid: str, execution_id: str | None) -> NewExecution:
@@ -281,10 +288,17 @@ def _claim_statement(batch: Sequence[FireClaim], member_uuid: str) -> UpdateBase
 
     fire = by_id({f.job_id: f.fire_ms for f in batch})
     epoch = by_id({f.job_id: f.owner_epoch for f in batch})
+    values: dict[str, Any] = {
+        "last_fire_ms": fire,
+        "next_fire_ms": by_id({f.job_id: f.next_fire_ms for f in batch}),
+    }
+    missed = {f.job_id: f.missed_fires for f in batch if f.missed_fires}
+    if missed:
+        values["missed_fires"] = _t.c.missed_fires + case(missed, value=_t.c.id, else_=0)
     return (
         _t.update()
         .where(_t.c.id.in_([f.job_id for f in batch]), *_fenced(member_uuid, epoch, fire))
-        .values(last_fire_ms=fire, next_fire_ms=by_id({f.job_id: f.next_fire_ms for f in batch}))
+        .values(**values)
         .returning(_t.c.id, _t.c.concurrency)
     )
 

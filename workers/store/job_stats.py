@@ -7,6 +7,9 @@ started_ms``) and start lateness (``started_ms - fire_ms``, 0 when it started be
 fire time: members' clocks differ) — and the fire times a catch-up stood for (the length
 of ``missed_ms``). :class:`JobTally` values add up (``+``), so tallies of adjacent ranges
 make the tally of their union. All times are epoch ms.
+
+:func:`missed_fires` reads each job's count of fire times that never ran
+(``scheduled_jobs.missed_fires``, a total since the job was created).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from schemas.tables import scheduled_jobs
 from workers.store._db import Db, reading
 from workers.store.jobs import job_path
 
-__all__ = ["Histogram", "JobTally", "job_paths", "tally_ended"]
+__all__ = ["Histogram", "JobTally", "job_paths", "missed_fires", "tally_ended"]
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,14 @@ class Histogram:
 @dataclass(frozen=True)
 class JobTally:
     """One job's ended executions: how many by status, the duration and lateness of
-    those that started, and the fire times the catch-ups among them stood for."""
+    those that started, and the fire times the catch-ups among them stood for;
+    ``misfired``: fire times of the job that never ran (from :func:`missed_fires`)."""
 
     statuses: dict[str, int]
     duration: Histogram
     lateness: Histogram
     missed: int = 0
+    misfired: int = 0
 
     @classmethod
     def empty(
@@ -75,6 +80,7 @@ class JobTally:
             self.duration + other.duration,
             self.lateness + other.lateness,
             self.missed + other.missed,
+            self.misfired + other.misfired,
         )
 
 
@@ -159,3 +165,12 @@ def job_paths(db: Db, job_ids: Sequence[str]) -> dict[str, str]:
     stmt = select(j.c.id, j.c.project, j.c.group_name, j.c.name).where(j.c.id.in_(job_ids))
     with reading(db) as conn:
         return {i: job_path(p, g, n) for i, p, g, n in conn.execute(stmt)}
+
+
+def missed_fires(db: Db) -> dict[str, int]:
+    """``scheduled_jobs.missed_fires`` of every job that missed any (deleted jobs too,
+    while their rows stay), by job id. One statement."""
+    j = scheduled_jobs
+    stmt = select(j.c.id, j.c.missed_fires).where(j.c.missed_fires > 0)
+    with reading(db) as conn:
+        return {job_id: int(n) for job_id, n in conn.execute(stmt)}

@@ -132,6 +132,7 @@ class JobRow:
     description: str = ""
     deleted_ms: int | None = None
     notify: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    missed_fires: int = 0  # fire times that never ran (misfires), counted at the next claim
 
     @property
     def path(self) -> str:

@@ -42,7 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCRIPT_LOCATION = "workers.store:migrations"
-HEAD_REVISION = "0005"  # the newest file in migrations/versions (a test checks it)
+HEAD_REVISION = "0006"  # the newest file in migrations/versions (a test checks it)
 # pg_advisory_xact_lock key of the migration: any fixed bigint (here b"qwc-migr" as int).
 MIGRATION_LOCK_KEY = int.from_bytes(b"qwc-migr", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
