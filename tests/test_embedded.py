@@ -180,6 +180,27 @@ def test_long_home_path_uses_a_hashed_socket_in_the_temp_dir(tmp_path: Path) -> 
         embedded.stop()
 
 
+def test_a_temp_dir_too_long_for_a_socket_falls_back_to_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long home under a long $TMPDIR (as pytest-xdist's, or macOS's) still gets a socket:
+    under /tmp. Before, the embedded Redis refused to start."""
+    long_temp = tmp_path / ("t" * 70)
+    long_temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(long_temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads $TMPDIR again
+    home = long_temp / ("h" * 60)
+    embedded = EmbeddedRedis(home)
+    try:
+        sock = _socket_of(embedded.ensure())
+        assert sock.parent == Path("/tmp") / f"qwc-{os.getuid()}"
+        assert len(os.fsencode(sock)) <= SOCKET_PATH_MAX_BYTES
+        assert EmbeddedRedis(home).status()["running"] is True
+    finally:
+        embedded.stop()
+        monkeypatch.setattr(tempfile, "tempdir", None)
+
+
 @pytest.mark.parametrize("stale", ["dead-pid", "live-pid-not-redis"])
 def test_stale_pidfile_and_socket_do_not_block_a_start(server: EmbeddedRedis, stale: str) -> None:
     server.home.mkdir(parents=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+import workers.cli.main as cli_main
+from schemas.errors import EmbeddedRedisError
 from workers.bus.embedded import EmbeddedRedis
 from workers.cli.common import CliContext
 from workers.cli.embedded_cmd import COMMANDS, embedded
@@ -83,3 +85,20 @@ def test_status_notes_an_external_redis(home: Path) -> None:
     result = _qwc("status", env={"QWC_REDIS_URL": "redis://user:secret@127.0.0.1:6379/0"})
     assert "qwcontrol.redis.url is set" in result.output
     assert "secret" not in result.output
+
+
+def test_an_error_no_command_handled_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a QwcError a command did not catch (the embedded Redis finding no socket
+    path, in `qwc demo`) printed a traceback."""
+
+    def failing(**_: object) -> None:
+        raise EmbeddedRedisError("no unix socket path for the embedded Redis")
+
+    monkeypatch.setattr(cli_main, "cli", failing)
+    with pytest.raises(SystemExit) as exited:
+        cli_main.main()
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err == "qwc: error: no unix socket path for the embedded Redis\n"

@@ -71,9 +71,10 @@ def quote_config(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def user_temp_dir() -> Path:
-    """``$TMPDIR/qwc-<uid>``, mode 700; EmbeddedRedisError if it exists and is not ours."""
-    path = Path(tempfile.gettempdir()) / f"qwc-{os.getuid()}"
+def user_temp_dir(base: Path | None = None) -> Path:
+    """``<base>/qwc-<uid>`` (default base: the temp dir, ``$TMPDIR`` first), mode 700;
+    EmbeddedRedisError if it exists and is not ours."""
+    path = (base or Path(tempfile.gettempdir())) / f"qwc-{os.getuid()}"
     path.mkdir(mode=0o700, exist_ok=True)
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:

@@ -29,6 +29,7 @@ import os
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import warnings
@@ -62,6 +63,7 @@ _POLL_S = 0.02
 _PROBE_TIMEOUT_S = 1.0
 # sun_path holds 108 bytes on Linux and 104 on macOS, NUL included; stay below both.
 SOCKET_PATH_MAX_BYTES = 100
+_SHORT_TEMP = Path("/tmp")  # where a socket goes when $TMPDIR is too long for one
 _LOG_TAIL_LINES = 20
 
 ProbeState = Literal["up", "loading", "down"]
@@ -292,18 +294,25 @@ class EmbeddedRedis:
         return Path(recorded) if recorded else self.home / "redis.sock"
 
     def _choose_socket_path(self) -> Path:
-        """``home/redis.sock`` if short enough, else a hashed name under the temp dir."""
+        """``home/redis.sock`` if short enough, else a hashed name under the temp dir
+        (``$TMPDIR``), else under ``/tmp`` (a long ``$TMPDIR``)."""
         default = self.home / "redis.sock"
         if len(os.fsencode(default)) <= SOCKET_PATH_MAX_BYTES:
             with contextlib.suppress(FileNotFoundError):
                 self._socket_record.unlink()
             return default
-        digest = hashlib.sha256(os.fsencode(self.home)).hexdigest()[:24]
-        path = user_temp_dir() / f"{digest}.sock"
-        if len(os.fsencode(path)) > SOCKET_PATH_MAX_BYTES:
-            raise EmbeddedRedisError(f"no short enough unix socket path for {self.home}")
-        write_atomic(self._socket_record, f"{path}\n")
-        return path
+        name = f"{hashlib.sha256(os.fsencode(self.home)).hexdigest()[:24]}.sock"
+        temp = Path(tempfile.gettempdir())
+        for base in dict.fromkeys([temp, _SHORT_TEMP]):  # in order, once each
+            if len(os.fsencode(base / f"qwc-{os.getuid()}" / name)) <= SOCKET_PATH_MAX_BYTES:
+                path = user_temp_dir(base) / name
+                write_atomic(self._socket_record, f"{path}\n")
+                return path
+        raise EmbeddedRedisError(
+            f"no unix socket path of at most {SOCKET_PATH_MAX_BYTES} bytes for the embedded "
+            f"Redis of {self.home}: {default}, and the same under {temp} and {_SHORT_TEMP}, "
+            "are longer; set QWC_HOME to a shorter directory"
+        )
 
     def _read_pid(self) -> int | None:
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from pathlib import Path
 
 import click
 
+from schemas.errors import QwcError
 from workers.cli.common import LOG_FORMATS, CliContext, configure_logging
 
 __all__ = ["cli", "main"]
@@ -94,5 +96,10 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, log_format: 
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="qwc")
+    """Console-script entry point. A :class:`QwcError` no command handled itself ends the
+    command with its message on stderr and exit status 1, never a traceback."""
+    try:
+        cli(prog_name="qwc")
+    except QwcError as exc:
+        click.echo(f"qwc: error: {exc}", err=True)
+        sys.exit(1)
