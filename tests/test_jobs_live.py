@@ -186,6 +186,7 @@ def test_fire_once_catches_up_a_dead_owners_missed_times_once(cluster: Cluster, 
     assert get_job(db, job_id).missed_fires == 0  # caught up within the grace: none missed
 
 
+@pytest.mark.both_stacks
 def test_a_paused_member_that_returns_runs_no_catchup(cluster: Cluster, db: Store) -> None:
     if cluster.database_url.startswith("sqlite"):
         pytest.skip(

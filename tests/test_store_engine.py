@@ -8,10 +8,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from schemas.errors import StoreError
-from workers.store import Store, create_store_engine
+from workers.bus.retry import is_transient
+from workers.store import Store, create_store_engine, upgrade
 
 
 @pytest.fixture
@@ -75,3 +77,32 @@ def test_a_migration_transaction_checks_foreign_keys_before_its_commit(store: St
         conn.exec_driver_sql(dangling)
     with pytest.raises(IntegrityError), store.begin() as conn:
         conn.exec_driver_sql(dangling)
+
+
+def test_a_session_idle_in_a_transaction_is_ended_and_its_row_locks_released(db_url: str) -> None:
+    """A process frozen inside a transaction (SIGSTOP between two statements) holds its row
+    locks on PostgreSQL until it wakes; with the idle timeout, the server ends its session
+    and another writer gets the row (before: the UPDATE below waited for the lock)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's idle_in_transaction_session_timeout; SQLite has no row locks")
+    engine = create_store_engine(db_url)
+    upgrade(engine)
+    engine.dispose()
+    frozen = create_store_engine(db_url, idle_in_transaction_timeout_s=0.3)
+    other = create_store_engine(db_url, connect_timeout_s=5)
+    try:
+        with frozen.connect() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS t_lock (id int PRIMARY KEY, v int)"))
+            conn.execute(text("INSERT INTO t_lock VALUES (1, 0) ON CONFLICT DO NOTHING"))
+            conn.commit()
+            conn.execute(text("SELECT v FROM t_lock WHERE id = 1 FOR UPDATE"))  # then frozen
+            with other.connect() as writer:
+                writer.execute(text("SET lock_timeout = '5s'"))  # before: fails after 5 s
+                writer.execute(text("UPDATE t_lock SET v = 2 WHERE id = 1"))
+                writer.commit()
+            with pytest.raises(DBAPIError) as ended:  # its session was ended by the server
+                conn.execute(text("SELECT 1"))
+            assert is_transient(ended.value)  # a thawed member's loop carries on
+    finally:
+        frozen.dispose()
+        other.dispose()

@@ -280,10 +280,15 @@ def open_store(settings: StoreSettings) -> Store:
     automatically. Any other database (PostgreSQL) is only checked: when its schema is
     missing or outdated this raises ``StoreError`` asking to run ``qwc db upgrade``.
     Raises ``StoreError`` too when the database cannot be reached or the URL is invalid.
+    On PostgreSQL, a session idle inside a transaction for ``heartbeat_consider_dead_s``
+    (when ``settings`` has it) is ended by the server (:func:`create_store_engine`).
     """
     url = store_url(settings)
+    # A session idle in a transaction for considerDead belongs to a process the cluster
+    # would declare dead: PostgreSQL ends it, releasing the locks a takeover needs.
+    idle_s = getattr(settings, "heartbeat_consider_dead_s", None)
     try:
-        engine = create_store_engine(url)
+        engine = create_store_engine(url, idle_in_transaction_timeout_s=idle_s)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise StoreError(f"invalid database URL {masked_url(url)}: {exc}") from exc
     try:

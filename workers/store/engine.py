@@ -62,19 +62,33 @@ def masked_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def create_store_engine(url: str, *, connect_timeout_s: int = DB_CONNECT_TIMEOUT_S) -> Engine:
+def create_store_engine(
+    url: str,
+    *,
+    connect_timeout_s: int = DB_CONNECT_TIMEOUT_S,
+    idle_in_transaction_timeout_s: float | None = None,
+) -> Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
     A PostgreSQL connect gives up after ``connect_timeout_s`` (unless the URL sets its own
     ``connect_timeout``), so an unreachable database surfaces as an error (a 503, a retried
-    loop) instead of a hang. Raises ``sqlalchemy.exc.ArgumentError`` for a malformed URL and
+    loop) instead of a hang. With ``idle_in_transaction_timeout_s``, PostgreSQL ends a
+    session of this engine that stays idle inside a transaction that long (its
+    ``idle_in_transaction_session_timeout``, unless the URL sets ``options``): a process
+    frozen (SIGSTOP, a VM paused) in the middle of a transaction then releases its row
+    locks, instead of holding up a takeover of its jobs until it wakes. Raises
+    ``sqlalchemy.exc.ArgumentError`` for a malformed URL and
     ``sqlalchemy.exc.NoSuchModuleError`` for an unknown dialect; nothing connects yet.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        connect_args = {}
-        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = connect_timeout_s
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            if "connect_timeout" not in parsed.query:
+                connect_args["connect_timeout"] = connect_timeout_s
+            if idle_in_transaction_timeout_s is not None and "options" not in parsed.query:
+                ms = max(1, round(idle_in_transaction_timeout_s * 1000))
+                connect_args["options"] = f"-c idle_in_transaction_session_timeout={ms}"
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     engine = create_engine(url, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _sqlite_on_connect)
