@@ -48,16 +48,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     parametrize_backends(metafunc)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) the tests that start real processes run on
-    one worker, one after another, as they would alone: their timing bounds hold. The
-    in-process tests share the other worker with the process tests marked ``untimed``
-    (they bound no time, so running beside other tests cannot fail them)."""
-    for item in items:
-        if item.get_closest_marker("processes") and not item.get_closest_marker("untimed"):
-            item.add_marker(pytest.mark.xdist_group("processes"))
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

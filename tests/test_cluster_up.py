@@ -152,7 +152,6 @@ def manager_members(port: int) -> list[dict[str, object]]:
 
 
 @pytest.mark.processes
-@pytest.mark.untimed
 def test_up_runs_the_topology_and_sigterm_stops_every_process(cluster: Cluster) -> None:
     port = free_port()
     proc = up(cluster, 3, port)
@@ -179,7 +178,6 @@ def test_up_runs_the_topology_and_sigterm_stops_every_process(cluster: Cluster) 
 
 
 @pytest.mark.processes
-@pytest.mark.untimed
 def test_a_killed_process_is_restarted(cluster: Cluster) -> None:
     proc = up(cluster, 1, free_port())
     wait_for(lambda: active_names(cluster) == ["node-1"], timeout_s=30, what="node-1 active")
@@ -202,7 +200,6 @@ def test_a_killed_process_is_restarted(cluster: Cluster) -> None:
 
 
 @pytest.mark.processes
-@pytest.mark.untimed
 def test_a_crash_loop_stops_the_cluster(cluster: Cluster) -> None:
     with socket.socket() as taken:  # the manager's port is taken: it exits at once, each time
         taken.bind(("127.0.0.1", 0))

@@ -54,7 +54,6 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.processes
-@pytest.mark.untimed
 def test_every_process_logs_json_lines(cluster: Cluster) -> None:
     cluster.extra_env["QWC_LOG_FORMAT"] = "json"
     with socket.socket() as s:

@@ -22,7 +22,7 @@ from tests.test_commands_live import INTERVAL_ENV, run_json, wait_active
 from tests.test_notify_live import SECRET
 from workers.store import Store, create_store_engine, get_execution
 
-pytestmark = [pytest.mark.processes, pytest.mark.untimed]
+pytestmark = pytest.mark.processes
 
 
 @pytest.fixture

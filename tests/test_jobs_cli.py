@@ -244,7 +244,6 @@ def test_every_command_has_help(args: list[str], expected: str) -> None:
 
 
 @pytest.mark.processes
-@pytest.mark.untimed
 def test_real_processes_on_the_embedded_defaults(tmp_path: Path) -> None:
     """``qwc jobs add`` then ``qwc jobs list --json`` as real processes, no URLs set."""
     env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("QWC_")}

@@ -44,8 +44,7 @@ from workers.store import create_job, list_executions
 with contextlib.suppress(ImportError):  # no dev extra: the browser fixture says so
     from playwright.sync_api import Browser, Page, expect
 
-# untimed: every wait is on what the page shows, none bounds a time
-pytestmark = [pytest.mark.processes, pytest.mark.browser, pytest.mark.untimed]
+pytestmark = [pytest.mark.processes, pytest.mark.browser]
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "manager-page.png"
 TOKEN = "browser-test-token"
