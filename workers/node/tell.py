@@ -91,15 +91,25 @@ class Teller:
         self.member_name = member_name
 
     def started(self, executions: Sequence[StartedExecution]) -> None:
-        for e in executions:
-            event = started_event(e, member_name=self.member_name)
-            if event is not None:
-                self.sender.send(event)
+        """Tell ``executions`` started; their events are built in the sender's thread, off
+        the path from the start fence to the pool."""
+        name, batch = self.member_name, list(executions)
+
+        def build() -> list[Event]:
+            events = (started_event(e, member_name=name) for e in batch)
+            return [e for e in events if e is not None]
+
+        self.sender.send_later(build, len(batch))
 
     def recorded(self, recorded: Sequence[Recorded], ended_ms: int) -> None:
-        for one in recorded:
-            event = ended_event(
-                one.ended, member_name=self.member_name, retrying=one.retrying, ended_ms=ended_ms
+        """Tell the outcomes ``recorded`` (written at ``ended_ms``), built likewise."""
+        name, batch = self.member_name, list(recorded)
+
+        def build() -> list[Event]:
+            events = (
+                ended_event(one.ended, member_name=name, retrying=one.retrying, ended_ms=ended_ms)
+                for one in batch
             )
-            if event is not None:
-                self.sender.send(event)
+            return [e for e in events if e is not None]
+
+        self.sender.send_later(build, len(batch))

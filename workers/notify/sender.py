@@ -1,12 +1,13 @@
 """Appending events without waiting (thin I/O): what a member's hot paths call.
 
-:meth:`EventSender.send` puts an event on an in-memory queue and returns at once; one
-thread appends what the queue holds to ``{qwc}:events``, many per round trip (a
-pipeline of ``XADD``). Nothing an execution does waits on Redis: when Redis is down, or
-the queue holds :data:`QUEUE_MAX` events already, the events are logged and dropped (an
-``execution.*`` event tells of a status already written in the store; its id is
-deterministic, so receivers dedupe on it). :meth:`EventSender.close` appends what is
-left (bounded in time).
+:meth:`EventSender.send` puts an event on an in-memory queue and returns at once
+(:meth:`EventSender.send_later` puts a function that builds events, so a hot path does not
+even build them); one thread builds and appends what the queue holds to ``{qwc}:events``,
+many per round trip (a pipeline of ``XADD``). Nothing an execution does waits on Redis:
+when Redis is down, or the queue holds :data:`QUEUE_MAX` items already, the events are
+logged and dropped (an ``execution.*`` event tells of a status already written in the
+store; its id is deterministic, so receivers dedupe on it). :meth:`EventSender.close`
+appends what is left (bounded in time).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable
 
 import redis
 
@@ -50,6 +52,15 @@ class EventSender:
             self.dropped += 1
             log.warning("event %s dropped: %s events wait already", event.id, QUEUE_MAX)
 
+    def send_later(self, build: Callable[[], Iterable[Event]], count: int) -> None:
+        """Append the ``count`` events ``build`` makes, building them in the sender's thread;
+        never blocks (a full queue drops them, logged). ``build`` must not raise."""
+        try:
+            self._queue.put_nowait(build)
+        except queue.Full:
+            self.dropped += count
+            log.warning("%s event(s) dropped: %s items wait already", count, QUEUE_MAX)
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Append what is queued (waits at most ``timeout_s``), then stop."""
         try:
@@ -63,7 +74,10 @@ class EventSender:
             batch: list[Event] = []
             item = self._queue.get()
             while item is not _STOP:
-                batch.append(item)  # type: ignore[arg-type]  # only events and _STOP are put
+                if isinstance(item, Event):
+                    batch.append(item)
+                else:  # a send_later builder
+                    batch.extend(item())  # type: ignore[operator]
                 if len(batch) >= BATCH:
                     break
                 try:
