@@ -98,7 +98,7 @@ def _pool(store: Store, client: redis.Redis, member: str, count: int, threads: i
     Dispatcher(store, queue, member_uuid=member, stop=stop, clock_ms=clock).dispatch(clock())
     recorder = Recorder(store, clock_ms=clock)
     consumer: list[Consumer] = []
-    pool = ExecutionPool(threads, record=recorder.put, on_free=lambda: consumer[0].wake())
+    pool = ExecutionPool(threads, record=recorder.put, on_free=lambda: consumer[0].slot_freed())
     consumer.append(
         Consumer(
             client,

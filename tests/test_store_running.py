@@ -143,14 +143,14 @@ def test_finish_executions_records_many_and_never_over_an_ended_one(store: Store
     start_executions(store, ids, member_uuid=ME, now_ms=2)
     mark_incomplete(store, member_uuid=ME, now_ms=3, execution_ids=[ids[2]])
     finishes = [
-        Finish(ids[0], "succeeded", 0, "ok\n"),
+        Finish(ids[0], "succeeded", 0, "ok\n", None, 7),  # ended at 7, written at 9
         Finish(ids[1], "timedout", 2, "", "timed out after 1 s"),
         Finish(ids[2], "failed", -15, ""),  # recovered meanwhile: left as it is
     ]
     assert finish_executions(store, finishes, now_ms=9) in (2, -1)
     rows = [get_execution(store, i) for i in ids]
     assert [(e.status, e.exit_code, e.output, e.reason, e.ended_ms) for e in rows] == [
-        ("succeeded", 0, "ok\n", None, 9),
+        ("succeeded", 0, "ok\n", None, 7),
         ("timedout", 2, "", "timed out after 1 s", 9),
         ("incomplete", None, None, None, 3),
     ]

@@ -7,8 +7,16 @@ nothing but the id is used: the execution is in the store), starts them in one f
 UPDATE (:func:`workers.store.start_executions`: only those still ``scheduled`` on this
 member start; an execution aborted or moved meanwhile is dropped, logged) and hands each to
 the pool (after ``on_started``: the member's ``execution.started`` events). It wakes when
-the dispatcher queued something or a slot became free (:meth:`Consumer.wake`), and polls
-every :data:`POLL_S` anyway.
+the dispatcher queued something (:meth:`Consumer.wake`) or a slot became free while
+executions may still wait on the queue (:meth:`Consumer.slot_freed`), and polls every
+:data:`POLL_S` anyway.
+
+The start path comes first: while executions may wait on the queue for a slot (the last
+pop took as many as there were free slots, or the dispatcher queued more since), the
+consumer is *busy*; the node's background writers (the recorder, the event sender) hold
+their next batch until it is quiet again (:meth:`Quiet.hold`), for at most
+:data:`HOLD_S` — a burst of fires starts before its outcomes and events are written, and
+they are written in fewer, larger batches.
 
 An execution popped but not started (the node died between the two) stays ``scheduled``
 and queued in the store: the dispatcher's lost-job check queues it again.
@@ -21,17 +29,19 @@ import threading
 from collections.abc import Callable
 
 import redis
+from redis.commands.core import Script
 from rq.job import Job
 
 from workers.bus.retry import run_forever
 from workers.node.pool import ExecutionPool
 from workers.store import StartedExecution, Store, start_executions
 
-__all__ = ["POLL_S", "Consumer", "pop_job_ids"]
+__all__ = ["HOLD_S", "POLL_S", "Consumer", "Quiet", "pop_job_ids", "pop_script"]
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
+HOLD_S = 0.1  # how long a background writer holds its batch, at most, while the start path is busy
 
 # LPOP with a count, then delete the popped jobs' hashes: one round trip, atomic. RQ's
 # queue is never on a Redis Cluster (see workers.bus.connect.rq_redis_url_for), so the
@@ -44,15 +54,34 @@ return ids
 """
 
 
-def pop_job_ids(client: redis.Redis, queue_key: str, count: int) -> list[str]:
+def pop_script(client: redis.Redis) -> Script:
+    """The script :func:`pop_job_ids` runs, registered on ``client`` (register it once:
+    registering hashes its text)."""
+    return client.register_script(_POP_SCRIPT)
+
+
+def pop_job_ids(script: Script, queue_key: str, count: int) -> list[str]:
     """Pop up to ``count`` job ids from the head of the RQ queue ``queue_key`` and delete
-    their job hashes; returns them in queue order. Redis errors propagate."""
+    their job hashes (``script``: :func:`pop_script`); returns them in queue order. Redis
+    errors propagate."""
     if count < 1:
         return []
-    ids = client.register_script(_POP_SCRIPT)(
-        keys=[queue_key], args=[count, Job.redis_job_namespace_prefix]
-    )
+    ids = script(keys=[queue_key], args=[count, Job.redis_job_namespace_prefix])
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+
+class Quiet(threading.Event):
+    """Set while no execution waits on the member's queue for a slot, as far as its
+    consumer knows (module docstring); made before the consumer, so that the writers that
+    hold for it can be made first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set()
+
+    def hold(self, timeout_s: float = HOLD_S) -> bool:
+        """Wait until it is quiet, at most ``timeout_s``; True when it is."""
+        return self.wait(timeout_s)
 
 
 class Consumer:
@@ -70,8 +99,10 @@ class Consumer:
         clock_ms: Callable[[], int],
         poll_s: float = POLL_S,
         on_started: Callable[[list[StartedExecution]], object] = lambda started: None,
+        quiet: Quiet | None = None,
     ) -> None:
         self.client = client
+        self._pop = pop_script(client)
         self.queue_key = queue_key
         self.store = store
         self.pool = pool
@@ -81,12 +112,20 @@ class Consumer:
         self._poll_s = poll_s
         self._on_started = on_started
         self._wake = threading.Event()
+        self.quiet = quiet or Quiet()
         self._lock = threading.Lock()
         self._in_flight: frozenset[str] = frozenset()
 
     def wake(self) -> None:
-        """Something was queued, or a slot became free: look at once."""
+        """Something was queued: look at once (busy until the queue is seen empty)."""
+        self.quiet.clear()
         self._wake.set()
+
+    def slot_freed(self) -> None:
+        """A slot became free: look at once if executions may wait on the queue (an empty
+        queue was seen since the last :meth:`wake`: nothing to pop, no round trip)."""
+        if not self.quiet.is_set():
+            self._wake.set()
 
     @property
     def in_flight(self) -> frozenset[str]:
@@ -107,10 +146,15 @@ class Consumer:
         """One pass: pop as many as there are free slots, start them, hand them to the
         pool. Returns how many were popped (0: the queue was empty or no slot free)."""
         self._wake.clear()
-        free = self.pool.free_slots()
-        if free == 0 or self.stop.is_set():
+        if self.stop.is_set():
+            self.quiet.set()  # nothing more starts: the writers need not hold
             return 0
-        ids = pop_job_ids(self.client, self.queue_key, free)
+        free = self.pool.free_slots()
+        if free == 0:
+            return 0
+        ids = pop_job_ids(self._pop, self.queue_key, free)
+        if len(ids) < free:
+            self.quiet.set()  # the queue is empty
         if not ids:
             return 0
         with self._lock:
@@ -136,5 +180,6 @@ class Consumer:
                 ", ".join(sorted(skipped)),
             )
         if len(ids) == free:
-            self._wake.set()  # there may be more
+            self.quiet.clear()  # there may be more
+            self._wake.set()
         return len(ids)

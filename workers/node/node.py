@@ -47,7 +47,7 @@ from workers.bus.connect import connect, redis_url_for, rq_redis_url_for
 from workers.bus.retry import is_transient, run_forever
 from workers.liveness import view
 from workers.node.commands import CommandProcessor
-from workers.node.consumer import Consumer
+from workers.node.consumer import Consumer, Quiet
 from workers.node.dispatcher import DISPATCH_POLL_MS, Dispatcher, queue_name
 from workers.node.member import Member, MemberConfig, wall_clock_ms
 from workers.node.pool import ExecutionPool
@@ -149,14 +149,18 @@ class _Node:
         )
         self.halt = threading.Event()  # set on stop: no more dispatching, popping, commands
         queue = Queue(queue_name(member_uuid), connection=self.rq_client)
-        self.sender = EventSender(self.client, self.keys)
+        # The start path first: the writers hold their batches while the consumer is busy.
+        quiet = Quiet()
+        self.sender = EventSender(self.client, self.keys, hold=quiet.hold)
         self.teller = Teller(self.sender, member_name=name)
-        self.recorder = Recorder(store, clock_ms=wall_clock_ms, on_recorded=self.teller.recorded)
+        self.recorder = Recorder(
+            store, clock_ms=wall_clock_ms, on_recorded=self.teller.recorded, hold=quiet.hold
+        )
         self.pool = ExecutionPool(
             settings.executions_thread_count,
             record=self.recorder.put,
             groups=watchdog,
-            on_free=lambda: self.consumer.wake(),
+            on_free=lambda: self.consumer.slot_freed(),
             output_max_bytes=settings.executions_output_max_bytes,
         )
         self.consumer = Consumer(
@@ -168,6 +172,7 @@ class _Node:
             stop=self.halt,
             clock_ms=wall_clock_ms,
             on_started=self.teller.started,
+            quiet=quiet,
         )
         self.dispatcher = Dispatcher(
             store,

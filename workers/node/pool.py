@@ -28,6 +28,7 @@ Times: ``clock_ms`` (epoch ms) for deadlines; ``grace_s`` in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -243,7 +244,7 @@ class ExecutionPool:
     def _slot(self, execution: StartedExecution) -> None:
         eid = execution.id
         try:
-            ended = self._execute(execution)
+            ended = dataclasses.replace(self._execute(execution), ended_ms=self._clock_ms())
             try:
                 self._record(ended)
             except Exception:

@@ -3,7 +3,10 @@
 The pool's slots hand it each :class:`workers.node.runner.Ended` and are free at once; one
 thread writes everything that arrived meanwhile in one transaction
 (:func:`workers.node.runner.record_outcomes`: one conditional finish statement for all,
-and the retry of a failed run in the same transaction as its finish). A transient store
+and the retry of a failed run in the same transaction as its finish). Before each batch it
+calls ``hold`` (the node's: wait, briefly, while the start path is busy —
+:meth:`workers.node.consumer.Quiet.hold`); each outcome carries the time its
+execution ended, so holding changes when it is written, never what. A transient store
 error keeps the batch and retries it with logged backoff; an outcome still not written
 :data:`GIVE_UP_S` after it arrived is logged and dropped (the execution stays ``running``
 in the store: a recovery or the member's next start cleanup settles it).
@@ -42,8 +45,10 @@ class Recorder:
         *,
         clock_ms: Callable[[], int],
         on_recorded: Callable[[Sequence[Recorded], int], object] = lambda done, at_ms: None,
+        hold: Callable[[], object] = lambda: None,
     ) -> None:
         self.store = store
+        self._hold = hold
         self._clock_ms = clock_ms
         self._on_recorded = on_recorded
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -64,6 +69,8 @@ class Recorder:
             first = self._queue.get()
             batch = [] if first is _STOP else [first]
             stopping = first is _STOP
+            if not stopping:
+                self._hold()
             while not stopping and len(batch) < BATCH:
                 try:
                     item = self._queue.get_nowait()

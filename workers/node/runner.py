@@ -65,13 +65,19 @@ class Ended:
     """How an execution ended. ``status``: what to record (None: its ender recorded it
     already; ``reason`` then says who). ``exit_code``: None when no process ran or none
     exited (an HTTP call, a command that could not start), negative when a signal ended it
-    (``-signal``). ``output``: what it printed, bounded by the pool."""
+    (``-signal``). ``output``: what it printed, bounded by the pool. ``ended_ms``: when it
+    ended (epoch ms, stamped by the pool; None: when its outcome is written)."""
 
     execution: StartedExecution
     status: str | None
     output: str = ""
     exit_code: int | None = None
     reason: str | None = None
+    ended_ms: int | None = None
+
+    def at_ms(self, written_ms: int) -> int:
+        """When it ended: ``ended_ms``, or ``written_ms`` (when its outcome is written)."""
+        return written_ms if self.ended_ms is None else self.ended_ms
 
 
 def retry_for(ended: Ended, *, now_ms: int) -> NewExecution | None:
@@ -94,19 +100,21 @@ def retry_for(ended: Ended, *, now_ms: int) -> NewExecution | None:
 
 
 def record_outcome(db: Db, ended: Ended, *, now_ms: int) -> bool:
-    """Record ``ended`` (module docstring) at ``now_ms``; True when this changed the
-    execution (False: nothing to record, or it had ended already). Store errors
+    """Record ``ended`` (module docstring), written at ``now_ms`` (it ended at
+    ``ended.at_ms(now_ms)``: its retry's delay counts from then); True when this changed
+    the execution (False: nothing to record, or it had ended already). Store errors
     propagate."""
     status, e = ended.status, ended.execution
     if status is None:
         log.info("execution %s: ended: %s", e.id, ended.reason)
         return False
-    retry = retry_for(ended, now_ms=now_ms)
+    at_ms = ended.at_ms(now_ms)
+    retry = retry_for(ended, now_ms=at_ms)
     changed = finish_execution(
         db,
         e.id,
         status=status,
-        now_ms=now_ms,
+        now_ms=at_ms,
         exit_code=ended.exit_code,
         output=ended.output,
         reason=ended.reason,
@@ -137,7 +145,8 @@ class Recorded:
 
 
 def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> list[Recorded]:
-    """Record many outcomes at ``now_ms`` in one transaction: those with a retry one by one
+    """Record many outcomes, written at ``now_ms`` (each ended at its own ``at_ms``), in one
+    transaction: those with a retry one by one
     (:func:`record_outcome`), the others with one statement for all
     (:func:`workers.store.finish_executions`). The jobs of those with a retry are locked
     first, before any execution changes, as a fire locks its job before its ``replace``
@@ -146,29 +155,44 @@ def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> lis
     plain: list[Finish] = []
     done: list[Recorded] = []
     by_id: dict[str, Ended] = {}
-    retried = {o.execution.job_id for o in ended if retry_for(o, now_ms=now_ms) is not None}
+    retried = {o.execution.job_id for o in ended if retry_for(o, now_ms=0) is not None}
     with store.begin() as conn:
         lock_jobs(conn, retried)
         for one in ended:
             status = one.status
-            if status is None or retry_for(one, now_ms=now_ms) is not None:
+            if status is None or retry_for(one, now_ms=0) is not None:
                 if record_outcome(conn, one, now_ms=now_ms):
                     done.append(Recorded(one, retrying=status in RETRIED_STATUSES))
                 continue
-            plain.append(Finish(one.execution.id, status, one.exit_code, one.output, one.reason))
+            plain.append(
+                Finish(
+                    one.execution.id,
+                    status,
+                    one.exit_code,
+                    one.output,
+                    one.reason,
+                    one.at_ms(now_ms),
+                )
+            )
             by_id[one.execution.id] = one
             _log_recorded(one)
         changed = finish_executions(conn, plain, now_ms=now_ms)
         written = (
             set(by_id)
             if changed == len(plain)
-            else ended_at(conn, {f.id: f.status for f in plain}, ended_ms=now_ms)
+            else ended_at(conn, {f.id: (f.status, one_at(f)) for f in plain})
         )
     if len(written) < len(plain):
         log.warning(
             "%s of %s outcomes not recorded: ended already", len(plain) - len(written), len(plain)
         )
     return done + [Recorded(by_id[f.id], retrying=False) for f in plain if f.id in written]
+
+
+def one_at(finish: Finish) -> int:
+    """A finish's end time (:func:`record_outcomes` always gives one)."""
+    assert finish.ended_ms is not None
+    return finish.ended_ms
 
 
 def _log_recorded(ended: Ended) -> None:

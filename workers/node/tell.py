@@ -101,13 +101,19 @@ class Teller:
 
         self.sender.send_later(build, len(batch))
 
-    def recorded(self, recorded: Sequence[Recorded], ended_ms: int) -> None:
-        """Tell the outcomes ``recorded`` (written at ``ended_ms``), built likewise."""
+    def recorded(self, recorded: Sequence[Recorded], written_ms: int) -> None:
+        """Tell the outcomes ``recorded`` (written at ``written_ms``; each ended at its
+        ``at_ms``), built likewise."""
         name, batch = self.member_name, list(recorded)
 
         def build() -> list[Event]:
             events = (
-                ended_event(one.ended, member_name=name, retrying=one.retrying, ended_ms=ended_ms)
+                ended_event(
+                    one.ended,
+                    member_name=name,
+                    retrying=one.retrying,
+                    ended_ms=one.ended.at_ms(written_ms),
+                )
                 for one in batch
             )
             return [e for e in events if e is not None]

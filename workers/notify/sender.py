@@ -4,7 +4,8 @@
 (:meth:`EventSender.send_later` puts a function that builds events, so a hot path does not
 even build them); one thread builds and appends what the queue holds to ``{qwc}:events``,
 many per round trip (a pipeline of ``XADD``). Nothing an execution does waits on Redis:
-when Redis is down, or the queue holds :data:`QUEUE_MAX` items already, the events are
+before each round it calls ``hold`` (a member's: wait, briefly, while its start path is
+busy). When Redis is down, or the queue holds :data:`QUEUE_MAX` items already, the events are
 logged and dropped (an ``execution.*`` event tells of a status already written in the
 store; its id is deterministic, so receivers dedupe on it). :meth:`EventSender.close`
 appends what is left (bounded in time).
@@ -36,8 +37,11 @@ _STOP = object()
 class EventSender:
     """Appends events in a thread of its own (module docstring). ``send`` is thread-safe."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, hold: Callable[[], object] = lambda: None
+    ) -> None:
         self.redis = client
+        self._hold = hold
         self.keys = keys
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_MAX)
         self.dropped = 0
@@ -73,6 +77,8 @@ class EventSender:
         while True:
             batch: list[Event] = []
             item = self._queue.get()
+            if item is not _STOP:
+                self._hold()
             while item is not _STOP:
                 if isinstance(item, Event):
                     batch.append(item)

@@ -70,23 +70,16 @@ class StartedExecution:
         return cls(**values)
 
 
-def start_executions(
-    db: Db, execution_ids: Sequence[str], *, member_uuid: str, now_ms: int
-) -> list[StartedExecution]:
-    """Move the executions ``execution_ids`` that are still ``scheduled`` on ``member_uuid``
-    to ``running`` (started at ``now_ms``, RQ job id = execution id) in one conditional
-    UPDATE — the start fence: one aborted, or moved to another member meanwhile, does not
-    start — and return those it started, in the order of ``execution_ids``."""
-    if not execution_ids:
-        return []
-    stmt = (
-        _e.update()
-        .where(_e.c.id.in_(list(execution_ids)), _e.c.member_uuid == member_uuid)
-        .where(_e.c.status == "scheduled")
-        .values(status="running", started_ms=now_ms, rq_job_id=_e.c.id)
-        .returning(_e.c.id)
-    )
-    query = select(
+# Built once: the start path runs them for every batch (an expanding IN of the ids).
+_START = (
+    _e.update()
+    .where(_e.c.id.in_(bindparam("ids", expanding=True)), _e.c.member_uuid == bindparam("member"))
+    .where(_e.c.status == "scheduled")
+    .values(status="running", started_ms=bindparam("now"), rq_job_id=_e.c.id)
+    .returning(_e.c.id)
+)
+_STARTED = (
+    select(
         _e.c.id,
         _e.c.job_id,
         _e.c.member_uuid,
@@ -105,12 +98,27 @@ def start_executions(
         _j.c.group_name,
         _j.c.name,
         _j.c.notify,
-    ).join(_j, _j.c.id == _e.c.job_id)
+    )
+    .join(_j, _j.c.id == _e.c.job_id)
+    .where(_e.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def start_executions(
+    db: Db, execution_ids: Sequence[str], *, member_uuid: str, now_ms: int
+) -> list[StartedExecution]:
+    """Move the executions ``execution_ids`` that are still ``scheduled`` on ``member_uuid``
+    to ``running`` (started at ``now_ms``, RQ job id = execution id) in one conditional
+    UPDATE — the start fence: one aborted, or moved to another member meanwhile, does not
+    start — and return those it started, in the order of ``execution_ids``."""
+    if not execution_ids:
+        return []
+    params = {"ids": list(execution_ids), "member": member_uuid, "now": now_ms}
     with writing(db) as conn:
-        started = set(conn.execute(stmt).scalars())
+        started = list(conn.execute(_START, params).scalars())
         if not started:
             return []
-        rows = conn.execute(query.where(_e.c.id.in_(list(started)))).mappings()
+        rows = conn.execute(_STARTED, {"ids": started}).mappings()
         by_id = {r["id"]: StartedExecution.from_mapping(r) for r in rows}
     return [by_id[i] for i in execution_ids if i in by_id]
 
@@ -118,39 +126,45 @@ def start_executions(
 @dataclass(frozen=True)
 class Finish:
     """A final status for an execution, with its exit code, its output (bounded by the
-    member) and why, in words (None: nothing to say)."""
+    member) and why, in words (None: nothing to say); ``ended_ms``: when it ended (epoch
+    ms; None: when it is written)."""
 
     id: str
     status: str
     exit_code: int | None
     output: str | None
     reason: str | None = None
+    ended_ms: int | None = None
+
+
+# Built once (the recorder runs it for every batch): executemany, one row per finish.
+_FINISH = (
+    _e.update()
+    .where(_e.c.id == bindparam("f_id"))
+    .where(or_(_e.c.status == "scheduled", _e.c.status == "running"))  # no IN: executemany
+    .values(
+        status=bindparam("f_status"),
+        ended_ms=bindparam("f_ended_ms"),
+        exit_code=bindparam("f_exit_code"),
+        output=bindparam("f_output"),
+        reason=bindparam("f_reason"),
+    )
+)
 
 
 def finish_executions(db: Db, finishes: Sequence[Finish], *, now_ms: int) -> int:
-    """Record ``finishes`` (ended at ``now_ms``) with ONE conditional UPDATE run for all of
-    them (executemany): each only while its execution is still ``scheduled`` or
-    ``running``. Returns how many changed (a driver may report -1: unknown). The caller
-    validates the statuses; a retry, which needs to know that its execution changed, goes
-    through :func:`workers.store.finish_execution` instead."""
+    """Record ``finishes`` (each ended at its ``ended_ms``, or at ``now_ms``) with ONE
+    conditional UPDATE run for all of them (executemany): each only while its execution is
+    still ``scheduled`` or ``running``. Returns how many changed (a driver may report -1:
+    unknown). The caller validates the statuses; a retry, which needs to know that its
+    execution changed, goes through :func:`workers.store.finish_execution` instead."""
     if not finishes:
         return 0
-    stmt = (
-        _e.update()
-        .where(_e.c.id == bindparam("f_id"))
-        .where(or_(_e.c.status == "scheduled", _e.c.status == "running"))  # no IN: executemany
-        .values(
-            status=bindparam("f_status"),
-            ended_ms=now_ms,
-            exit_code=bindparam("f_exit_code"),
-            output=bindparam("f_output"),
-            reason=bindparam("f_reason"),
-        )
-    )
     rows = [
         {
             "f_id": f.id,
             "f_status": f.status,
+            "f_ended_ms": now_ms if f.ended_ms is None else f.ended_ms,
             "f_exit_code": f.exit_code,
             "f_output": f.output,
             "f_reason": f.reason,
@@ -158,21 +172,19 @@ def finish_executions(db: Db, finishes: Sequence[Finish], *, now_ms: int) -> int
         for f in finishes
     ]
     with writing(db) as conn:
-        changed: int = conn.execute(stmt, rows).rowcount
+        changed: int = conn.execute(_FINISH, rows).rowcount
     return changed
 
 
-def ended_at(db: Db, statuses: Mapping[str, str], *, ended_ms: int) -> set[str]:
-    """Of the executions ``statuses`` names (id -> status), those that have that status
-    and ended at ``ended_ms``: which of a batch of :func:`finish_executions` were written
-    by it (when its count says some were not)."""
-    if not statuses:
+def ended_at(db: Db, ends: Mapping[str, tuple[str, int]]) -> set[str]:
+    """Of the executions ``ends`` names (id -> (status, ended_ms)), those that have that
+    status and ended at that time: which of a batch of :func:`finish_executions` were
+    written by it (when its count says some were not)."""
+    if not ends:
         return set()
-    stmt = select(_e.c.id, _e.c.status).where(
-        _e.c.id.in_(list(statuses)), _e.c.ended_ms == ended_ms
-    )
+    stmt = select(_e.c.id, _e.c.status, _e.c.ended_ms).where(_e.c.id.in_(list(ends)))
     with reading(db) as conn:
-        return {i for i, s in conn.execute(stmt).all() if statuses[i] == s}
+        return {i for i, s, at in conn.execute(stmt).all() if ends[i] == (s, at)}
 
 
 def running_here(db: Db, member_uuid: str, execution_ids: Collection[str]) -> set[str]:

@@ -1,0 +1,106 @@
+"""The start path first: while executions wait on a member's queue for a slot, its consumer
+is busy and the background writers (the recorder, the event sender) hold their batches; an
+outcome written late still carries the time its execution ended. On real Redis and a real
+database, in-process."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from schemas.keys import Keys
+from schemas.messages import Event
+from tests.cluster import wait_for
+from tests.node_parts import ME, T0, Parts, job, manual
+from workers.node.consumer import Quiet
+from workers.node.pool import ExecutionPool
+from workers.node.recorder import Recorder
+from workers.node.runner import Ended
+from workers.notify.sender import EventSender
+from workers.store import Store, get_execution, start_executions
+
+
+class Hold:
+    """A writer's ``hold``: records that it was called, then waits for ``quiet``."""
+
+    def __init__(self, quiet: Quiet) -> None:
+        self.quiet = quiet
+        self.called = threading.Event()
+
+    def __call__(self) -> None:
+        self.called.set()
+        assert self.quiet.hold(10.0)
+
+
+def test_the_consumer_is_busy_while_executions_wait_for_a_slot(parts: Parts, store: Store) -> None:
+    sleeper = job(store, ["sleep", "30"], schedule=None)
+    for _ in range(3):
+        manual(store, sleeper)
+    parts.dispatcher.step(T0)
+    quiet = parts.consumer.quiet
+    parts.consumer.wake()  # the dispatcher queued: busy until the queue is seen empty
+    assert not quiet.is_set()
+    assert parts.consumer.step() == 2  # two slots, both taken: one may wait still
+    assert not quiet.is_set()
+    first, second = sorted(parts.pool.running_ids())
+    assert parts.pool.end(first, None, "test")
+    wait_for(lambda: parts.pool.free_slots() == 1, what="a slot freed")
+    assert parts.consumer.step() == 1  # one free slot, one taken: more may wait
+    assert not quiet.is_set()
+    assert parts.pool.end(second, None, "test")
+    wait_for(lambda: parts.pool.free_slots() == 1, what="a slot freed")
+    assert parts.consumer.step() == 0  # the queue is empty: quiet
+    assert quiet.is_set()
+    parts.consumer._wake.clear()
+    parts.consumer.slot_freed()  # nothing waits: no pop, no round trip
+    assert not parts.consumer._wake.is_set()
+    parts.consumer.wake()
+    assert parts.consumer._wake.is_set() and not quiet.is_set()
+
+
+def test_a_held_recorder_writes_each_outcome_with_the_time_its_execution_ended(
+    parts: Parts, store: Store
+) -> None:
+    execution_id = manual(store, job(store, ["true"], schedule=None))
+    (execution,) = start_executions(store, [execution_id], member_uuid=ME, now_ms=T0 + 5)
+    quiet = Quiet()
+    quiet.clear()  # the start path is busy
+    hold = Hold(quiet)
+    recorder = Recorder(store, clock_ms=lambda: T0 + 5_000, hold=hold)
+    try:
+        recorder.put(Ended(execution, "succeeded", "", 0, ended_ms=T0 + 100))
+        assert hold.called.wait(10)
+        assert get_execution(store, execution_id).status == "running"  # held
+        quiet.set()
+    finally:
+        recorder.close()
+    row = get_execution(store, execution_id)
+    assert (row.status, row.ended_ms) == ("succeeded", T0 + 100)  # not T0 + 5_000
+
+
+def test_the_pool_stamps_the_time_an_execution_ended(parts: Parts, store: Store) -> None:
+    ended: list[Ended] = []
+    pool = ExecutionPool(1, record=ended.append, clock_ms=lambda: T0 + 777)
+    execution_id = manual(store, job(store, ["true"], schedule=None))
+    (execution,) = start_executions(store, [execution_id], member_uuid=ME, now_ms=T0 + 5)
+    pool.submit(execution)
+    assert pool.wait_idle(10)
+    pool.close()
+    assert [(e.status, e.ended_ms) for e in ended] == [("succeeded", T0 + 777)]
+
+
+def test_a_held_event_sender_appends_once_the_start_path_is_quiet(r: redis.Redis) -> None:
+    keys = Keys()
+    quiet = Quiet()
+    quiet.clear()
+    hold = Hold(quiet)
+    sender = EventSender(r, keys, hold=hold)
+    try:
+        sender.send(Event(id="takeover.committed:p1", kind="takeover.committed", at_ms=1))
+        assert hold.called.wait(10)
+        assert r.xlen(keys.events) == 0  # held
+        quiet.set()
+    finally:
+        sender.close()
+    assert r.xlen(keys.events) == 1
