@@ -39,6 +39,7 @@ the job's count: a member fenced out of the job counts nothing, and a time is co
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections import Counter
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, or_
+from sqlalchemy import ColumnElement, Connection, bindparam, case, or_
 from sqlalchemy.sql.dml import UpdateBase
 
 from schemas.tables import scheduled_jobs
@@ -110,7 +111,9 @@ def _claim(
 
 
 def _fenced(
-    member_uuid: str, owner_epoch: int | ColumnElement[int], fire_ms: int | ColumnElement[int]
+    member_uuid: str | ColumnElement[str],
+    owner_epoch: int | ColumnElement[int],
+    fire_ms: int | ColumnElement[int],
 ) -> list[ColumnElement[bool]]:
     """The fence's conditions on a job row (values, or per-row expressions of them)."""
     return [
@@ -252,7 +255,7 @@ def claim_fires(
     claimed: dict[FireClaim, Admitted] = {}
     with writing(db) as conn:
         for batch in _rounds(fires):
-            rows = conn.execute(_claim_statement(batch, member_uuid))
+            rows = conn.execute(*_claim_statement(batch, member_uuid))
             won: dict[str, str] = {job_id: policy for job_id, policy in rows}
             for fire in batch:
                 if fire.job_id not in won:
@@ -279,26 +282,47 @@ def _rounds(fires: Sequence[FireClaim]) -> list[list[FireClaim]]:
     ]
 
 
-def _claim_statement(batch: Sequence[FireClaim], member_uuid: str) -> UpdateBase:
+def _claim_statement(
+    batch: Sequence[FireClaim], member_uuid: str
+) -> tuple[UpdateBase, dict[str, Any]]:
     """One fenced UPDATE for ``batch`` (distinct jobs), returning the ids it claimed with
-    their concurrency policies."""
+    their concurrency policies: the statement of its size (:func:`_claim_of_size`) and the
+    batch's values for its parameters."""
+    params: dict[str, Any] = {"member": member_uuid}
+    for i, f in enumerate(batch):
+        params.update({
+            f"id_{i}": f.job_id,
+            f"fire_{i}": f.fire_ms,
+            f"epoch_{i}": f.owner_epoch,
+            f"next_{i}": f.next_fire_ms,
+            f"missed_{i}": f.missed_fires,
+        })  # fmt: skip
+    return _claim_of_size(len(batch)), params
 
-    def by_id(values: dict[str, int | None]) -> ColumnElement[int]:
-        return case(values, value=_t.c.id)
 
-    fire = by_id({f.job_id: f.fire_ms for f in batch})
-    epoch = by_id({f.job_id: f.owner_epoch for f in batch})
-    values: dict[str, Any] = {
-        "last_fire_ms": fire,
-        "next_fire_ms": by_id({f.job_id: f.next_fire_ms for f in batch}),
-    }
-    missed = {f.job_id: f.missed_fires for f in batch if f.missed_fires}
-    if missed:
-        values["missed_fires"] = _t.c.missed_fires + case(missed, value=_t.c.id, else_=0)
+@functools.lru_cache(maxsize=64)
+def _claim_of_size(size: int) -> UpdateBase:
+    """The fenced UPDATE of ``size`` distinct jobs: each job's epoch, fire time, next
+    planned time and misfires picked by its id (``CASE id WHEN :id_i THEN …``), parameters
+    ``id_i``, ``fire_i``, ``epoch_i``, ``next_i``, ``missed_i`` and ``member``. Built once
+    per size: building one binds every value, as long as the statement is big."""
+
+    def by_id(name: str, else_: int | None = None) -> ColumnElement[Any]:
+        whens: dict[Any, Any] = {
+            bindparam(f"id_{i}"): bindparam(f"{name}_{i}") for i in range(size)
+        }
+        return case(whens, value=_t.c.id, else_=else_)
+
+    fire = by_id("fire")
+    ids: list[Any] = [bindparam(f"id_{i}") for i in range(size)]
     return (
         _t.update()
-        .where(_t.c.id.in_([f.job_id for f in batch]), *_fenced(member_uuid, epoch, fire))
-        .values(**values)
+        .where(_t.c.id.in_(ids), *_fenced(bindparam("member"), by_id("epoch"), fire))
+        .values(
+            last_fire_ms=fire,
+            next_fire_ms=by_id("next"),
+            missed_fires=_t.c.missed_fires + by_id("missed", else_=0),
+        )
         .returning(_t.c.id, _t.c.concurrency)
     )
 
