@@ -1,6 +1,7 @@
 """The start path first: while executions wait on a member's queue for a slot, its consumer
-is busy and the background writers (the recorder, the event sender) hold their batches; an
-outcome written late still carries the time its execution ended. On real Redis and a real
+is busy, gathers freed slots into bigger passes, and the background writers (the recorder,
+the event sender) hold their batches; an outcome written late still carries the time its
+execution ended. On real Redis and a real
 database, in-process."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from schemas.keys import Keys
 from schemas.messages import Event
 from tests.cluster import wait_for
 from tests.node_parts import ME, T0, Parts, job, manual
-from workers.node.consumer import Quiet
+from workers.node.consumer import Consumer, Quiet
 from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
 from workers.node.runner import Ended
@@ -104,3 +105,29 @@ def test_a_held_event_sender_appends_once_the_start_path_is_quiet(r: redis.Redis
     finally:
         sender.close()
     assert r.xlen(keys.events) == 1
+
+
+def test_while_executions_wait_a_pass_gathers_half_the_slots(
+    parts: Parts, store: Store, r: redis.Redis
+) -> None:
+    pool = ExecutionPool(4, record=lambda _ended: None, grace_s=0.5)
+    consumer = Consumer(
+        r, parts.queue.key, store, pool, member_uuid=ME, stop=threading.Event(),
+        clock_ms=parts.clock, gather_s=10.0,
+    )  # fmt: skip
+    try:
+        sleeper = job(store, ["sleep", "30"], schedule=None)
+        for _ in range(7):
+            manual(store, sleeper)
+        parts.dispatcher.step(T0)
+        consumer.wake()
+        assert consumer.step() == 4  # every slot: three wait still
+        first, second, *_ = sorted(pool.running_ids())
+        assert pool.end(first, None, "test")
+        wait_for(lambda: pool.free_slots() == 1, what="a slot freed")
+        threading.Timer(0.2, lambda: pool.end(second, None, "test")).start()
+        assert consumer.step() == 2  # waited for a second free slot: one pass, not two
+    finally:
+        for eid in pool.running_ids():
+            pool.end(eid, None, "teardown")
+        pool.close()

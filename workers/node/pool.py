@@ -175,6 +175,13 @@ class ExecutionPool:
         with self._cond:
             return self.slots - len(self._running)
 
+    def wait_free(self, count: int, timeout_s: float) -> int:
+        """Wait until at least ``count`` slots are free, at most ``timeout_s``; returns how
+        many are free."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.slots - len(self._running) >= count, timeout_s)
+            return self.slots - len(self._running)
+
     def running_ids(self) -> frozenset[str]:
         """The executions the pool holds now."""
         with self._cond:
