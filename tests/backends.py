@@ -28,6 +28,7 @@ QWC_TEST_REDIS_URL and the PostgreSQL database ``<name>_gwK`` beside QWC_TEST_DA
 
 from __future__ import annotations
 
+import functools
 import os
 from urllib.parse import urlsplit, urlunsplit
 
@@ -75,15 +76,22 @@ def external_redis_url() -> str:
 
 def external_database_url() -> str:
     """QWC_TEST_DATABASE_URL for this process: for xdist worker ``gwK`` (K > 0) the database
-    ``<name>_gwK`` on the same server, created when missing. Raises ``KeyError`` when the
-    variable is not set."""
+    ``<name>_gwK`` on the same server, created when missing (through the server's
+    ``postgres`` database: worker gw0's tests use ``<name>`` itself, and one of them
+    refuses its connections for a while). Raises ``KeyError`` when the variable is not
+    set."""
     given = os.environ[DATABASE_URL_ENV]
     index = _worker_index()
     if index == 0:
         return given
+    return _worker_database(given, index)
+
+
+@functools.cache
+def _worker_database(given: str, index: int) -> str:
     url = make_url(given)
     name = f"{url.database}_gw{index}"
-    engine = create_engine(given, isolation_level="AUTOCOMMIT")
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             exists = conn.execute(
