@@ -130,3 +130,12 @@ def test_a_decision_that_changes_nothing_is_recorded_and_keeps_the_window() -> N
     record, done = lc.failed(token, 6_000, "no_destination", "no active member")
     assert isinstance(record, Record) and record.outcome == "no_destination"
     assert isinstance(done, Done) and done.window_end_ms == 6_000 + SLEEP_MS
+
+
+def test_a_proposal_delivered_again_after_its_decision_is_done_without_a_record() -> None:
+    lc = lifecycle()
+    token = proposed(lc)
+    lc.due(token, 1_300, DEAD, 0)
+    (done,) = lc.decided(token, 1_300, "committed")  # not held, whatever the guard says
+    assert isinstance(done, Done) and done.outcome == "committed"
+    assert lc.tracked == {} and lc.busy == {}

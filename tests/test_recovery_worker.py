@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from schemas.keys import GROUP_RECOVERY, Keys
-from schemas.messages import RecoveryProposal
+from schemas.messages import MemberState, RecoveryProposal
 from schemas.settings import RecoverPolicy, Settings
 from tests.cluster import new_uuid, wait_for
 from tests.inprocess import (
@@ -179,6 +179,27 @@ def test_a_redelivered_or_second_proposal_starts_no_second_retry(
     by_id = {row.proposal_id: row for row in recoveries(store)}
     assert by_id[second.id].outcome == "skipped"  # nothing is running there any more
     assert len(by_id) == 2 and len(recoveries(store, "committed")) == 1
+
+
+def test_a_decided_proposal_delivered_again_is_acknowledged_though_the_guard_holds(
+    r: redis.Redis, store: Store, tmp_path: Path, threads: Threads, redis_url: str
+) -> None:
+    dead, live, a, b = (new_uuid() for _ in range(4))
+    v = View(r)
+    for member in (dead, live, a, b):
+        v.beat(member)
+    first = execution(store, job(store, "j", retry_count=3), dead)
+    s = settings(redis_url, tmp_path)
+    w1 = worker(threads, redis_url, store, s, "w1")
+    v.die(dead)
+    step_until(w1, lambda: recoveries(store, "committed"), "first commit")
+    for member in (a, b):  # silent, not dead yet: the guard would hold a new decision
+        v.to(member, MemberState.INACTIVE)
+    r.xgroup_setid(KEYS.recovery, GROUP_RECOVERY, "0")  # as after a crash before XACK
+    w2 = worker(threads, redis_url, store, s, "w2")
+    step_until(w2, lambda: redelivered_and_acked(r, *RECOVERY), "redelivery acknowledged")
+    assert [row.outcome for row in recoveries(store)] == ["committed"]  # never "held"
+    assert len(retries_of(store, first)) == 1 and r.hgetall(KEYS.takeover_held) == {}
 
 
 def test_member_back_before_the_delay_cancels(

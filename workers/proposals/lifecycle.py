@@ -16,6 +16,8 @@ Events, in the order a proposal meets them::
                     (cancelled), Done; still dead -> CheckGuard
     guard(t, why)   the mass-failure guard's reason (None: none) and the last release
                     -> Hold (+ Record held, the first time) | Decide
+    decided(t, o)   instead of the guard: its final outcome ``o`` is recorded already (it
+                    was delivered again after its decision) -> Done
     committed(t)    the kind's commit was made (or found made) -> Done
     failed(t, …)    the kind decided nothing changes (no destination, …) -> Record, Done
 
@@ -294,6 +296,12 @@ class Lifecycle(Generic[Token, Proposal]):
             t.held_logged = True
             hold.append(Record(p, now_ms, "held", reason))
         return hold
+
+    def decided(self, token: Token, now_ms: int, outcome: str) -> list[Action]:
+        """The proposal's final ``outcome`` is recorded already: it was delivered again after
+        its decision (a replica died between the decision and the acknowledgement). Done,
+        before the guard: a decided proposal is never held, nor recorded twice."""
+        return [self._done(token, now_ms, outcome, "decided before; delivered again")]
 
     def committed(self, token: Token, now_ms: int, detail: str = "") -> list[Action]:
         """The kind's commit was made (or had been made by another replica)."""

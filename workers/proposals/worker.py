@@ -95,6 +95,9 @@ class Kind(Protocol[Proposal]):
     def decide(self, p: Proposal, members: list[Candidate], now_ms: int) -> Decision:
         """Plan a due proposal whose member is still dead, and commit it."""
 
+    def final_outcome(self, p: Proposal) -> str | None:
+        """The final outcome recorded for ``p`` already (None: none yet)."""
+
     def record(self, p: Proposal, now_ms: int, outcome: str, detail: str) -> None:
         """Write the audit row of a decision that changed nothing (cancelled, skipped, …)."""
 
@@ -282,14 +285,18 @@ class ProposalWorker(Generic[Proposal]):
                 self._apply(lc.dead(o.uuid, now_ms, o.last_seen_ms or 0, by="scan"))
 
     def _check(self, token: bytes, now_ms: int) -> None:
-        """A due proposal: cancelled when its member is back or was heard since, else the
-        guard, then the kind's decision."""
+        """A due proposal: cancelled when its member is back or was heard since, done when
+        it was decided already, else the guard, then the kind's decision."""
         p = self.held[token].proposal
         snap = view.read_snapshot(self.redis, self.keys)
         state, seen_ms = snap.states.get(p.dead_uuid), snap.seen_ms.get(p.dead_uuid, 0)
         actions = self.lifecycle.due(token, now_ms, state, seen_ms)
         if not isinstance(actions[0], CheckGuard):
             self._apply(actions)
+            return
+        final = self.kind.final_outcome(p)
+        if final is not None:  # delivered again after its decision
+            self._apply(self.lifecycle.decided(token, now_ms, final))
             return
         members = self.kind.candidates(snap)
         reason = guard_reason(

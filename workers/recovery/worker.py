@@ -46,10 +46,12 @@ from workers.proposals import (
 )
 from workers.recovery.decide import plan_recovery, recovery_rules
 from workers.store import (
+    FINAL_OUTCOMES,
     Store,
     Unfinished,
     commit_recovery,
     count_unfinished,
+    find_recovery,
     pending_command_targets,
     record_recovery,
     running_executions,
@@ -93,6 +95,11 @@ class RecoveryKind:
             outcome=outcome,
             detail=detail,
         )
+
+    def final_outcome(self, p: RecoveryProposal) -> str | None:
+        """The final outcome of ``p``'s audit row (None: none yet)."""
+        row = find_recovery(self.store, p.id)
+        return row.outcome if row is not None and row.outcome in FINAL_OUTCOMES else None
 
     def decide(self, p: RecoveryProposal, members: list[Candidate], now_ms: int) -> Decision:
         """Plan from the store and the view, then commit in one transaction."""

@@ -30,7 +30,14 @@ from workers.proposals import (
     audit_key,
     candidates_from_view,
 )
-from workers.store import Store, commit_takeover, count_jobs_by_owner, record_takeover_outcome
+from workers.store import (
+    FINAL_OUTCOMES,
+    Store,
+    commit_takeover,
+    count_jobs_by_owner,
+    find_takeover,
+    record_takeover_outcome,
+)
 from workers.takeover.decide import plan_takeover, takeover_rules
 
 __all__ = ["GROUP", "TakeoverKind", "TakeoverWorker"]
@@ -71,6 +78,11 @@ class TakeoverKind:
 
     def on_dead(self, dead_uuids: list[str], now_ms: int) -> None:
         """Nothing: a takeover has no work outside its proposals."""
+
+    def final_outcome(self, p: TakeoverProposal) -> str | None:
+        """The final outcome of ``p``'s audit row (None: none yet)."""
+        row = find_takeover(self.store, p.id)
+        return row.outcome if row is not None and row.outcome in FINAL_OUTCOMES else None
 
     def decide(self, p: TakeoverProposal, members: list[Candidate], now_ms: int) -> Decision:
         """Destinations, then the commit."""
