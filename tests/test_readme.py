@@ -47,11 +47,10 @@ def test_demo_json_exits_0_on_the_embedded_defaults(tmp_path: Path) -> None:
     states = {m["uuid"]: m["state"] for m in summary["members"]}
     assert states.pop(killed) == "dead"
     assert set(states.values()) == {"active"} and len(states) == 2
-    assert [c["to"] for c in summary["changes"] if c["uuid"] == killed] == [
-        "active",
-        "inactive",
-        "dead",
-    ]
+    # from its first turn to active (under load, a member the store knew may be turned
+    # inactive before its first heartbeat is read: the demo's verdict judges it likewise)
+    turns = [c["to"] for c in summary["changes"] if c["uuid"] == killed]
+    assert turns[turns.index("active") :] == ["active", "inactive", "dead"]
     # its jobs moved, once, to the live members; nothing fired twice
     assert summary["killed_jobs"] == 10  # 30 jobs round-robin over 3 members
     committed = [
