@@ -66,7 +66,10 @@ class Db:
     def _store(self) -> Store:
         return Store(create_store_engine(self.url))
 
-    def job(self, name: str, command: list[str], *, retry_count: int = 0) -> str:
+    def job(self, name: str, command: list[str], *, owner: str, retry_count: int = 0) -> str:
+        """A job without a schedule owned by ``owner``: a member of the test that stays
+        alive (an owner nobody runs would be found dead by the liveness worker's scan at
+        some point, and counted by the mass-failure guard with the test's victims)."""
         store = self._store()
         try:
             return create_job(
@@ -76,7 +79,7 @@ class Db:
                 name=name,
                 command=command,
                 schedule=None,
-                modified_by=new_uuid(),
+                modified_by=owner,
                 now_ms=now_ms(),
                 retry_count=retry_count,
                 retry_delay_s=RETRY_DELAY_S if retry_count else 0.0,
@@ -187,8 +190,8 @@ def test_sigkill_retries_a_running_job_on_another_member_after_both_delays(
     wait_state(rc, [DEAD_FIRST, PASSIVE, live, victim, plain_victim], "active")
     dead_proc.kill()
     wait_state(rc, [DEAD_FIRST], "dead")
-    with_retry = db.job("with-retry", once_then_quick(tmp_path, "a"), retry_count=2)
-    without = db.job("without", long_run(tmp_path, "plain"))
+    with_retry = db.job("with-retry", once_then_quick(tmp_path, "a"), owner=live, retry_count=2)
+    without = db.job("without", long_run(tmp_path, "plain"), owner=live)
     first, plain = db.run_on(with_retry, victim), db.run_on(without, plain_victim)
     wait_running(db, [first, plain])
     wait_ran(tmp_path, "a", "plain")
@@ -246,7 +249,9 @@ def test_a_redelivered_proposal_creates_no_second_retry(rc: Cluster, tmp_path: P
     live, _ = node(rc, "live")
     victim, victim_proc = node(rc, "victim")
     wait_state(rc, [live, victim], "active")
-    first = db.run_on(db.job("j", once_then_quick(tmp_path, "r"), retry_count=3), victim)
+    first = db.run_on(
+        db.job("j", once_then_quick(tmp_path, "r"), owner=live, retry_count=3), victim
+    )
     wait_running(db, [first])
     wait_ran(tmp_path, "r")
     r = rc.client()
@@ -294,7 +299,7 @@ def test_a_paused_member_s_recovered_command_is_killed_while_it_is_still_paused(
         "-c",
         f"test -e {marker} || {{ touch {marker}; echo $$ > {pid_file}; exec sleep 30; }}",
     ]
-    first = db.run_on(db.job("long", command, retry_count=1), victim)
+    first = db.run_on(db.job("long", command, owner=live, retry_count=1), victim)
     wait_running(db, [first])
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="pid"))
     os.kill(victim_proc.pid, signal.SIGSTOP)
