@@ -54,7 +54,9 @@ def test_a_long_job_holds_one_slot_and_the_others_start_on_time(cluster: Cluster
             timeout_s=20,
             what="the ticks running",
         )
-        long_job = db.job("long", [sys.executable, "-c", "import time; time.sleep(3)"])
+        long_job = db.job(
+            "long", [sys.executable, "-c", "import time; time.sleep(3)"], owner=member
+        )
         long_run = db.run_on(long_job, member)
         done = wait_for(
             lambda: (e := db.execution(long_run)).status == "succeeded" and e,
@@ -84,7 +86,7 @@ def test_sigterm_lets_a_running_job_finish_within_the_drain_and_exits_0(
     cluster.extra_env[DRAIN_ENV] = "10"
     db = Db(cluster)
     member, proc = node(cluster, "drained")
-    job = db.job("three-s", [sys.executable, "-c", "import time; time.sleep(3)"])
+    job = db.job("three-s", [sys.executable, "-c", "import time; time.sleep(3)"], owner=member)
     run = db.run_on(job, member)
     started = wait_for(lambda: db.execution(run).started_ms, timeout_s=20, what="the job running")
     wait_for(lambda: now_ms() >= started + 1000, what="1 s into it")
@@ -104,7 +106,8 @@ def test_sigterm_past_the_drain_hands_the_job_back_incomplete_and_retried_elsewh
     member, proc = node(cluster, "drained")
     wait_state(cluster, [other, member], "active")
     first = db.run_on(
-        db.job("long", long_first_with_grandchild(tmp_path, "g"), retry_count=1), member
+        db.job("long", long_first_with_grandchild(tmp_path, "g"), owner=other, retry_count=1),
+        member,
     )
     wait_for(lambda: db.execution(first).status == "running", timeout_s=20, what="running")
     grandchild = grandchild_pid(tmp_path, "g")

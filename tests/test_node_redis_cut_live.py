@@ -94,7 +94,8 @@ def test_a_cut_off_member_s_recovered_execution_dies_with_its_process_group(
     del cluster.extra_env["QWC_REDIS_URL"]
     wait_state(cluster, [live, victim], "active")
     first = db.run_on(
-        db.job("long", long_first_with_grandchild(tmp_path, "g"), retry_count=1), victim
+        db.job("long", long_first_with_grandchild(tmp_path, "g"), owner=live, retry_count=1),
+        victim,
     )
     wait_for(lambda: db.execution(first).status == "running", timeout_s=20, what="running")
     grandchild = grandchild_pid(tmp_path, "g")
