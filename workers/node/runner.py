@@ -180,19 +180,13 @@ def record_outcomes(store: Store, ended: Sequence[Ended], *, now_ms: int) -> lis
         written = (
             set(by_id)
             if changed == len(plain)
-            else ended_at(conn, {f.id: (f.status, one_at(f)) for f in plain})
+            else ended_at(conn, {f.id: (f.status, by_id[f.id].at_ms(now_ms)) for f in plain})
         )
     if len(written) < len(plain):
         log.warning(
             "%s of %s outcomes not recorded: ended already", len(plain) - len(written), len(plain)
         )
     return done + [Recorded(by_id[f.id], retrying=False) for f in plain if f.id in written]
-
-
-def one_at(finish: Finish) -> int:
-    """A finish's end time (:func:`record_outcomes` always gives one)."""
-    assert finish.ended_ms is not None
-    return finish.ended_ms
 
 
 def _log_recorded(ended: Ended) -> None:
