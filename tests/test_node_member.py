@@ -19,7 +19,14 @@ from schemas.codec import decode_as
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
 from tests.node_parts import ME, OTHER, T0, Parts, job, manual
-from workers.node.dispatcher import REQUEUE_AFTER_MS, REQUEUE_CHECK_MS
+from workers.node.dispatcher import (
+    _TASK,
+    REQUEUE_AFTER_MS,
+    REQUEUE_CHECK_MS,
+    RQ_JOB_TTL_S,
+    enqueue_ids,
+    enqueue_script,
+)
 from workers.store import (
     Store,
     get_execution,
@@ -47,7 +54,9 @@ def test_a_due_time_is_fired_queued_started_and_recorded(store: Store, parts: Pa
     assert get_job(store, job_id).next_fire_ms == T0 + 1750
     assert parts.queue.job_ids == [execution.id]
     rq_job = parts.queue.fetch_job(execution.id)
-    assert rq_job is not None and rq_job.args == (execution.id,)  # not even the command
+    assert rq_job is not None and rq_job.args == ()  # its id is the execution's: no command
+    assert rq_job.func_name == "workers.node.dispatcher.not_for_rq_workers"
+    assert rq_job.description == f"job {job_id} schedule {T0 + 750}"
     assert parts.run_queued() == 1
     assert parts.queue.job_ids == [] and not parts.queue.connection.exists(rq_job.key)
     done = get_execution(store, execution.id)
@@ -278,3 +287,30 @@ def test_a_fire_once_job_behind_its_times_is_claimed_once_as_a_catchup(
         "catch-up of 4 missed fire time(s): 2026-01-01T00:00:01+00:00 to 2026-01-01T00:00:04+00:00"
     )
     assert get_job(store, job_id).next_fire_ms == missed[-1] + 1000
+
+
+def test_the_queued_jobs_are_what_rq_itself_writes(parts: Parts) -> None:
+    """One call queues a chunk; each job's hash is field for field what RQ's own
+    ``enqueue_many`` writes for it (but the times), in order, with its expiry."""
+    queue = parts.queue
+    data = Queue.prepare_data(
+        _TASK, args=(), timeout=-1, ttl=RQ_JOB_TTL_S, job_id="by-rq", description="d0"
+    )
+    pipe = queue.connection.pipeline()
+    queue.enqueue_many([data], pipeline=pipe)
+    pipe.execute()
+    script = enqueue_script(queue.connection)
+    assert enqueue_ids(script, queue, [("e1", "d1"), ("e2", "d2")]) == 2
+    assert enqueue_ids(script, queue, []) == 0
+    assert queue.job_ids == ["by-rq", "e1", "e2"]
+    conn = queue.connection
+    by_rq, ours = conn.hgetall(Job.key_for("by-rq")), conn.hgetall(Job.key_for("e2"))
+    times = {b"created_at", b"enqueued_at", b"description"}
+    assert set(ours) == set(by_rq)
+    assert {k: v for k, v in ours.items() if k not in times} == {
+        k: v for k, v in by_rq.items() if k not in times
+    }
+    assert ours[b"description"] == b"d2" and 0 < conn.ttl(Job.key_for("e2")) <= RQ_JOB_TTL_S
+    fetched = Job.fetch("e1", connection=conn)
+    assert (fetched.origin, fetched.get_status(), fetched.args) == (queue.name, "queued", ())
+    assert queue.key.encode() in conn.smembers(Queue.redis_queues_keys)

@@ -61,6 +61,7 @@ __all__ = [
     "Outcome",
     "ProcessRun",
     "execution_env",
+    "inherited_env",
     "prepare",
     "run_http",
     "timed_out_reason",
@@ -149,14 +150,19 @@ class ExecutionIdentity:
         }
 
 
+def inherited_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What an execution inherits: ``base`` (default: this process's environment, read
+    now) without its ``QWC_*`` variables."""
+    inherited = os.environ if base is None else base
+    return {k: v for k, v in inherited.items() if not k.startswith(ENV_PREFIX)}
+
+
 def execution_env(
     identity: ExecutionIdentity, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The environment of an execution: ``base`` (default: this process's environment)
-    without its ``QWC_*`` variables, plus the execution's identity."""
-    inherited = os.environ if base is None else base
-    env = {k: v for k, v in inherited.items() if not k.startswith(ENV_PREFIX)}
-    return env | identity.variables()
+    """The environment of an execution: :func:`inherited_env` of ``base`` plus the
+    execution's identity."""
+    return inherited_env(base) | identity.variables()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from workers.node.executors import (
     ExecutionIdentity,
     HttpRun,
     ProcessRun,
+    inherited_env,
     prepare,
     timed_out_reason,
 )
@@ -138,7 +139,8 @@ class ExecutionPool:
     """``slots`` execution slots (module docstring). ``record`` is called in the slot
     thread with each :class:`Ended` (it should not raise; what it raises is logged);
     ``on_free`` when a slot becomes free. ``base_env`` is the environment executions start
-    from (default: the member's; its ``QWC_*`` variables are left out). Thread-safe."""
+    from (default: the member's as it is when the pool is made, read once; its ``QWC_*``
+    variables are left out). Thread-safe."""
 
     def __init__(
         self,
@@ -161,7 +163,7 @@ class ExecutionPool:
         self.grace_s = grace_s
         self._output_max_bytes = output_max_bytes
         self._clock_ms = clock_ms
-        self._base_env = base_env
+        self._base_env = inherited_env(base_env)  # os.environ per execution cost ~0.1 ms
         self._cond = threading.Condition()
         self._running: dict[str, StartedExecution] = {}
         self._pgids: dict[str, int] = {}
