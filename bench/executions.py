@@ -88,10 +88,12 @@ class Window:
     backlog: int
     node_cpu: float
     commands_cpu: float
+    machine_cpu: float  # busy time of every core over wall time (2.00 = two cores)
 
 
-def floor(threads: int, seconds: float = 2.0) -> float:
-    """``true`` spawned per second by ``threads`` threads in this process."""
+def floor(threads: int, seconds: float = 2.0) -> tuple[float, float]:
+    """``true`` spawned per second by ``threads`` threads in this process, and what each
+    cost the machine's CPU (ms, every process)."""
     stop = threading.Event()
     counts = [0] * threads
 
@@ -101,12 +103,13 @@ def floor(threads: int, seconds: float = 2.0) -> float:
             counts[i] += 1
 
     with ThreadPoolExecutor(threads) as pool:
-        t0 = time.monotonic()
+        t0, busy0 = time.monotonic(), _busy_s()
         for i in range(threads):
             pool.submit(spawn, i)
         time.sleep(seconds)
         stop.set()
-    return sum(counts) / (time.monotonic() - t0)
+    busy_s, spawned = _busy_s() - busy0, sum(counts)
+    return spawned / (time.monotonic() - t0), busy_s * 1000 / max(1, spawned)
 
 
 def _jobs(store: Store, member: str, rate: int) -> None:
@@ -187,11 +190,12 @@ def run_rate(
         proc = psutil.Process(node.pid)
         t0_ms = (time.time_ns() // 1_000_000 // 1000 + 1) * 1000
         time.sleep(max(0.0, t0_ms / 1000 - time.time()))
-        cpu0 = proc.cpu_times()
+        cpu0, machine0 = proc.cpu_times(), _busy_s()
         wall0 = time.monotonic()
         t1_ms = t0_ms + args.seconds * 1000
         time.sleep(max(0.0, t1_ms / 1000 - time.time()))
-        cpu1, wall = proc.cpu_times(), time.monotonic() - wall0
+        cpu1, machine1 = proc.cpu_times(), _busy_s()
+        wall = time.monotonic() - wall0
         backlog = _backlog(store, member, t1_ms)
     finally:
         node.send_signal(signal.SIGKILL)
@@ -213,7 +217,14 @@ def run_rate(
             cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system
         )
         / wall,
+        machine_cpu=(machine1 - machine0) / wall,
     )
+
+
+def _busy_s() -> float:
+    """CPU time every core of the machine spent on anything but waiting (s, summed)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
 def _q(sorted_ms: list[int], q: float) -> str:
@@ -243,6 +254,22 @@ def report(w: Window) -> None:
     print(f"   backlog at the end   : {w.backlog} fired, not started")
     cpu = f"{w.node_cpu:.2f} of one core (its commands: {w.commands_cpu:.2f})"
     print(f"   node CPU             : {cpu}")
+    if w.started:
+        per_ms = {k: v * w.seconds * 1000 / w.started for k, v in (
+            ("machine", w.machine_cpu), ("node", w.node_cpu), ("commands", w.commands_cpu)
+        )}  # fmt: skip
+        rest_ms = per_ms["machine"] - per_ms["node"] - per_ms["commands"]
+        cores = os.cpu_count() or 1
+        print(
+            f"   CPU per execution    : {per_ms['machine']:.2f} ms of the machine (node "
+            f"{per_ms['node']:.2f}, its commands {per_ms['commands']:.2f}, store, Redis "
+            f"and the rest {rest_ms:.2f})"
+        )
+        burst_ms = w.rate * per_ms["machine"] / cores
+        print(
+            f"   one second's burst   : {burst_ms:.0f} ms of all {cores} cores busy "
+            f"({w.rate} x {per_ms['machine']:.2f} ms / {cores})"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -255,7 +282,11 @@ def run(args: argparse.Namespace) -> int:
                 f"Redis {redis_version(redis_url)} ({args.redis_url or 'embedded'}); "
                 f"store {'SQLite (fresh per rate)' if args.database_url is None else 'given URL'}"
             )
-            print(f"floor: `true` spawned by {args.threads} threads: {floor(args.threads):,.0f} /s")
+            rate, cost_ms = floor(args.threads)
+            print(
+                f"floor: `true` spawned by {args.threads} threads: {rate:,.0f} /s "
+                f"({cost_ms:.2f} ms of the machine's CPU each)"
+            )
             for rate in [int(r) for r in args.rates.split(",") if r]:
                 db_url = _migrated(args.database_url or f"sqlite:///{home / f'rate-{rate}.db'}")
                 report(run_rate(args, rate, redis_url, db_url, home))
