@@ -314,3 +314,22 @@ def test_the_queued_jobs_are_what_rq_itself_writes(parts: Parts) -> None:
     fetched = Job.fetch("e1", connection=conn)
     assert (fetched.origin, fetched.get_status(), fetched.args) == (queue.name, "queued", ())
     assert queue.key.encode() in conn.smembers(Queue.redis_queues_keys)
+
+
+def test_a_schedule_that_fires_no_more_ends_its_plan_and_the_loop_goes_on(
+    store: Store, parts: Parts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Quartz year field ends a schedule: its last time is fired (no next time planned)
+    and the loop keeps firing the member's other jobs (it used to fail every pass)."""
+    caplog.set_level(logging.INFO, logger="workers.node.member")
+    ending = job(store, ["true"], schedule="0-1 0 0 1 1 ? 2026", name="ends")  # last: 00:00:01
+    other = job(store, ["true"], name="goes-on")
+    parts.member.step()
+    for now_ms in (T0 + 750, T0 + 1_750, T0 + 2_750):
+        parts.clock.now_ms = now_ms
+        parts.member.step()
+    assert [e.fire_ms for e in list_executions(store, job_id=ending)] == [T0 + 750]
+    assert get_job(store, ending).next_fire_ms is None
+    fired = sorted(e.fire_ms for e in list_executions(store, job_id=other))
+    assert fired == [T0 + 750, T0 + 1_750, T0 + 2_750]
+    assert f"job {ending} fired the last time of its schedule" in caplog.text

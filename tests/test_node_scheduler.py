@@ -260,6 +260,42 @@ def test_fires_of_several_jobs_come_oldest_first() -> None:
     assert s.next_after(fires[0]) == ms(0, 0, 2)
 
 
+LAST = int(datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
+ENDS = "* * * * * ? 2026"  # Quartz's year field: every second of 2026, then never again
+
+
+def test_the_last_time_of_a_schedule_is_fired_and_its_plan_ends() -> None:
+    s = JobSchedule()
+    s.reload([job(schedule=ENDS), job("job-2")], now_ms=LAST - 1_500)
+    assert fire_times(s, LAST - 1_000) == [("job-1", LAST - 1_000), ("job-2", LAST - 1_000)]
+    fires = s.due(LAST).fires
+    (last,) = [f for f in fires if f.job_id == "job-1"]
+    assert (last.fire_ms, last.next_fire_ms, s.next_after(last)) == (LAST, None, None)
+    assert s.fired("job-1", LAST) is None  # nothing after it: the plan ends
+    assert list(s.plans) == ["job-2"]
+    assert {f.job_id for f in s.due(LAST + 5_000).fires} == {"job-2"}  # the rest fire on
+    again = s.reload([job(schedule=ENDS, last_fire_ms=LAST), job("job-2")], now_ms=LAST + 5_000)
+    assert [u.job_id for u in again.invalid] == ["job-1"]
+    assert "never fires after" in again.invalid[0].reason
+
+
+def test_a_schedule_that_ended_while_the_member_was_paused_is_a_misfire() -> None:
+    s = JobSchedule(misfire_grace_ms=3_000)
+    s.reload([job(schedule=ENDS)], now_ms=LAST - 10_500)
+    due = s.due(LAST + 60_000)  # paused past the schedule's end: its last 11 times missed
+    assert due.fires == ()
+    assert [(m.first_ms, m.count) for m in due.misfires] == [(LAST - 10_000, 11)]
+    assert s.plans == {}
+
+
+def test_a_catch_up_of_a_schedules_last_times_has_no_next_time() -> None:
+    s = JobSchedule()
+    s.reload([job(schedule=ENDS, misfire="fire_once")], now_ms=LAST - 3_500)
+    (fire,) = s.due(LAST + 2_000).fires
+    assert (fire.trigger, fire.fire_ms, fire.next_fire_ms) == ("catchup", LAST, None)
+    assert fire.missed_ms == (LAST - 3_000, LAST - 2_000, LAST - 1_000, LAST)
+
+
 def test_negative_grace_is_refused() -> None:
     with pytest.raises(ValueError):
         JobSchedule(misfire_grace_ms=-1)

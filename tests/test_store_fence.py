@@ -92,6 +92,18 @@ def test_a_claim_adds_its_missed_fires_only_for_the_owner_at_its_epoch(store: St
     assert get_job(store, job_id).missed_fires == 11
 
 
+def test_a_last_fire_claimed_alone_leaves_no_next_time(store: Store) -> None:
+    """The last time of a schedule has no next one: its claim plans none (on PostgreSQL a
+    batch whose next times were all NULL was refused: text is not bigint)."""
+    job_id = _job(store)
+    first = FireClaim(job_id, 1, 600_000, 660_000)
+    assert first in claim_fires(store, [first], member_uuid=OWNER, now_ms=5)
+    last = FireClaim(job_id, 1, 660_000, None)
+    assert last in claim_fires(store, [last], member_uuid=OWNER, now_ms=6)
+    job = get_job(store, job_id)
+    assert (job.last_fire_ms, job.next_fire_ms) == (660_000, None)
+
+
 def test_disabled_or_missing_job_is_not_fired(store: Store) -> None:
     job_id = _job(store)
     update_job(store, job_id, modified_by=OWNER, now_ms=2_000, enabled=False)

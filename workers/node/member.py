@@ -177,7 +177,13 @@ class Member:
                     self._log_lost(fire.job_id, fire.owner_epoch)
                 continue
             if self.schedule.is_planned(fire):
-                self.schedule.fired(fire.job_id, fire.fire_ms, fire.next_fire_ms)
+                if self.schedule.fired(fire.job_id, fire.fire_ms, claim.next_fire_ms) is None:
+                    log.info(
+                        "member %s: job %s fired the last time of its schedule (%s)",
+                        uuid,
+                        fire.job_id,
+                        fire.fire_ms,
+                    )
                 fired[fire] = admitted
         for fire, admitted in fired.items():
             log.debug(

@@ -40,6 +40,9 @@ clock or the store; the member's loop feeds it the jobs it owns and ``now_ms``:
 * The caller fires each time through the store's fence, then reports the outcome with
   :meth:`JobSchedule.fired` (advance to the next cron time) or :meth:`JobSchedule.lost`
   (the fence refused: unschedule the job until a reload shows it owned again).
+* A schedule may end (a Quartz year field): its last time is a fire with no next time
+  (``next_fire_ms`` None); once it is fired, or skipped as a misfire, the plan ends, and a
+  reload reports the job as never firing again (``invalid``, once).
 
 All times are epoch milliseconds (UTC); zones are IANA names.
 """
@@ -52,7 +55,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from schemas.cron import next_fire_ms
-from schemas.errors import QwcError
+from schemas.errors import QwcError, ScheduleError
 from schemas.timezones import DEFAULT_TIME_ZONE, validate_time_zone
 
 __all__ = [
@@ -230,13 +233,14 @@ class JobSchedule:
         return plan is not None and plan.owner_epoch == fire.owner_epoch
 
     def next_after(self, fire: Fire) -> int | None:
-        """The fire time that follows ``fire`` in its job's schedule, None if not planned."""
+        """The fire time that follows ``fire`` in its job's schedule; None if not planned,
+        or if its schedule never fires after it (its last time: a Quartz year range ends)."""
         plan = self._plans.get(fire.job_id)
         if plan is None:
             return None
         if fire.next_fire_ms is not None:
             return fire.next_fire_ms
-        return self._after(plan, fire.fire_ms)
+        return self._next(plan, fire.fire_ms)
 
     def next_due_ms(self) -> int | None:
         """The earliest planned fire time (epoch ms), or None when nothing is planned."""
@@ -286,9 +290,13 @@ class JobSchedule:
             grace_ms = self._grace_ms if plan.misfire_grace_ms is None else plan.misfire_grace_ms
             cutoff_ms = now_ms - grace_ms
             if plan.next_fire_ms < cutoff_ms:
-                resume_ms = self._after(plan, cutoff_ms - 1)
-                count = self._count(plan, plan.next_fire_ms - 1, resume_ms)
-                misfires.append(Misfire(job_id, plan.next_fire_ms, resume_ms, count))
+                resume_ms = self._next(plan, cutoff_ms - 1)
+                until_ms = cutoff_ms if resume_ms is None else resume_ms
+                count = self._count(plan, plan.next_fire_ms - 1, until_ms)
+                misfires.append(Misfire(job_id, plan.next_fire_ms, until_ms, count))
+                if resume_ms is None:  # its schedule ended meanwhile: nothing left to fire
+                    del self._plans[job_id]
+                    continue
                 plan = replace(plan, next_fire_ms=resume_ms, missed=plan.missed + count)
                 self._plans[job_id] = plan
             times, following = self._times_until(plan, now_ms)
@@ -312,13 +320,18 @@ class JobSchedule:
         """``fire_ms`` of ``job_id`` was claimed: plan the next cron time after it
         (``next_fire_ms`` when the caller knows it already: the fire's own).
 
-        Returns the new plan, or None when the job is not planned any more.
+        Returns the new plan, or None when the job is not planned any more: it was not, or
+        ``fire_ms`` was the last time of its schedule (the plan ends; a reload reports the
+        job as never firing again).
         """
         plan = self._plans.get(job_id)
         if plan is None:
             return None
         if fire_ms >= plan.next_fire_ms:
-            following = next_fire_ms or self._after(plan, fire_ms)
+            following = next_fire_ms if next_fire_ms is not None else self._next(plan, fire_ms)
+            if following is None:
+                del self._plans[job_id]
+                return None
             plan = replace(plan, next_fire_ms=following, missed=0)
             self._plans[job_id] = plan
         return plan
@@ -374,30 +387,39 @@ class JobSchedule:
         """The first fire time of ``plan`` strictly after ``after_ms``."""
         return self._next_fire(plan.schedule, after_ms, plan.time_zone)
 
+    def _next(self, plan: Plan, after_ms: int) -> int | None:
+        """:meth:`_after`, or None when the (valid) schedule never fires after ``after_ms``."""
+        try:
+            return self._after(plan, after_ms)
+        except ScheduleError:
+            return None
+
     def _count(self, plan: Plan, after_ms: int, before_ms: int) -> int:
         """How many fire times of ``plan`` are in ``(after_ms, before_ms)``."""
         return count_times(
             lambda t: self._after(plan, t), after_ms, before_ms, limit=MAX_MISSED_COUNTED
         )
 
-    def _times_until(self, plan: Plan, now_ms: int) -> tuple[list[int], int]:
+    def _times_until(self, plan: Plan, now_ms: int) -> tuple[list[int], int | None]:
         """The plan's fire times up to ``now_ms``, from its next one (at most
-        MAX_FIRES_PER_JOB), and the time that follows the last of them."""
+        MAX_FIRES_PER_JOB), and the time that follows the last of them (None: none, the
+        schedule ended)."""
         times: list[int] = []
-        fire_ms = plan.next_fire_ms
-        while fire_ms <= now_ms and len(times) < MAX_FIRES_PER_JOB:
+        fire_ms: int | None = plan.next_fire_ms
+        while fire_ms is not None and fire_ms <= now_ms and len(times) < MAX_FIRES_PER_JOB:
             times.append(fire_ms)
-            fire_ms = self._after(plan, fire_ms)
+            fire_ms = self._next(plan, fire_ms)
         return times, fire_ms
 
-    def _catchup(self, plan: Plan, times: list[int], following: int, now_ms: int) -> Fire:
+    def _catchup(self, plan: Plan, times: list[int], following: int | None, now_ms: int) -> Fire:
         """One catch-up for ``times`` (due, within the grace; ``following`` comes after the
-        last of them); when there were more than MAX_FIRES_PER_JOB, it stands for every time
-        up to ``now_ms``: its fire time is the newest, found without walking every one."""
+        last of them, None: nothing does); when there were more than MAX_FIRES_PER_JOB, it
+        stands for every time up to ``now_ms``: its fire time is the newest, found without
+        walking every one."""
         newest = times[-1]
-        if following <= now_ms:
+        if following is not None and following <= now_ms:
             newest = self._newest_until(plan, now_ms, times[-1])
-            following = self._after(plan, newest)
+            following = self._next(plan, newest)
         missed = [*times[: MAX_MISSED_RECORDED - 1], newest] if newest != times[-1] else times
         return Fire(
             plan.job_id,
@@ -415,13 +437,13 @@ class JobSchedule:
         for one, then walk forward from it."""
         window_ms = 1_000
         start_ms = max(known_ms, now_ms - window_ms)
-        while self._after(plan, start_ms) > now_ms:  # none in (start, now]: look further back
-            window_ms *= 2
+        while (found := self._next(plan, start_ms)) is None or found > now_ms:
+            window_ms *= 2  # none in (start, now]: look further back
             start_ms = max(known_ms, now_ms - window_ms)
-        newest = self._after(plan, start_ms)
+        newest = found
         for _ in range(MAX_FIRES_PER_JOB):
-            following = self._after(plan, newest)
-            if following > now_ms:
+            following = self._next(plan, newest)
+            if following is None or following > now_ms:
                 break
             newest = following
         return newest

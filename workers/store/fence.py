@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, case, or_
+from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, bindparam, case, or_
 from sqlalchemy.sql.dml import UpdateBase
 
 from schemas.tables import scheduled_jobs
@@ -211,10 +211,11 @@ def catchup_reason(missed_ms: Sequence[int]) -> str | None:
 class FireClaim:
     """One fire time to claim: ``job_id`` at ``fire_ms`` (epoch ms), owned at
     ``owner_epoch``; ``next_fire_ms`` is recorded as the job's next planned time (None:
-    left as it is, for :func:`record_fire`). ``trigger`` ``schedule``, or ``catchup``
-    standing for ``missed_ms``. ``missed_fires``: fire times of the job missed before this
-    one (misfires, never fired), added to the job's ``missed_fires`` by the same fenced
-    UPDATE: counted once, and only when the claim is granted."""
+    none, its schedule fires no more; :func:`record_fire` leaves it as it is).
+    ``trigger`` ``schedule``, or ``catchup`` standing for ``missed_ms``. ``missed_fires``:
+    fire times of the job missed before this one (misfires, never fired), added to the
+    job's ``missed_fires`` by the same fenced UPDATE: counted once, and only when the claim
+    is granted."""
 
     job_id: str
     owner_epoch: int
@@ -307,9 +308,12 @@ def _claim_of_size(size: int) -> UpdateBase:
     ``id_i``, ``fire_i``, ``epoch_i``, ``next_i``, ``missed_i`` and ``member``. Built once
     per size: building one binds every value, as long as the statement is big."""
 
+    types = {"fire": BigInteger(), "epoch": Integer(), "next": BigInteger(), "missed": BigInteger()}
+
     def by_id(name: str, else_: int | None = None) -> ColumnElement[Any]:
+        # typed: a NULL of no type (a last fire has no next time) makes PostgreSQL's CASE text
         whens: dict[Any, Any] = {
-            bindparam(f"id_{i}"): bindparam(f"{name}_{i}") for i in range(size)
+            bindparam(f"id_{i}"): bindparam(f"{name}_{i}", type_=types[name]) for i in range(size)
         }
         return case(whens, value=_t.c.id, else_=else_)
 
