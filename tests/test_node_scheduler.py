@@ -275,8 +275,10 @@ def test_the_last_time_of_a_schedule_is_fired_and_its_plan_ends() -> None:
     assert list(s.plans) == ["job-2"]
     assert {f.job_id for f in s.due(LAST + 5_000).fires} == {"job-2"}  # the rest fire on
     again = s.reload([job(schedule=ENDS, last_fire_ms=LAST), job("job-2")], now_ms=LAST + 5_000)
-    assert [u.job_id for u in again.invalid] == ["job-1"]
+    assert [u.job_id for u in again.invalid] == ["job-1"]  # reported once, not "invalid"
+    assert again.invalid[0].reason.startswith("schedule ended: ")
     assert "never fires after" in again.invalid[0].reason
+    assert s.reload([job(schedule=ENDS, last_fire_ms=LAST)], now_ms=LAST + 6_000).invalid == ()
 
 
 def test_a_schedule_that_ended_while_the_member_was_paused_is_a_misfire() -> None:

@@ -42,7 +42,7 @@ clock or the store; the member's loop feeds it the jobs it owns and ``now_ms``:
   (the fence refused: unschedule the job until a reload shows it owned again).
 * A schedule may end (a Quartz year field): its last time is a fire with no next time
   (``next_fire_ms`` None); once it is fired, or skipped as a misfire, the plan ends, and a
-  reload reports the job as never firing again (``invalid``, once).
+  reload reports the job once (``invalid``, reason ``schedule ended: …``).
 
 All times are epoch milliseconds (UTC); zones are IANA names.
 """
@@ -54,12 +54,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from schemas.cron import next_fire_ms
+from schemas.cron import next_fire_ms, validate_cron
 from schemas.errors import QwcError, ScheduleError
 from schemas.timezones import DEFAULT_TIME_ZONE, validate_time_zone
 
 __all__ = [
     "DEFAULT_MISFIRE_GRACE_MS",
+    "ENDED",
     "MAX_FIRES_PER_JOB",
     "MAX_MISSED_COUNTED",
     "MAX_MISSED_RECORDED",
@@ -78,6 +79,7 @@ __all__ = [
 ]
 
 DEFAULT_MISFIRE_GRACE_MS = 60_000
+ENDED = "schedule ended"  # the reason of a job whose valid schedule fires no more
 NEXT_FIRE_CACHE = 4096  # (schedule, time, zone) answers kept: jobs sharing a schedule share them
 MAX_FIRES_PER_JOB = 1_000  # per due() call: bounds the work of one loop step
 MAX_MISSED_RECORDED = 1_000  # missed times a catch-up carries: the oldest 999 and the newest
@@ -176,7 +178,7 @@ class Misfire:
 @dataclass(frozen=True)
 class Unplanned:
     """A job the member stopped scheduling, and why (``lost``, ``disabled``,
-    ``no schedule``, or ``invalid schedule: ...``)."""
+    ``no schedule``, ``invalid schedule: ...``, or ``schedule ended: ...``)."""
 
     job_id: str
     owner_epoch: int
@@ -186,7 +188,7 @@ class Unplanned:
 @dataclass(frozen=True)
 class ReloadResult:
     """What a reload changed: plans added (new job or new epoch), plans removed, and jobs
-    whose schedule is invalid (each reported once per job, epoch and schedule)."""
+    whose schedule is invalid or ended (each reported once per job, epoch and schedule)."""
 
     added: tuple[Plan, ...] = ()
     removed: tuple[Unplanned, ...] = ()
@@ -263,7 +265,7 @@ class JobSchedule:
                 continue
             if old is not None:
                 removed[job.id] = outcome
-            if outcome.reason.startswith("invalid"):
+            if outcome.reason.startswith(("invalid", ENDED)):
                 reported[job.id] = (job.owner_epoch, job.schedule or "")
                 if self._invalid.get(job.id) != reported[job.id]:
                     invalid.append(outcome)
@@ -364,6 +366,8 @@ class JobSchedule:
                 plan = replace(plan, missed=self._count(plan, last_ms, seen_ms + 1))
             return plan
         except (ValueError, QwcError) as exc:
+            if _valid(plan.schedule, plan.time_zone):  # it fired once: it ran out of times
+                return Unplanned(job.id, job.owner_epoch, f"{ENDED}: {exc}")
             reason = f"invalid schedule {job.schedule!r}: {exc}"
             return Unplanned(job.id, job.owner_epoch, reason)
 
@@ -447,6 +451,17 @@ class JobSchedule:
                 break
             newest = following
         return newest
+
+
+def _valid(schedule: str, zone: str) -> bool:
+    """Whether ``schedule`` is a valid cron text that fires at some time, read in a known
+    ``zone`` (an invalid one never was; a valid one that raises has ended)."""
+    try:
+        validate_cron(schedule)
+        validate_time_zone(zone)
+    except (ValueError, QwcError):
+        return False
+    return True
 
 
 def count_times(after: Callable[[int], int], after_ms: int, before_ms: int, *, limit: int) -> int:
