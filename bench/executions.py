@@ -10,9 +10,12 @@ p50/p99/max of the executions fired in the window (one not started by the end co
 longest) and where it went (the times of the loop's claiming pass and of the dispatcher's
 queueing pass after the fire time), the backlog at the end (fired in the window, not
 started), and the node's CPU share (user + system time over wall time, 1.00 = one core; its
-commands' CPU apart). The floor, measured
-in the same run: ``true`` spawned as fast as possible by a pool of ``--threads`` threads in
-one Python process.
+commands' CPU apart). Also what a started execution cost the whole machine's CPU (every
+process: the node, its commands, the store's server, Redis), and what one second's burst of
+N costs at that rate: the node's CPU for all N (its threads take turns in one interpreter,
+so the last of a burst cannot start much sooner than that) and the time it keeps every core
+busy. The floor, measured in the same run: ``true`` spawned as fast as possible by a pool
+of ``--threads`` threads in one Python process, and what each spawn cost the machine.
 
 ``--candidates M`` (default 300; 0: skip) also prints, for M queued executions of
 ``true``, how fast each way of consuming a member's RQ queue considered for issue 13 runs
@@ -265,10 +268,10 @@ def report(w: Window) -> None:
             f"{per_ms['node']:.2f}, its commands {per_ms['commands']:.2f}, store, Redis "
             f"and the rest {rest_ms:.2f})"
         )
-        burst_ms = w.rate * per_ms["machine"] / cores
         print(
-            f"   one second's burst   : {burst_ms:.0f} ms of all {cores} cores busy "
-            f"({w.rate} x {per_ms['machine']:.2f} ms / {cores})"
+            f"   one second's burst   : {w.rate * per_ms['node']:.0f} ms of the node's CPU "
+            f"(one interpreter: its threads take turns), "
+            f"{w.rate * per_ms['machine'] / cores:.0f} ms of all {cores} cores"
         )
 
 
