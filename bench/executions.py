@@ -12,9 +12,9 @@ queueing pass after the fire time), the backlog at the end (fired in the window,
 started), and the node's CPU share (user + system time over wall time, 1.00 = one core; its
 commands' CPU apart). Also what a started execution cost the whole machine's CPU (every
 process: the node, its commands, the store's server, Redis), and what one second's burst of
-N costs at that rate: the node's CPU for all N (its threads take turns in one interpreter,
-so the last of a burst cannot start much sooner than that) and the time it keeps every core
-busy. The floor, measured in the same run: ``true`` spawned as fast as possible by a pool
+N costs at that rate: the node's CPU for all N (its threads take turns in one interpreter)
+and the time it keeps every core busy (docs/operations.md, "Sizing", says which bounds the
+last start). The floor, measured in the same run: ``true`` spawned as fast as possible by a pool
 of ``--threads`` threads in one Python process, and what each spawn cost the machine.
 
 ``--candidates M`` (default 300; 0: skip) also prints, for M queued executions of
