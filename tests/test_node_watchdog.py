@@ -9,12 +9,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cluster import alive, wait_for
+from workers.node.groups import execution_groups
 from workers.node.node import watchdog_argv
 from workers.node.watchdog import Watchdog, WatchdogConfig
 from workers.store import (
@@ -32,10 +35,12 @@ class Group:
     """``sh`` in a session of its own with a grandchild sleeping 30 s (reaped by a thread of
     the test, as the node's slot would)."""
 
-    def __init__(self, tmp_path: Path, name: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, env: dict[str, str] | None = None) -> None:
         pid_file = tmp_path / f"{name}.pid"
         self.proc = subprocess.Popen(
-            ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], start_new_session=True
+            ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"],
+            start_new_session=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self.pgid = self.proc.pid
         self.grandchild = int(
@@ -60,13 +65,13 @@ def groups(tmp_path: Path) -> Iterator[list[Group]]:
         g.cleanup()
 
 
-def watchdog_for(db_url: str, check_s: float = 0.1) -> Watchdog:
+def watchdog_for(db_url: str, check_s: float = 0.1, member: str = ME) -> Watchdog:
     argv = [sys.executable, "-m", "workers.cli", "-v", "node-watchdog"]
     assert watchdog_argv(["-v"]) == argv
-    return Watchdog(argv, WatchdogConfig(db_url, ME, check_s, grace_s=0.5))
+    return Watchdog(argv, WatchdogConfig(db_url, member, check_s, grace_s=0.5))
 
 
-def running_execution(store: Store) -> str:
+def running_execution(store: Store, member: str = ME) -> str:
     job = create_job(
         store,
         project="p",
@@ -74,11 +79,13 @@ def running_execution(store: Store) -> str:
         name=f"j-{os.urandom(4).hex()}",
         command=["true"],
         schedule=None,
-        modified_by=ME,
+        modified_by=member,
         now_ms=1,
     ).id
-    eid = insert_execution(store, job_id=job, member_uuid=ME, trigger="manual", fire_ms=1, now_ms=1)
-    assert start_execution(store, eid, now_ms=2, member_uuid=ME)
+    eid = insert_execution(
+        store, job_id=job, member_uuid=member, trigger="manual", fire_ms=1, now_ms=1
+    )
+    assert start_execution(store, eid, now_ms=2, member_uuid=member)
     return eid
 
 
@@ -95,6 +102,32 @@ def test_end_of_input_ends_every_group_it_holds(
     assert dog.close() == 0
     wait_for(kept.gone, what="the held group ended")
     assert not removed.gone()
+
+
+def test_end_of_input_also_ends_a_running_execution_it_was_not_told_about(
+    store: Store, db_url: str, tmp_path: Path, groups: list[Group]
+) -> None:
+    """The node died between a spawn and its line to the watchdog: the group is found by
+    its environment and ended, if its execution is running on this member in the store."""
+    me = str(uuid.uuid4())  # its own: other tests' processes run beside it
+    running, ended = running_execution(store, me), running_execution(store, me)
+    assert abort_execution(store, ended, now_ms=3) is not None
+
+    def execution(eid: str, member: str = me) -> dict[str, str]:
+        return {"QWC_MEMBER_UUID": member, "QWC_EXECUTION_ID": eid}
+
+    untold = Group(tmp_path, "untold", execution(running))
+    left = Group(tmp_path, "left", execution(ended))  # its execution ended: not ours to end
+    other = Group(tmp_path, "other", execution(running, str(uuid.uuid4())))
+    groups += [untold, left, other]
+    found = execution_groups(me, started_before_s=time.clock_gettime(time.CLOCK_BOOTTIME))
+    assert found == {untold.pgid: running, left.pgid: ended}
+    assert execution_groups(me, started_before_s=0.0) == {}  # started later: not found
+    dog = watchdog_for(db_url, check_s=60, member=me)
+    dog.start()
+    assert dog.close() == 0
+    wait_for(untold.gone, what="the untold group ended")
+    assert not left.gone() and not other.gone()
 
 
 def test_a_group_whose_execution_left_this_member_in_the_store_is_ended(

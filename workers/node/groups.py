@@ -10,6 +10,8 @@ node decides how they end.
 Ending a group (:func:`end_groups`): ``SIGTERM`` to every process of the group, then, for
 a group still alive after ``grace_s`` (:data:`END_GRACE_S`, 2 s), ``SIGKILL``. A group is
 alive while any of its processes is (a zombie included, until its parent reaps it).
+:func:`execution_groups` finds the groups of a member's executions by their environment
+(the watchdog's last sweep: a group its node started but had not told it about yet).
 
 :func:`read_output` reads a command's output until its pipe closes. A process the command
 started in the background inherits the pipe and would hold it open (and the execution's
@@ -32,7 +34,15 @@ import subprocess
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-__all__ = ["END_GRACE_S", "end_groups", "group_alive", "read_output", "signal_group", "spawn"]
+__all__ = [
+    "END_GRACE_S",
+    "end_groups",
+    "execution_groups",
+    "group_alive",
+    "read_output",
+    "signal_group",
+    "spawn",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +105,39 @@ def end_groups(
     if killed:
         log.warning("process groups %s: still alive %.1f s after SIGTERM; killed", killed, grace_s)
     return killed
+
+
+def execution_groups(
+    member_uuid: str, *, started_before_s: float, proc_dir: str = "/proc"
+) -> dict[int, str]:
+    """The process groups of the processes that run executions of ``member_uuid`` (their
+    environment has ``QWC_MEMBER_UUID`` = it and a ``QWC_EXECUTION_ID``, as every
+    execution's has) and started before ``started_before_s`` (seconds since boot,
+    ``CLOCK_BOOTTIME``): group id -> execution id. A process that cannot be read (gone,
+    another user's) is skipped; where there is no ``/proc``, none are found."""
+    member = b"QWC_MEMBER_UUID=" + member_uuid.encode()
+    ticks_s = os.sysconf("SC_CLK_TCK")
+    found: dict[int, str] = {}
+    try:
+        pids = [int(name) for name in os.listdir(proc_dir) if name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"{proc_dir}/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"{proc_dir}/{pid}/stat", "rb") as f:
+                stat = f.read().rsplit(b")", 1)[1].split()
+            pgid = os.getpgid(pid)
+        except (OSError, IndexError):
+            continue
+        if member not in env:
+            continue
+        ids = [v[len(b"QWC_EXECUTION_ID=") :] for v in env if v.startswith(b"QWC_EXECUTION_ID=")]
+        started_s = int(stat[19]) / ticks_s  # field 22, starttime, in clock ticks since boot
+        if ids and started_s < started_before_s:
+            found[pgid] = ids[0].decode(errors="replace")
+    return found
 
 
 def read_output(

@@ -13,7 +13,11 @@ The watchdog (:func:`main`):
 
 * on end of file (the node exited, however: SIGKILL included) ends every group it still
   holds (SIGTERM, then SIGKILL after the grace) and exits: nothing of a dead node runs on
-  (its executions stay ``running`` in the store for a recovery to decide);
+  (its executions stay ``running`` in the store for a recovery to decide). A node killed
+  between a spawn and its ``+`` line never told of that group: the watchdog also ends the
+  groups of processes whose environment names this member and an execution the store has
+  ``running`` on it, started before the end of file
+  (:func:`workers.node.groups.execution_groups`);
 * every check interval, while it holds groups, asks the store in ONE query which of their
   executions are still ``running`` on this member, and ends the groups of the others: an
   execution recovered elsewhere (marked ``incomplete`` while the node was cut off from
@@ -29,13 +33,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import IO
 
-from workers.node.groups import END_GRACE_S, end_groups
+from workers.node.groups import END_GRACE_S, end_groups, execution_groups
 from workers.store import Store, create_store_engine, running_here
 
 __all__ = ["Watchdog", "WatchdogConfig", "main"]
@@ -166,6 +172,7 @@ def main(stdin: IO[bytes]) -> int:
     done.set()
     with lock:
         left = dict(groups)
+    left.update(_untold(config, store, left))
     if left:
         log.warning(
             "watchdog: node of member %s is gone; ending %s process group(s) of executions %s",
@@ -177,6 +184,32 @@ def main(stdin: IO[bytes]) -> int:
     checker.join(config.grace_s + 1.0)
     store.close()
     return 0
+
+
+def _untold(config: WatchdogConfig, store: Store, told: dict[int, str]) -> dict[int, str]:
+    """Groups of executions the node started but had not told about yet when it died (it
+    is killed between a spawn and its line): found by their environment, started before
+    now (a new node of the same member starts its own later), their execution still
+    ``running`` on this member in the store (a store that does not answer: none)."""
+    now_s = time.clock_gettime(time.CLOCK_BOOTTIME)
+    found = execution_groups(config.member_uuid, started_before_s=now_s)
+    found = {g: e for g, e in found.items() if g not in told and g != os.getpgrp()}
+    if not found:
+        return {}
+    try:
+        still = running_here(store, config.member_uuid, found.values())
+    except Exception as exc:
+        log.warning("watchdog: cannot check the store: %s", exc)
+        return {}
+    untold = {g: e for g, e in found.items() if e in still}
+    if untold:
+        log.warning(
+            "watchdog: the node of member %s died before telling of executions %s; "
+            "ending their process groups too",
+            config.member_uuid,
+            ", ".join(sorted(untold.values())),
+        )
+    return untold
 
 
 def _apply(words: list[str], groups: dict[int, str], lock: threading.Lock) -> None:
