@@ -50,6 +50,7 @@ from workers.jobs.executor import (
     executor_of,
 )
 from workers.liveness.listing import iso_utc
+from workers.node.groups import EXECUTION_ID_VAR, MEMBER_UUID_VAR
 from workers.node.output import OutputCollector
 
 __all__ = [
@@ -135,11 +136,11 @@ class ExecutionIdentity:
         """The ``QWC_*`` variables of the execution."""
         return {
             "QWC_JOB_ID": self.job_id,
-            "QWC_EXECUTION_ID": self.execution_id,
+            EXECUTION_ID_VAR: self.execution_id,
             "QWC_FIRE_TIME": iso_utc(self.fire_ms) or "",
             "QWC_FIRE_TIME_MS": str(self.fire_ms),
             "QWC_ATTEMPT": str(self.attempt),
-            "QWC_MEMBER_UUID": self.member_uuid,
+            MEMBER_UUID_VAR: self.member_uuid,
         }
 
     def headers(self) -> dict[str, str]:

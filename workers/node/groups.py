@@ -36,6 +36,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 __all__ = [
     "END_GRACE_S",
+    "EXECUTION_ID_VAR",
+    "MEMBER_UUID_VAR",
     "end_groups",
     "execution_groups",
     "group_alive",
@@ -47,6 +49,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 END_GRACE_S = 2.0  # SIGTERM, then SIGKILL this long after for a group still alive
+# Two of the identity variables every execution's environment has (workers.node.executors
+# sets them): how the processes of a member's executions are found.
+MEMBER_UUID_VAR = "QWC_MEMBER_UUID"
+EXECUTION_ID_VAR = "QWC_EXECUTION_ID"
 _POLL_S = 0.02
 _CHUNK_BYTES = 65536
 _EXIT_CHECK_MS = 100  # how often the exit is checked where pidfd_open is missing
@@ -111,11 +117,12 @@ def execution_groups(
     member_uuid: str, *, started_before_s: float, proc_dir: str = "/proc"
 ) -> dict[int, str]:
     """The process groups of the processes that run executions of ``member_uuid`` (their
-    environment has ``QWC_MEMBER_UUID`` = it and a ``QWC_EXECUTION_ID``, as every
+    environment has :data:`MEMBER_UUID_VAR` = it and an :data:`EXECUTION_ID_VAR`, as every
     execution's has) and started before ``started_before_s`` (seconds since boot,
     ``CLOCK_BOOTTIME``): group id -> execution id. A process that cannot be read (gone,
     another user's) is skipped; where there is no ``/proc``, none are found."""
-    member = b"QWC_MEMBER_UUID=" + member_uuid.encode()
+    member = f"{MEMBER_UUID_VAR}={member_uuid}".encode()
+    execution = f"{EXECUTION_ID_VAR}=".encode()
     ticks_s = os.sysconf("SC_CLK_TCK")
     found: dict[int, str] = {}
     try:
@@ -133,7 +140,7 @@ def execution_groups(
             continue
         if member not in env:
             continue
-        ids = [v[len(b"QWC_EXECUTION_ID=") :] for v in env if v.startswith(b"QWC_EXECUTION_ID=")]
+        ids = [v[len(execution) :] for v in env if v.startswith(execution)]
         started_s = int(stat[19]) / ticks_s  # field 22, starttime, in clock ticks since boot
         if ids and started_s < started_before_s:
             found[pgid] = ids[0].decode(errors="replace")

@@ -191,8 +191,10 @@ def _untold(config: WatchdogConfig, store: Store, told: dict[int, str]) -> dict[
     is killed between a spawn and its line): found by their environment, started before
     now (a new node of the same member starts its own later), their execution still
     ``running`` on this member in the store (a store that does not answer: none)."""
-    now_s = time.clock_gettime(time.CLOCK_BOOTTIME)
-    found = execution_groups(config.member_uuid, started_before_s=now_s)
+    boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if boot_clock is None:  # not Linux: no /proc to look in either
+        return {}
+    found = execution_groups(config.member_uuid, started_before_s=time.clock_gettime(boot_clock))
     found = {g: e for g, e in found.items() if g not in told and g != os.getpgrp()}
     if not found:
         return {}
