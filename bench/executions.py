@@ -5,17 +5,18 @@ the schedule ``* * * * * *``, the command ``true`` and the default concurrency p
 ``forbid`` (each fire pays the policy's check; a fire that finds the job's previous
 execution not ended yet is ``skipped``, counted apart and left out of the lateness); after
 ``--warmup`` seconds the fires of ``--seconds`` whole seconds are measured from the store:
-executions claimed and started per second, start lateness (started - fire time)
-p50/p99/max of the executions fired in the window (one not started by the end counts as the
-longest) and where it went (the times of the loop's claiming pass and of the dispatcher's
-queueing pass after the fire time), the backlog at the end (fired in the window, not
-started), and the node's CPU share (user + system time over wall time, 1.00 = one core; its
-commands' CPU apart). Also what a started execution cost the whole machine's CPU (every
-process: the node, its commands, the store's server, Redis), and what one second's burst of
-N costs at that rate: the node's CPU for all N (its threads take turns in one interpreter)
-and the time it keeps every core busy (docs/operations.md, "Sizing", says which bounds the
-last start). The floor, measured in the same run: ``true`` spawned as fast as possible by a pool
-of ``--threads`` threads in one Python process, and what each spawn cost the machine.
+executions claimed and started per second, start lateness (started - fire time) p50/p99/max
+of the executions fired in the window (one not started by the end counts as the longest) and
+where it went (the times of the loop's claiming pass and of the dispatcher's queueing pass
+from the fire time: a claim ahead of it is negative), the backlog at the end (fired in the
+window, not started), and the node's CPU share (user + system time over wall time, 1.00 =
+one core; its commands' CPU apart). Also what a started execution cost the whole machine's
+CPU (every process: the node, its commands, the store's server, Redis), and what one
+second's burst of N costs at that rate: the node's CPU for all N (its threads take turns in
+one interpreter) and the time it keeps every core busy (docs/operations.md, "Sizing", says
+which bounds the last start). The floor, measured in the same run: ``true`` spawned as fast
+as possible by a pool of ``--threads`` threads in one Python process, and what each spawn
+cost the machine.
 
 ``--candidates M`` (default 300; 0: skip) also prints, for M queued executions of
 ``true``, how fast each way of consuming a member's RQ queue considered for issue 13 runs
@@ -237,6 +238,12 @@ def _q(sorted_ms: list[int], q: float) -> str:
     return "not started" if value == sys.maxsize else str(value)
 
 
+def _sq(sorted_ms: list[int], q: float) -> str:
+    """:func:`_q` with its sign: a fire claimed ahead of its time is at -N ms."""
+    value = _q(sorted_ms, q)
+    return value if not value.lstrip("-").isdigit() else f"{int(value):+d}"
+
+
 def report(w: Window) -> None:
     p99 = _q(w.lateness_ms, 0.99)
     ok = p99.isdigit() and int(p99) < TARGET_P99_MS and w.backlog == 0
@@ -250,9 +257,9 @@ def report(w: Window) -> None:
         f"{'ok' if ok else 'not met'})"
     )
     print(
-        f"   path p50/p99 (ms)    : claim pass +{_q(w.claimed_ms, 0.5)}/+{_q(w.claimed_ms, 0.99)},"
-        f" queue pass +{_q(w.queued_ms, 0.5)}/+{_q(w.queued_ms, 0.99)},"
-        f" started +{_q(w.lateness_ms, 0.5)}/+{_q(w.lateness_ms, 0.99)}"
+        f"   path p50/p99 (ms)    : claim pass {_sq(w.claimed_ms, 0.5)}/{_sq(w.claimed_ms, 0.99)},"
+        f" queue pass {_sq(w.queued_ms, 0.5)}/{_sq(w.queued_ms, 0.99)},"
+        f" started {_sq(w.lateness_ms, 0.5)}/{_sq(w.lateness_ms, 0.99)}"
     )
     print(f"   backlog at the end   : {w.backlog} fired, not started")
     cpu = f"{w.node_cpu:.2f} of one core (its commands: {w.commands_cpu:.2f})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import pytest
 import redis
@@ -19,6 +20,7 @@ from schemas.codec import decode_as
 from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
 from tests.node_parts import ME, OTHER, T0, Parts, job, manual
+from workers.node import dispatcher as dispatcher_module
 from workers.node.dispatcher import (
     _TASK,
     REQUEUE_AFTER_MS,
@@ -27,8 +29,11 @@ from workers.node.dispatcher import (
     enqueue_ids,
     enqueue_script,
 )
+from workers.node.member import FIRE_AHEAD_MS, Member, MemberConfig
 from workers.store import (
+    ExecutionRow,
     Store,
+    finish_execution,
     get_execution,
     get_job,
     list_executions,
@@ -333,3 +338,83 @@ def test_a_schedule_that_fires_no_more_ends_its_plan_and_the_loop_goes_on(
     fired = sorted(e.fire_ms for e in list_executions(store, job_id=other))
     assert fired == [T0 + 750, T0 + 1_750, T0 + 2_750]
     assert f"job {ending} fired the last time of its schedule" in caplog.text
+
+
+def test_a_fire_is_claimed_ahead_of_its_time_and_queued_at_it(store: Store, parts: Parts) -> None:
+    job_id = job(store, ["true"])
+    parts.step()  # T0: the next time, T0 + 750, is further than the fire-ahead window
+    assert list_executions(store, job_id=job_id) == []
+    ahead_ms = T0 + 750 - FIRE_AHEAD_MS
+    parts.clock.now_ms = ahead_ms
+    parts.step()
+    (execution,) = list_executions(store, job_id=job_id)
+    assert (execution.status, execution.fire_ms, execution.created_ms) == (
+        "scheduled",
+        T0 + 750,
+        ahead_ms,
+    )
+    assert execution.queued_ms is None and parts.queue.job_ids == []  # not before its time
+    assert get_job(store, job_id).next_fire_ms == T0 + 1750
+    parts.clock.now_ms = T0 + 749
+    parts.step()
+    assert parts.queue.job_ids == [] and len(list_executions(store, job_id=job_id)) == 1
+    parts.clock.now_ms = T0 + 750
+    parts.step()
+    assert parts.queue.job_ids == [execution.id]
+    assert get_execution(store, execution.id).queued_ms == T0 + 750
+    assert parts.run_queued() == 1
+    assert get_execution(store, execution.id).status == "succeeded"
+
+
+def test_the_loop_wakes_the_fire_ahead_window_before_the_next_fire(
+    store: Store, parts: Parts
+) -> None:
+    job(store, ["true"])
+    waits: list[float] = []
+    member = Member(
+        MemberConfig(ME, 1.0),
+        store=store,
+        producer=parts.producer,
+        stop=threading.Event(),
+        clock_ms=parts.clock,
+        sleep_s=waits.append,
+    )
+    member.step()  # at T0: the next fire is at T0 + 750, the next reload at T0 + 1000
+    assert waits == [(750 - FIRE_AHEAD_MS) / 1000]
+
+
+def test_a_job_still_running_is_claimed_at_its_time_not_ahead(store: Store, parts: Parts) -> None:
+    job_id = job(store, ["true"])  # concurrency forbid, the default
+    running = manual(store, job_id, fire_ms=T0)
+    assert start_execution(store, running, now_ms=T0, member_uuid=ME)
+    parts.clock.now_ms = T0 + 750 - FIRE_AHEAD_MS
+    parts.step()  # claimed now, forbid would skip it: it waits for its time
+    assert [e.id for e in list_executions(store, job_id=job_id)] == [running]
+    finish_execution(store, running, status="succeeded", now_ms=T0 + 720)
+    parts.clock.now_ms = T0 + 750
+    parts.step()
+    fired = [e for e in list_executions(store, job_id=job_id) if e.id != running]
+    assert [(e.status, e.fire_ms, e.created_ms) for e in fired] == [
+        ("scheduled", T0 + 750, T0 + 750)
+    ]
+    assert parts.queue.job_ids == [fired[0].id]
+
+
+def test_a_fire_claimed_ahead_is_queued_before_the_pass_reads_the_store(
+    store: Store, parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job(store, ["true"])
+    parts.clock.now_ms = T0 + 750 - FIRE_AHEAD_MS
+    parts.step()
+    queued_at_read: list[list[str]] = []
+    real_read = dispatcher_module.list_unqueued
+
+    def read(db: Store, member_uuid: str) -> list[ExecutionRow]:
+        queued_at_read.append(list(parts.queue.job_ids))
+        return real_read(db, member_uuid)
+
+    monkeypatch.setattr(dispatcher_module, "list_unqueued", read)
+    parts.clock.now_ms = T0 + 750
+    parts.dispatcher.step(parts.clock.now_ms)
+    (execution,) = list_executions(store, member_uuid=ME)
+    assert queued_at_read == [[execution.id]]  # the burst's first did not wait for the read

@@ -301,3 +301,26 @@ def test_a_catch_up_of_a_schedules_last_times_has_no_next_time() -> None:
 def test_negative_grace_is_refused() -> None:
     with pytest.raises(ValueError):
         JobSchedule(misfire_grace_ms=-1)
+
+
+def test_upcoming_is_each_job_s_next_time_in_the_window_never_a_due_one() -> None:
+    schedule = JobSchedule()
+    every_s, every_min = job("job-s"), job("job-min", "0 * * * * *")
+    schedule.reload([every_s, every_min], now_ms=T0)
+    assert schedule.upcoming(T0, T0 + 749) == []  # the next second is at T0 + 750
+    (soon,) = schedule.upcoming(T0, T0 + 750)
+    assert (soon.job_id, soon.fire_ms, soon.next_fire_ms) == ("job-s", T0 + 750, T0 + 1750)
+    assert soon.trigger == "schedule" and soon.missed == 0
+    # once due it is due()'s, not upcoming's: no fire is returned by both
+    assert schedule.upcoming(T0 + 750, T0 + 800) == []
+    assert [f.fire_ms for f in schedule.due(T0 + 750).fires] == [T0 + 750]
+    minute = [f.job_id for f in schedule.upcoming(T0, ms(0, 1, 0))]
+    assert minute == ["job-s", "job-min"]  # each job's next time only, oldest first
+
+
+def test_next_due_ms_leaves_out_the_jobs_asked() -> None:
+    schedule = JobSchedule()
+    schedule.reload([job("job-s"), job("job-min", "0 * * * * *")], now_ms=T0)
+    assert schedule.next_due_ms() == T0 + 750
+    assert schedule.next_due_ms(skip={"job-s"}) == ms(0, 1, 0)
+    assert schedule.next_due_ms(skip={"job-s", "job-min"}) is None

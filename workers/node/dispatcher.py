@@ -8,7 +8,11 @@ member's loop fires through SQL alone). Each pass:
    job id = execution id, in one round trip per chunk (:func:`enqueue_ids`: the first
    chunk as big as the pool, so its slots start at once, then :data:`DISPATCH_CHUNK` at
    a time) — then marked queued in one statement per chunk, and the consumer is woken.
-   Its own fires are queued at once (the loop wakes it); executions that other processes
+   Its own fires are queued at once when due (the loop wakes it); one claimed ahead of its
+   time (:data:`workers.node.member.FIRE_AHEAD_MS`) is read by that pass and kept, and
+   queued at its fire time before the pass reads the store again, so a burst's first
+   executions do not wait for that read (one the store aborted or moved meanwhile is
+   dropped by the consumer's fenced start, as any). Executions that other processes
    assign to it (retries, recoveries, takeovers, remote executions) are found by polling
    every heartbeat interval, or every :data:`DISPATCH_POLL_MS` if that is shorter, or at
    their fire time. A crash between the enqueue and the mark queues an execution twice:
@@ -173,6 +177,7 @@ class Dispatcher:
         self._poll_ms = poll_ms
         self._first_chunk = max(1, first_chunk)
         self._script: Script | None = None
+        self._soon: list[ExecutionRow] = []  # read by the last pass, not due then
         self._wake = threading.Event()
         self._next_dispatch_ms = 0
         self._next_requeue_check_ms = 0
@@ -205,16 +210,24 @@ class Dispatcher:
 
     def dispatch(self, now_ms: int) -> list[str]:
         """Queue this member's due, unqueued ``scheduled`` executions; returns their ids."""
-        uuid = self.member_uuid
-        due, next_ms = split_due(list_unqueued(self.store, uuid), now_ms)
+        ready, _ = split_due(self._soon, now_ms)
+        self._soon = []
+        self._enqueue_all(ready, now_ms)
+        pending = list_unqueued(self.store, self.member_uuid)
+        due, next_ms = split_due(pending, now_ms)
+        self._enqueue_all(due, now_ms)
+        self._soon = [e for e in pending if e.fire_ms > now_ms]
+        poll_ms = now_ms + self._poll_ms
+        self._next_dispatch_ms = poll_ms if next_ms is None else min(poll_ms, next_ms)
+        return [e.id for e in [*ready, *due]]
+
+    def _enqueue_all(self, due: Sequence[ExecutionRow], now_ms: int) -> None:
+        """Queue ``due`` in chunks: the first as big as the pool, then DISPATCH_CHUNK."""
         start = 0
         while start < len(due):
             size = self._first_chunk if start == 0 else DISPATCH_CHUNK
             self._enqueue(due[start : start + size], now_ms)
             start += size
-        poll_ms = now_ms + self._poll_ms
-        self._next_dispatch_ms = poll_ms if next_ms is None else min(poll_ms, next_ms)
-        return [e.id for e in due]
 
     def _enqueue(self, chunk: Sequence[ExecutionRow], now_ms: int) -> None:
         jobs = [(e.id, f"job {e.job_id} {e.trigger} {e.fire_ms}") for e in chunk]

@@ -6,7 +6,9 @@ see :mod:`workers.node.node`), never a fire. Each pass:
 
 1. every heartbeat interval it reloads the jobs it owns and the ids of its running
    executions (sent with the heartbeats);
-2. it claims every due fire time in ONE transaction (:func:`workers.store.claim_fires`:
+2. it claims every due fire time, and the next time of each job due within
+   :data:`FIRE_AHEAD_MS` (fire-ahead, as Quartz's trigger acquisition window), in ONE
+   transaction (:func:`workers.store.claim_fires`:
    one fenced UPDATE for the batch, which also records each job's next planned time, then
    each job's concurrency policy applied to its new execution: one SELECT of the jobs'
    active executions, one INSERT). A refused claim means the job was lost: it is
@@ -18,7 +20,19 @@ see :mod:`workers.node.node`), never a fire. Each pass:
    newest of its missed times, recorded with the trigger ``catchup`` and the missed times;
    the first claim of a job also adds the fire times it missed before (misfires, counted by
    :mod:`workers.node.scheduler`) to the job's ``missed_fires``, in the same fenced UPDATE;
-3. it wakes the dispatcher (``on_fired``), which queues the new executions.
+3. it wakes the dispatcher (``on_fired``), which queues the new executions at their fire
+   time.
+
+Why fire ahead: claiming a burst of fires (100 jobs due the same second) takes the store
+some milliseconds (about 10 on SQLite, 20 to 30 on PostgreSQL, on a 2-core machine); done
+before the fire time, the first executions start that much sooner, and the claim's CPU is
+spent before the burst, not during it. The concurrency policy is kept: a job with an
+execution not ended yet (``scheduled`` or ``running``, read just before the claim) is not
+claimed ahead but at its fire time, so ``forbid`` and ``replace`` decide on what runs then.
+Only an execution admitted for the job in the few milliseconds between that read and the
+claim (a remote run) is judged by the policy up to :data:`FIRE_AHEAD_MS` early. A fire
+claimed ahead is an ordinary ``scheduled`` execution: a member stopped before its time
+hands it back like any other (:mod:`workers.node.node`).
 
 Log lines start with ``member <uuid>:``.
 """
@@ -34,9 +48,19 @@ from dataclasses import dataclass
 from producers.heartbeat import HeartbeatProducer
 from workers.bus.retry import run_forever
 from workers.node.scheduler import Fire, JobSchedule, ReloadResult
-from workers.store import Admitted, FireClaim, Store, claim_fires, list_executions, list_jobs
+from workers.store import (
+    Admitted,
+    FireClaim,
+    Store,
+    claim_fires,
+    jobs_with_active,
+    list_executions,
+    list_jobs,
+)
 
-__all__ = ["Member", "MemberConfig", "wall_clock_ms"]
+__all__ = ["FIRE_AHEAD_MS", "Member", "MemberConfig", "wall_clock_ms"]
+
+FIRE_AHEAD_MS = 50  # a job's next fire is claimed this long before its time (module docstring)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +83,8 @@ class Member:
     next fire time or reload, or until ``stop`` is set.
 
     ``clock_ms`` (epoch ms) and ``sleep_s`` (how to wait that many seconds) are injectable:
-    a test moves the clock and does not sleep. ``on_fired`` is called after a pass that
+    a test moves the clock and does not sleep. ``fire_ahead_ms``: how long before its time
+    a fire is claimed (0: at its time). ``on_fired`` is called after a pass that
     claimed fires to run (the node wakes its dispatcher); ``on_replaced`` with each fire
     that replaced running executions (policy ``replace``: the node ends those it runs).
     """
@@ -76,6 +101,7 @@ class Member:
         sleep_s: Callable[[float], object] | None = None,
         on_fired: Callable[[], object] = lambda: None,
         on_replaced: Callable[[Admitted], object] = lambda _admitted: None,
+        fire_ahead_ms: int = FIRE_AHEAD_MS,
     ) -> None:
         self.config = config
         self.store = store
@@ -88,6 +114,8 @@ class Member:
         self._on_replaced = on_replaced
         self._interval_ms = max(1, round(config.interval_s * 1000))
         self._next_reload_ms = 0
+        self._fire_ahead_ms = max(0, fire_ahead_ms)
+        self._held: dict[str, int] = {}  # job id -> fire time not claimed ahead (busy)
 
     def run(self) -> None:
         """Run until ``stop`` is set; transient errors are logged and retried."""
@@ -110,9 +138,24 @@ class Member:
                 miss.first_ms,
                 miss.until_ms,
             )
-        if due.fires and not self.stop.is_set():
-            self.fire(due.fires, now_ms)
+        fires = [*due.fires, *self._ahead(now_ms)]
+        if fires and not self.stop.is_set():
+            self.fire(fires, now_ms)
         self._wait()
+
+    def _ahead(self, now_ms: int) -> list[Fire]:
+        """The fires to claim ahead at ``now_ms``: each job's next time within the fire-ahead
+        window, but for the jobs with an execution not ended (held until their time)."""
+        self._held = {j: t for j, t in self._held.items() if t > now_ms}
+        if not self._fire_ahead_ms or self.stop.is_set():
+            return []
+        until_ms = now_ms + self._fire_ahead_ms
+        soon = [f for f in self.schedule.upcoming(now_ms, until_ms) if f.job_id not in self._held]
+        if not soon:
+            return []
+        busy = jobs_with_active(self.store, {f.job_id for f in soon})
+        self._held.update((f.job_id, f.fire_ms) for f in soon if f.job_id in busy)
+        return [f for f in soon if f.job_id not in busy]
 
     def reload(self, now_ms: int) -> ReloadResult:
         """Re-read the jobs this member owns and its running executions."""
@@ -202,10 +245,10 @@ class Member:
         return fired
 
     def _wait(self) -> None:
-        wake_ms = self._next_reload_ms
-        next_due_ms = self.schedule.next_due_ms()
+        wake_ms = min([self._next_reload_ms, *self._held.values()])
+        next_due_ms = self.schedule.next_due_ms(skip=self._held)
         if next_due_ms is not None:
-            wake_ms = min(wake_ms, next_due_ms)
+            wake_ms = min(wake_ms, next_due_ms - self._fire_ahead_ms)
         delay_ms = wake_ms - self._clock_ms()
         if delay_ms > 0:
             self._sleep_s(delay_ms / 1000)

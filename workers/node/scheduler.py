@@ -15,6 +15,8 @@ clock or the store; the member's loop feeds it the jobs it owns and ``now_ms``:
     times the previous owner already claimed (``last_fire_ms``) are not fired again;
   - ``fire_once``: ``last_fire_ms`` (``seen_ms`` for a job never fired): after a takeover
     the times the dead owner did not claim are due at once — its missed times.
+* :meth:`JobSchedule.upcoming` returns each job's next time in ``(now_ms, until_ms]``: the
+  member claims those a little ahead of their time (:data:`workers.node.member.FIRE_AHEAD_MS`).
 * :meth:`JobSchedule.due` returns every planned time ``<= now_ms``, oldest first. Each job
   has a misfire grace (``misfire_grace_s``; None: the schedule's ``misfire_grace_ms``,
   60 s). Times older than ``now_ms - grace`` (the member was paused, or the store was
@@ -50,7 +52,7 @@ All times are epoch milliseconds (UTC); zones are IANA names.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
@@ -244,9 +246,31 @@ class JobSchedule:
             return fire.next_fire_ms
         return self._next(plan, fire.fire_ms)
 
-    def next_due_ms(self) -> int | None:
-        """The earliest planned fire time (epoch ms), or None when nothing is planned."""
-        return min((p.next_fire_ms for p in self._plans.values()), default=None)
+    def next_due_ms(self, skip: Collection[str] = ()) -> int | None:
+        """The earliest planned fire time (epoch ms) of the jobs not in ``skip``, or None
+        when none is planned."""
+        return min(
+            (p.next_fire_ms for p in self._plans.values() if p.job_id not in skip), default=None
+        )
+
+    def upcoming(self, now_ms: int, until_ms: int) -> list[Fire]:
+        """The jobs' next fire times after ``now_ms`` and up to ``until_ms``, as fires to
+        claim ahead of their time (oldest first, ties by job id): each job's next time
+        only, never a misfire or a catch-up (those are found by :meth:`due` once due)."""
+        fires = [
+            Fire(
+                job_id,
+                plan.owner_epoch,
+                plan.next_fire_ms,
+                plan.command,
+                next_fire_ms=self._next(plan, plan.next_fire_ms),
+                missed=plan.missed,
+            )
+            for job_id, plan in self._plans.items()
+            if now_ms < plan.next_fire_ms <= until_ms
+        ]
+        fires.sort(key=lambda f: (f.fire_ms, f.job_id))
+        return fires
 
     def reload(self, jobs: Iterable[JobLike], *, now_ms: int) -> ReloadResult:
         """Replace the plans by the member's ``jobs`` as read from the store at ``now_ms``."""

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from schemas.errors import StoreError
 from workers.store._db import Db
-from workers.store.admission import Admitted, admit_execution
+from workers.store.admission import Admitted, admit_execution, jobs_with_active
 from workers.store.audit import (
     FINAL_OUTCOMES,
     RecoveryRow,
@@ -217,6 +217,7 @@ __all__ = [
     "insert_execution",
     "insert_executions",
     "job_path",
+    "jobs_with_active",
     "known_member_uuids",
     "list_commands",
     "list_executions",

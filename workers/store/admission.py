@@ -32,11 +32,11 @@ from sqlalchemy import Connection, case, select
 
 from schemas.errors import ConflictError, NotFoundError
 from schemas.tables import executions, scheduled_jobs
-from workers.store._db import Db, writing
+from workers.store._db import Db, reading, writing
 from workers.store.concurrency import ACTIVE_STATUSES, ActiveExecution, decide_admission
 from workers.store.executions import NewExecution, insert_checked
 
-__all__ = ["Admitted", "admit", "admit_execution"]
+__all__ = ["Admitted", "admit", "admit_execution", "jobs_with_active"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,16 @@ def admit_execution(
             trigger=trigger,
         )
         return admit(conn, [policy], [new], now_ms=now_ms)[0]
+
+
+def jobs_with_active(db: Db, job_ids: Collection[str]) -> set[str]:
+    """Of ``job_ids``, the jobs with an execution that has not ended (``scheduled`` or
+    ``running``, on any member): a read, no lock (the member's fire-ahead claims only the
+    others early)."""
+    if not job_ids:
+        return set()
+    with reading(db) as conn:
+        return set(_active(conn, job_ids))
 
 
 def _active(conn: Connection, job_ids: Collection[str]) -> dict[str, list[ActiveExecution]]:
