@@ -418,3 +418,22 @@ def test_a_fire_claimed_ahead_is_queued_before_the_pass_reads_the_store(
     parts.dispatcher.step(parts.clock.now_ms)
     (execution,) = list_executions(store, member_uuid=ME)
     assert queued_at_read == [[execution.id]]  # the burst's first did not wait for the read
+
+
+def test_the_dispatcher_waits_for_a_fire_time_from_the_end_of_its_pass(
+    store: Store, parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job(store, ["true"])
+    parts.clock.now_ms = T0 + 750 - FIRE_AHEAD_MS
+    parts.member.step()  # claimed ahead; the dispatcher is woken
+    real_read = dispatcher_module.list_unqueued
+
+    def slow_read(db: Store, member_uuid: str) -> list[ExecutionRow]:
+        parts.clock.now_ms += 30  # the pass's read takes 30 ms
+        return real_read(db, member_uuid)
+
+    monkeypatch.setattr(dispatcher_module, "list_unqueued", slow_read)
+    waits: list[float | None] = []
+    monkeypatch.setattr(parts.dispatcher._wake, "wait", waits.append)
+    parts.dispatcher._wait_and_step()
+    assert waits == [(FIRE_AHEAD_MS - 30) / 1000]  # woken at the fire time, not 30 ms late

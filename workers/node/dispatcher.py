@@ -192,7 +192,9 @@ class Dispatcher:
         run_forever(self._wait_and_step, stop=self.stop, what=what, logger=log)
 
     def _wait_and_step(self) -> None:
-        delay_ms = self.step(self._clock_ms())
+        now_ms = self._clock_ms()
+        next_ms = now_ms + self.step(now_ms)
+        delay_ms = next_ms - self._clock_ms()  # from the pass's end: it took time too
         if delay_ms > 0:
             self._wake.wait(delay_ms / 1000)
 
