@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 GATHER_S = 0.005  # while executions wait, how long a pass waits for half the slots to be free
-HOLD_S = 0.1  # how long a background writer holds its batch, at most, while the start path is busy
+HOLD_S = 0.25  # how long a background writer holds its batch, at most, while the start path is busy
 
 # LPOP with a count, then delete the popped jobs' hashes: one round trip, atomic. RQ's
 # queue is never on a Redis Cluster (see workers.bus.connect.rq_redis_url_for), so the
