@@ -26,6 +26,7 @@ microseconds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -66,12 +67,19 @@ def spawn(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes
         raise ValueError("empty command")
     return subprocess.Popen(
         list(argv),
-        stdin=subprocess.DEVNULL,
+        stdin=_devnull(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=dict(env),
         start_new_session=True,
     )
+
+
+@functools.cache
+def _devnull() -> int:
+    """A descriptor of ``/dev/null`` for every command's stdin, opened once (``DEVNULL``
+    opens and closes one per command); not inherited by the commands but as their stdin."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def signal_group(pgid: int, sig: int) -> bool:

@@ -135,7 +135,9 @@ class Watchdog:
         return proc
 
     def _send(self, line: str) -> None:
-        proc = self._ensure_started()
+        # No poll per line (a waitpid under the lock every slot takes, twice per
+        # execution): a dead watchdog shows as the write failing (its pipe has no reader).
+        proc = self._proc if self._proc is not None else self._ensure_started()
         if not self._write(proc, line):
             self._ensure_started()  # it died: the new one is told every live group
 
