@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,6 +22,7 @@ from schemas.keys import MESSAGE_FIELD, Keys
 from schemas.messages import Heartbeat
 from tests.node_parts import ME, OTHER, T0, Parts, job, manual
 from workers.node import dispatcher as dispatcher_module
+from workers.node.consumer import Consumer
 from workers.node.dispatcher import (
     _TASK,
     REQUEUE_AFTER_MS,
@@ -32,7 +34,9 @@ from workers.node.dispatcher import (
 from workers.node.member import FIRE_AHEAD_MS, Member, MemberConfig
 from workers.store import (
     ExecutionRow,
+    StartedExecution,
     Store,
+    abort_execution,
     finish_execution,
     get_execution,
     get_job,
@@ -437,3 +441,44 @@ def test_the_dispatcher_waits_for_a_fire_time_from_the_end_of_its_pass(
     monkeypatch.setattr(parts.dispatcher._wake, "wait", waits.append)
     parts.dispatcher._wait_and_step()
     assert waits == [(FIRE_AHEAD_MS - 30) / 1000]  # woken at the fire time, not 30 ms late
+
+
+def test_an_execution_aborted_between_its_start_and_its_hand_over_never_runs(
+    store: Store, parts: Parts, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran"
+    job_id = job(store, ["touch", str(ran)], schedule=None)
+    execution_id = manual(store, job_id)
+    parts.dispatcher.step(T0)
+    ended: list[bool] = []
+
+    def abort_at_start(started: list[StartedExecution]) -> None:
+        """As an abort command would, after the start in the store, before the hand-over."""
+        for execution in started:
+            assert abort_execution(store, execution.id, now_ms=T0, reason="aborted by test")
+            ended.append(parts.pool.end(execution.id, None, "aborted by test"))
+
+    consumer = Consumer(
+        parts.queue.connection,
+        parts.queue.key,
+        store,
+        parts.pool,
+        member_uuid=ME,
+        stop=threading.Event(),
+        clock_ms=parts.clock,
+        on_started=abort_at_start,
+    )
+    assert consumer.step() == 1
+    assert parts.pool.wait_idle(10)
+    parts.flush()
+    assert ended == [True]  # the pool kept the end: the command never started
+    assert not ran.exists()
+    done = get_execution(store, execution_id)
+    assert (done.status, done.reason) == ("aborted", "aborted by test")
+
+
+def test_an_expected_execution_that_does_not_start_is_forgotten(parts: Parts) -> None:
+    parts.pool.expect(["e-1"])
+    assert parts.pool.end("e-1", None, "aborted")  # kept while it may still be handed over
+    parts.pool.forget(["e-1"])
+    assert not parts.pool.end("e-1", None, "aborted")

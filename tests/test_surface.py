@@ -187,6 +187,7 @@ FACADES = {
         "insert_execution",
         "insert_executions",
         "job_path",
+        "jobs_with_active",
         "known_member_uuids",
         "list_commands",
         "list_executions",

@@ -169,6 +169,9 @@ class Consumer:
             return 0
         with self._lock:
             self._in_flight = frozenset(ids)
+        self.pool.expect(ids)  # an abort between the start and the hand-over is kept
+        started: list[StartedExecution] = []
+        handed: set[str] = set()
         try:
             started = start_executions(
                 self.store, ids, member_uuid=self.member_uuid, now_ms=self._clock_ms()
@@ -179,7 +182,9 @@ class Consumer:
                 log.exception("member %s: started; telling it failed", self.member_uuid)
             for execution in started:
                 self.pool.submit(execution)
+                handed.add(execution.id)
         finally:
+            self.pool.forget(set(ids) - handed)
             with self._lock:
                 self._in_flight = frozenset()
         skipped = set(ids) - {e.id for e in started}

@@ -1,7 +1,10 @@
 """A member's bounded execution pool: up to ``slots`` executions at once, one thread each.
 
 The consumer (:mod:`workers.node.consumer`) hands it executions it has just started in the
-store (:meth:`ExecutionPool.submit`, only while :meth:`ExecutionPool.free_slots` > 0). Each
+store (:meth:`ExecutionPool.submit`, only while :meth:`ExecutionPool.free_slots` > 0),
+having said first which it is about to start (:meth:`ExecutionPool.expect`): an end asked
+for one of those before its hand-over (an abort, a replacement) is kept, and it never
+starts. Each
 runs in a slot thread, as :func:`workers.node.executors.prepare` says for its job's
 executor:
 
@@ -35,7 +38,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -169,6 +172,7 @@ class ExecutionPool:
         self._pgids: dict[str, int] = {}
         self._cancels: dict[str, threading.Event] = {}
         self._ending: dict[str, EndRequest] = {}
+        self._expected: set[str] = set()  # about to be handed over (the consumer's)
         self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="slot")
         self._timer = _Timer()
 
@@ -189,6 +193,22 @@ class ExecutionPool:
         with self._cond:
             return frozenset(self._running)
 
+    def expect(self, execution_ids: Collection[str]) -> None:
+        """These executions are about to be started in the store and handed over: an end
+        asked for one of them meanwhile is kept (:meth:`end` returns True), and it is
+        recorded as asked when it is handed over, never run. Call :meth:`forget` with those
+        that are not handed over after all."""
+        with self._cond:
+            self._expected.update(execution_ids)
+
+    def forget(self, execution_ids: Collection[str]) -> None:
+        """Executions :meth:`expect` named that will not be handed over (not started)."""
+        with self._cond:
+            for eid in execution_ids:
+                if eid in self._expected:
+                    self._expected.discard(eid)
+                    self._ending.pop(eid, None)
+
     def submit(self, execution: StartedExecution) -> None:
         """Run ``execution`` in a free slot. Raises ``RuntimeError`` when none is free and
         ``ValueError`` when the execution runs here already."""
@@ -198,17 +218,19 @@ class ExecutionPool:
                 raise ValueError(f"execution {eid} is running in the pool already")
             if len(self._running) >= self.slots:
                 raise RuntimeError("no free slot")
+            self._expected.discard(eid)
             self._running[eid] = execution
         self._threads.submit(self._slot, execution)
 
     def end(self, execution_id: str, status: str | None, reason: str) -> bool:
         """End ``execution_id``: its whole process group gets SIGTERM, and SIGKILL
         ``grace_s`` later if still alive (an HTTP call stops at its next chunk); the slot
-        then records ``status`` (None: nothing; the caller recorded the outcome). False
-        when the pool does not hold it. The first end of an execution decides its status;
-        later ones only signal again."""
+        then records ``status`` (None: nothing; the caller recorded the outcome). An
+        execution expected (:meth:`expect`) and not handed over yet never starts. False when
+        the pool neither holds nor expects it. The first end of an execution decides its
+        status; later ones only signal again."""
         with self._cond:
-            if execution_id not in self._running:
+            if execution_id not in self._running and execution_id not in self._expected:
                 return False
             self._ending.setdefault(execution_id, EndRequest(status, reason))
             pgid = self._pgids.get(execution_id)
