@@ -32,7 +32,8 @@ claimed ahead but at its fire time, so ``forbid`` and ``replace`` decide on what
 Only an execution admitted for the job in the few milliseconds between that read and the
 claim (a remote run) is judged by the policy up to :data:`FIRE_AHEAD_MS` early. A fire
 claimed ahead is an ordinary ``scheduled`` execution: a member stopped before its time
-hands it back like any other (:mod:`workers.node.node`).
+leaves it ``scheduled``, as what waits on its queue, for its next start or a recovery
+should it be declared dead (:mod:`workers.node.node`).
 
 Log lines start with ``member <uuid>:``.
 """
