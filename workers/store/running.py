@@ -104,6 +104,18 @@ _STARTED = (
 )
 
 
+# PostgreSQL: the same start in ONE statement, the jobs' columns RETURNING from the UPDATE's
+# FROM (one round trip and one statement less per consumer pass). SQLite's RETURNING cannot
+# name another table, so there the start is the UPDATE, then the SELECT, in one transaction.
+_START_JOINED = (
+    _e.update()
+    .where(_e.c.id.in_(bindparam("ids", expanding=True)), _e.c.member_uuid == bindparam("member"))
+    .where(_e.c.status == "scheduled", _j.c.id == _e.c.job_id)
+    .values(status="running", started_ms=bindparam("now"), rq_job_id=_e.c.id)
+    .returning(*_STARTED.selected_columns)
+)
+
+
 def start_executions(
     db: Db, execution_ids: Sequence[str], *, member_uuid: str, now_ms: int
 ) -> list[StartedExecution]:
@@ -115,10 +127,13 @@ def start_executions(
         return []
     params = {"ids": list(execution_ids), "member": member_uuid, "now": now_ms}
     with writing(db) as conn:
-        started = list(conn.execute(_START, params).scalars())
-        if not started:
-            return []
-        rows = conn.execute(_STARTED, {"ids": started}).mappings()
+        if conn.dialect.name == "postgresql":
+            rows = conn.execute(_START_JOINED, params).mappings()
+        else:
+            started = list(conn.execute(_START, params).scalars())
+            if not started:
+                return []
+            rows = conn.execute(_STARTED, {"ids": started}).mappings()
         by_id = {r["id"]: StartedExecution.from_mapping(r) for r in rows}
     return [by_id[i] for i in execution_ids if i in by_id]
 
