@@ -80,7 +80,11 @@ def test_sigkill_member_turns_inactive_then_dead_on_time(cluster: Cluster) -> No
     for t in samplers:
         t.join(30)
     assert done.is_set(), samples
-    assert any(st == "inactive" and 0.6 <= age <= DEAD_S + 0.3 for st, age in samples), samples
+    # Each sample says the state its age calls for (either side of a threshold within 0.3 s
+    # of it). A `qwc` slowed by a loaded machine (4 s a call in one CI run) may take no
+    # sample in the 2.4 s of inactivity: the membership stream below shows that state, and
+    # when it began, whatever the samplers' pace.
+    assert all(st == "inactive" for st, age in samples if 0.6 + 0.3 <= age < DEAD_S), samples
     assert all(st == "active" for st, age in samples if age < 0.6), samples
     assert all(st != "active" for st, age in samples if age >= 0.6 + 0.3), samples
     assert all(age >= DEAD_S for st, age in samples if st == "dead"), samples
