@@ -82,7 +82,7 @@ def parts(store: Store, r: redis.Redis) -> Iterator[Parts]:
         member_uuid=ME,
         stop=stop,
         clock_ms=clock,
-        held=lambda: pool.running_ids() | consumer.in_flight,
+        held=pool.held_ids,
     )
     member = Member(
         MemberConfig(ME, 1.0),  # reload every 1000 ms

@@ -120,8 +120,6 @@ class Consumer:
         self._on_started = on_started
         self._wake = threading.Event()
         self.quiet = quiet or Quiet()
-        self._lock = threading.Lock()
-        self._in_flight: frozenset[str] = frozenset()
 
     def wake(self) -> None:
         """Something was queued: look at once (busy until the queue is seen empty)."""
@@ -133,12 +131,6 @@ class Consumer:
         queue was seen since the last :meth:`wake`: nothing to pop, no round trip)."""
         if not self.quiet.is_set():
             self._wake.set()
-
-    @property
-    def in_flight(self) -> frozenset[str]:
-        """Ids popped and not handed to the pool yet (the lost-job check skips them)."""
-        with self._lock:
-            return self._in_flight
 
     def run(self) -> None:
         """Run passes until ``stop`` is set; transient errors are logged and retried."""
@@ -167,9 +159,7 @@ class Consumer:
             self.quiet.set()  # the queue is empty
         if not ids:
             return 0
-        with self._lock:
-            self._in_flight = frozenset(ids)
-        self.pool.expect(ids)  # an abort between the start and the hand-over is kept
+        self.pool.expect(ids)  # held from now on: an abort before the hand-over is kept
         started: list[StartedExecution] = []
         handed: set[str] = set()
         try:
@@ -185,8 +175,6 @@ class Consumer:
                 handed.add(execution.id)
         finally:
             self.pool.forget(set(ids) - handed)
-            with self._lock:
-                self._in_flight = frozenset()
         skipped = set(ids) - {e.id for e in started}
         if skipped:
             log.info(

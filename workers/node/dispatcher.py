@@ -19,7 +19,8 @@ member's loop fires through SQL alone). Each pass:
    harmless, the start is fenced.
 2. every :data:`REQUEUE_CHECK_MS`, the lost-job check: executions it queued more than
    :data:`REQUEUE_AFTER_MS` ago, still ``scheduled``, that are neither on the queue (one
-   ``LRANGE`` of it) nor held by the pool or the consumer, lost their RQ job — writes a
+   ``LRANGE`` of it) nor held by the pool (running, or popped by the consumer and about
+   to be handed over), lost their RQ job — writes a
    Redis failover dropped, or popped by a node that died before it started them. They are
    marked unqueued, so the next pass queues them again.
 
@@ -151,7 +152,7 @@ def enqueue_ids(script: Script, queue: Queue, jobs: Sequence[tuple[str, str]]) -
 
 class Dispatcher:
     """Queues the member's due executions (module docstring). ``held()`` names executions
-    the pool or the consumer hold (never lost); ``on_queued()`` wakes the consumer;
+    the pool holds or is about to (never lost); ``on_queued()`` wakes the consumer;
     ``first_chunk``: how many a pass queues first (the pool's slots)."""
 
     def __init__(

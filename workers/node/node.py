@@ -181,7 +181,7 @@ class _Node:
             member_uuid=member_uuid,
             stop=self.halt,
             clock_ms=wall_clock_ms,
-            held=lambda: self.pool.running_ids() | self.consumer.in_flight,
+            held=self.pool.held_ids,
             on_queued=self.consumer.wake,
             poll_ms=min(DISPATCH_POLL_MS, max(1, round(settings.heartbeat_interval_s * 1000))),
             first_chunk=settings.executions_thread_count,

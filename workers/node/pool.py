@@ -193,6 +193,12 @@ class ExecutionPool:
         with self._cond:
             return frozenset(self._running)
 
+    def held_ids(self) -> frozenset[str]:
+        """The executions the pool holds or expects (:meth:`expect`): those the member's
+        lost-job check must not take for lost."""
+        with self._cond:
+            return frozenset(self._running) | self._expected
+
     def expect(self, execution_ids: Collection[str]) -> None:
         """These executions are about to be started in the store and handed over: an end
         asked for one of them meanwhile is kept (:meth:`end` returns True), and it is
