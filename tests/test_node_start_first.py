@@ -60,6 +60,30 @@ def test_the_consumer_is_busy_while_executions_wait_for_a_slot(parts: Parts, sto
     assert parts.consumer._wake.is_set() and not quiet.is_set()
 
 
+def test_the_last_pass_is_quiet_only_once_it_handed_its_executions_over(
+    parts: Parts, store: Store, r: redis.Redis
+) -> None:
+    manual(store, job(store, ["true"], schedule=None))
+    parts.dispatcher.step(T0)
+    quiet, seen = parts.consumer.quiet, []
+    parts.consumer.wake()
+    # A writer let go at the pop would take the store's write turn before this pass's start.
+    quiet_at_start = Consumer(
+        r,
+        parts.consumer.queue_key,
+        store,
+        parts.pool,
+        member_uuid=ME,
+        stop=parts.consumer.stop,
+        clock_ms=lambda: T0,
+        on_started=lambda started: seen.append(quiet.is_set()),
+        quiet=quiet,
+    )
+    assert quiet_at_start.step() == 1  # two free slots, one popped: the queue is empty
+    assert seen == [False]
+    assert quiet.is_set()
+
+
 def test_a_held_recorder_writes_each_outcome_with_the_time_its_execution_ended(
     parts: Parts, store: Store
 ) -> None:

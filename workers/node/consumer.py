@@ -13,8 +13,9 @@ executions may still wait on the queue (:meth:`Consumer.slot_freed`), and polls 
 
 The start path comes first: while executions may wait on the queue for a slot (the last
 pop took as many as there were free slots, or the dispatcher queued more since), the
-consumer is *busy*; the node's background writers (the recorder, the event sender) hold
-their next batch until it is quiet again (:meth:`Quiet.hold`), for at most
+consumer is *busy* until it has handed over the last of them; the node's background
+writers (the recorder, the event sender) hold their next batch until it is quiet again
+(:meth:`Quiet.hold`), for at most
 :data:`HOLD_S` — a burst of fires starts before its outcomes and events are written, and
 they are written in fewer, larger batches.
 
@@ -155,9 +156,9 @@ class Consumer:
         if free == 0:
             return 0
         ids = pop_job_ids(self._pop, self.queue_key, free)
-        if len(ids) < free:
-            self.quiet.set()  # the queue is empty
+        emptied = len(ids) < free  # the queue is empty: quiet once these are handed over
         if not ids:
+            self.quiet.set()
             return 0
         self.pool.expect(ids)  # held from now on: an abort before the hand-over is kept
         started: list[StartedExecution] = []
@@ -175,6 +176,8 @@ class Consumer:
                 handed.add(execution.id)
         finally:
             self.pool.forget(set(ids) - handed)
+            if emptied:  # not before: a writer's transaction would hold up this start
+                self.quiet.set()
         skipped = set(ids) - {e.id for e in started}
         if skipped:
             log.info(

@@ -98,10 +98,12 @@ class Spawner:
         """Run ``call`` in the spawner's thread, after those given before it (thread-safe;
         what it raises is logged)."""
         with self._lock:
+            if self._closing:
+                raise RuntimeError("the spawner is closed")
             self._calls.append(call)
             wake, self._woke = not self._woke, True
-        if wake:
-            os.write(self._wake_w, b"\0")
+            if wake:
+                os.write(self._wake_w, b"\0")
 
     def spawn(
         self,
@@ -149,11 +151,19 @@ class Spawner:
 
     def close(self, timeout_s: float | None = None) -> None:
         """Run what was given, wait for every command to end (end them first), then stop
-        the thread (waits at most ``timeout_s``)."""
+        the thread (waits at most ``timeout_s``; call again to wait more). Nothing can be
+        given after (:meth:`call_soon` raises ``RuntimeError``)."""
         with self._lock:
-            self._closing = True
-        os.write(self._wake_w, b"\0")
+            if not self._closing:
+                self._closing = True
+                os.write(self._wake_w, b"\0")
         self._thread.join(timeout_s)
+        with self._lock:
+            if not self._thread.is_alive() and self._wake_w >= 0:
+                self._selector.close()
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
 
     def _loop(self) -> None:
         while True:
@@ -170,10 +180,7 @@ class Spawner:
                 log.exception("spawner: a step failed")
             with self._lock:
                 if self._closing and not self._calls and not self._runs:
-                    break
-        self._selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+                    return
 
     def _timeout_s(self) -> float | None:
         if any(run.exited for run in self._runs.values()):
