@@ -1,9 +1,11 @@
 """Process groups: every command of an execution runs in a session of its own, and is ended
 as a whole — its children and grandchildren with it.
 
-:mod:`workers.node.spawner` starts every command with ``setsid``: the command leads a new
-session and process group whose id is its pid. A terminal's Ctrl-C reaches the node only,
-never its commands: the node decides how they end.
+:func:`spawn` starts a command with ``start_new_session=True`` (``setsid`` in the child:
+the command leads a new session and process group whose id is its pid; CPython keeps its
+fast ``vfork`` path, which a ``preexec_fn`` would disable, and which is unsafe in a process
+with threads anyway). A terminal's Ctrl-C reaches the node only, never its commands: the
+node decides how they end.
 
 Ending a group (:func:`end_groups`): ``SIGTERM`` to every process of the group, then, for
 a group still alive after ``grace_s`` (:data:`END_GRACE_S`, 2 s), ``SIGKILL``. A group is
@@ -11,10 +13,10 @@ alive while any of its processes is (a zombie included, until its parent reaps i
 :func:`execution_groups` finds the groups of a member's executions by their environment
 (the watchdog's last sweep: a group its node started but had not told it about yet).
 
-A process a command started in the background inherits its output pipe and would hold it
-open (and the execution's slot) long after the command exited: once the command itself has
-exited, the spawner ends its group's leftovers, so nothing outlives its execution and the
-slot is free.
+:func:`read_output` reads a command's output until its pipe closes. A process the command
+started in the background inherits the pipe and would hold it open (and the execution's
+slot) long after the command exited: once the command itself has exited, its group's
+leftovers are ended, so nothing outlives its execution and the slot is free.
 
 A group id is the pid of its first process; after that process and every other member of
 its group are gone, the id may in theory be reused by a new group. The pool forgets a group
@@ -24,11 +26,14 @@ microseconds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import select
 import signal
+import subprocess
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 __all__ = [
     "END_GRACE_S",
@@ -37,7 +42,9 @@ __all__ = [
     "end_groups",
     "execution_groups",
     "group_alive",
+    "read_output",
     "signal_group",
+    "spawn",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,31 @@ END_GRACE_S = 2.0  # SIGTERM, then SIGKILL this long after for a group still ali
 MEMBER_UUID_VAR = "QWC_MEMBER_UUID"
 EXECUTION_ID_VAR = "QWC_EXECUTION_ID"
 _POLL_S = 0.02
+_CHUNK_BYTES = 65536
+_EXIT_CHECK_MS = 100  # how often the exit is checked where pidfd_open is missing
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` (no shell) in a new session, stdin closed, stdout and stderr together
+    on one pipe. Raises ``OSError`` when it cannot be started (not found, not executable)
+    and ``ValueError`` for an empty ``argv``."""
+    if not argv:
+        raise ValueError("empty command")
+    return subprocess.Popen(
+        list(argv),
+        stdin=_devnull(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        start_new_session=True,
+    )
+
+
+@functools.cache
+def _devnull() -> int:
+    """A descriptor of ``/dev/null`` for every command's stdin, opened once (``DEVNULL``
+    opens and closes one per command); not inherited by the commands but as their stdin."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -121,3 +153,52 @@ def execution_groups(
         if ids and started_s < started_before_s:
             found[pgid] = ids[0].decode(errors="replace")
     return found
+
+
+def read_output(
+    proc: subprocess.Popen[bytes],
+    feed: Callable[[bytes], object],
+    *,
+    grace_s: float = END_GRACE_S,
+) -> None:
+    """Hand ``proc``'s output (its stdout pipe, from :func:`spawn`) to ``feed`` as it comes,
+    until the pipe closes. Once ``proc`` itself has exited, the processes left in its group
+    are ended (:func:`end_groups`) so that they stop holding the pipe; a pipe still open
+    ``grace_s`` after that (held outside the group) is given up. Does not wait for
+    ``proc``."""
+    assert proc.stdout is not None
+    out = proc.stdout.fileno()
+    poller = select.poll()
+    poller.register(out, select.POLLIN)
+    exit_fd = _exit_fd(proc.pid)
+    if exit_fd is not None:
+        poller.register(exit_fd, select.POLLIN)
+    try:
+        exited = False
+        while True:
+            wait_ms = grace_s * 1000 if exited else None if exit_fd is not None else _EXIT_CHECK_MS
+            ready = {fd for fd, _ in poller.poll(wait_ms)}
+            if out in ready:
+                chunk = os.read(out, _CHUNK_BYTES)
+                if not chunk:
+                    return
+                feed(chunk)
+            elif exited:
+                log.warning("command %s: output still open after its group ended; left", proc.pid)
+                return
+            elif proc.poll() is not None:
+                exited = True
+                if exit_fd is not None:
+                    poller.unregister(exit_fd)
+                end_groups([proc.pid], grace_s=grace_s)  # what it left holding the pipe
+    finally:
+        if exit_fd is not None:
+            os.close(exit_fd)
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A descriptor readable once ``pid`` exits (Linux pidfd), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None

@@ -1,25 +1,24 @@
-"""A member's bounded execution pool: up to ``slots`` executions at once.
+"""A member's bounded execution pool: up to ``slots`` executions at once, one thread each.
 
 The consumer (:mod:`workers.node.consumer`) hands it executions it has just started in the
 store (:meth:`ExecutionPool.submit`, only while :meth:`ExecutionPool.free_slots` > 0),
 having said first which it is about to start (:meth:`ExecutionPool.expect`): an end asked
 for one of those before its hand-over (an abort, a replacement) is kept, and it never
-starts. Each runs as :func:`workers.node.executors.prepare` says for its job's executor,
-prepared in the pool's one :class:`~workers.node.spawner.Spawner` thread:
+starts. Each
+runs in a slot thread, as :func:`workers.node.executors.prepare` says for its job's
+executor:
 
 * a :class:`~workers.node.executors.ProcessRun` (``command``, ``shell``, ``python``) is
-  spawned there, with its own environment, in a process group of its own
-  (:mod:`workers.node.groups`) that the watchdog is told about, and watched there with
-  every other command until it and its group are gone (what it left behind in its group
-  is ended); its output goes into an :class:`~workers.node.output.OutputCollector` of
-  ``output_max_bytes`` (head and tail); the job's ``timeout_s``, counted from its start,
-  ends the group (status ``timedout``);
-* an :class:`~workers.node.executors.HttpRun` is called in a thread of its own (up to
-  ``slots`` of them) with the job's timeout, and stops at the next chunk of the answer
-  when ended;
+  spawned with its own environment in a process group of its own
+  (:mod:`workers.node.groups`) that the watchdog is told about; its output goes into an
+  :class:`~workers.node.output.OutputCollector` of ``output_max_bytes`` (head and tail);
+  the job's ``timeout_s``, counted from its start, ends the group (status ``timedout``);
+  when the command has exited, what it left behind in its group is ended too;
+* an :class:`~workers.node.executors.HttpRun` is called in the slot thread with the job's
+  timeout, and stops at the next chunk of the answer when ended;
 * a job whose executor cannot be prepared (a corrupt row) is ``failed`` with the reason.
 
-Its :class:`workers.node.runner.Ended` then goes to ``record``, and its slot is free.
+The slot then hands an :class:`workers.node.runner.Ended` to ``record`` and is free.
 
 :meth:`ExecutionPool.end` is the one way to stop an execution early (abort, timeout, drain,
 ``replace`` through :meth:`ExecutionPool.end_replaced`): it remembers why (the status to
@@ -51,10 +50,16 @@ from workers.node.executors import (
     prepare,
     timed_out_reason,
 )
-from workers.node.groups import END_GRACE_S, group_alive, signal_group
+from workers.node.groups import (
+    END_GRACE_S,
+    end_groups,
+    group_alive,
+    read_output,
+    signal_group,
+    spawn,
+)
 from workers.node.output import DEFAULT_OUTPUT_MAX_BYTES, OutputCollector
 from workers.node.runner import Ended, EndRequest
-from workers.node.spawner import Spawner
 from workers.store import Admitted, StartedExecution
 
 __all__ = ["TIMEDOUT", "ExecutionPool", "GroupRegistry"]
@@ -134,11 +139,11 @@ class _Timer:
 
 
 class ExecutionPool:
-    """``slots`` execution slots (module docstring). ``record`` is called with each
-    :class:`Ended`, in the spawner's thread (or the HTTP call's): it should be quick and
-    not raise (what it raises is logged); ``on_free`` when a slot becomes free.
-    ``base_env`` is the environment executions start from (default: the member's as it is
-    when the pool is made, read once; its ``QWC_*`` variables are left out). Thread-safe."""
+    """``slots`` execution slots (module docstring). ``record`` is called in the slot
+    thread with each :class:`Ended` (it should not raise; what it raises is logged);
+    ``on_free`` when a slot becomes free. ``base_env`` is the environment executions start
+    from (default: the member's as it is when the pool is made, read once; its ``QWC_*``
+    variables are left out). Thread-safe."""
 
     def __init__(
         self,
@@ -168,8 +173,7 @@ class ExecutionPool:
         self._cancels: dict[str, threading.Event] = {}
         self._ending: dict[str, EndRequest] = {}
         self._expected: set[str] = set()  # about to be handed over (the consumer's)
-        self._spawner = Spawner(grace_s=grace_s)
-        self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="http-slot")
+        self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="slot")
         self._timer = _Timer()
 
     def free_slots(self) -> int:
@@ -222,7 +226,7 @@ class ExecutionPool:
                 raise RuntimeError("no free slot")
             self._expected.discard(eid)
             self._running[eid] = execution
-        self._spawner.call_soon(lambda: self._start(execution))
+        self._threads.submit(self._slot, execution)
 
     def end(self, execution_id: str, status: str | None, reason: str) -> bool:
         """End ``execution_id``: its whole process group gets SIGTERM, and SIGKILL
@@ -258,7 +262,6 @@ class ExecutionPool:
 
     def close(self) -> None:
         """Wait for the slots to finish (end them first), then stop the timer."""
-        self._spawner.close()
         self._threads.shutdown(wait=True)
         self._timer.close()
 
@@ -275,38 +278,33 @@ class ExecutionPool:
             )
             signal_group(pgid, signal.SIGKILL)
 
-    def _start(self, execution: StartedExecution) -> None:
-        """In the spawner's thread: spawn a command there, or hand an HTTP call to a
-        thread; what cannot run ends at once."""
-        with self._cond:
-            early = self._ending.get(execution.id)
-        if early is not None:  # ended before it even started
-            self._finish(Ended(execution, early.status, reason=early.reason))
-            return
+    def _slot(self, execution: StartedExecution) -> None:
+        eid = execution.id
         try:
-            work = prepare(execution, ExecutionIdentity.of(execution), base_env=self._base_env)
-        except ValueError as exc:
-            reason = f"cannot run job {execution.job_id}: {exc}"
-            self._finish(Ended(execution, "failed", reason=reason))
-            return
-        if isinstance(work, HttpRun):
-            self._threads.submit(lambda: self._finish(self._call(execution, work)))
-        else:
-            self._spawn(execution, work)
-
-    def _finish(self, ended: Ended) -> None:
-        """Record ``ended`` and free its slot."""
-        eid = ended.execution.id
-        try:
-            self._record(dataclasses.replace(ended, ended_ms=self._clock_ms()))
-        except Exception:
-            log.exception("execution %s: its outcome could not be recorded", eid)
+            ended = dataclasses.replace(self._execute(execution), ended_ms=self._clock_ms())
+            try:
+                self._record(ended)
+            except Exception:
+                log.exception("execution %s: its outcome could not be recorded", eid)
         finally:
             with self._cond:
                 self._running.pop(eid, None)
                 self._ending.pop(eid, None)
                 self._cond.notify_all()
             self._on_free()
+
+    def _execute(self, execution: StartedExecution) -> Ended:
+        with self._cond:
+            early = self._ending.get(execution.id)
+        if early is not None:  # ended before it even started
+            return Ended(execution, early.status, reason=early.reason)
+        try:
+            work = prepare(execution, ExecutionIdentity.of(execution), base_env=self._base_env)
+        except ValueError as exc:
+            return Ended(execution, "failed", reason=f"cannot run job {execution.job_id}: {exc}")
+        if isinstance(work, HttpRun):
+            return self._call(execution, work)
+        return self._spawn(execution, work)
 
     def _call(self, execution: StartedExecution, work: HttpRun) -> Ended:
         """Make an HTTP call; an end request cancels it (at its next chunk)."""
@@ -327,55 +325,39 @@ class ExecutionPool:
             return Ended(execution, ending.status, outcome.output, reason=ending.reason)
         return Ended(execution, outcome.status, outcome.output, reason=outcome.reason)
 
-    def _spawn(self, execution: StartedExecution, work: ProcessRun) -> None:
-        """Start a process in a group of its own (the spawner watches it until it and its
-        group are gone: :meth:`_exited`); its deadline ends the group."""
+    def _spawn(self, execution: StartedExecution, work: ProcessRun) -> Ended:
+        """Run a process in a group of its own until it exits; its deadline ends the group."""
         eid = execution.id
-        output = OutputCollector(self._output_max_bytes)
-        deadline: list[_Handle | None] = [None]
         try:
-            pid = self._spawner.spawn(
-                work.argv,
-                work.env,
-                feed=output.feed,
-                on_exit=lambda code: self._exited(execution, pid, code, output, deadline[0]),
-            )
+            proc = spawn(work.argv, work.env)
         except (OSError, ValueError) as exc:
             name = work.argv[0] if work.argv else ""
-            self._finish(Ended(execution, "failed", reason=f"cannot run {name!r}: {exc}"))
-            return
+            return Ended(execution, "failed", reason=f"cannot run {name!r}: {exc}")
         with self._cond:
-            self._pgids[eid] = pid
+            self._pgids[eid] = proc.pid
             early = self._ending.get(eid)
         if self._groups is not None:
-            self._groups.add(pid, eid)
+            self._groups.add(proc.pid, eid)
         if early is not None:
-            self._terminate(eid, pid)
-        deadline[0] = self._deadline(execution)
-
-    def _exited(
-        self,
-        execution: StartedExecution,
-        pid: int,
-        exit_code: int | None,
-        output: OutputCollector,
-        deadline: _Handle | None,
-    ) -> None:
-        """The process and its group are gone: record how it ended."""
-        eid = execution.id
+            self._terminate(eid, proc.pid)
+        deadline = self._deadline(execution)
+        output = OutputCollector(self._output_max_bytes)
+        with proc:
+            read_output(proc, output.feed, grace_s=self.grace_s)
+            exit_code = proc.wait()
         if deadline is not None:
             self._timer.cancel(deadline)
+        if group_alive(proc.pid):  # what it left behind: nothing outlives its execution
+            end_groups([proc.pid], grace_s=self.grace_s)
         with self._cond:
             self._pgids.pop(eid, None)
             ending = self._ending.get(eid)
         if self._groups is not None:
-            self._groups.remove(pid)
+            self._groups.remove(proc.pid)
         if ending is not None:
-            ended = Ended(execution, ending.status, output.text(), exit_code, ending.reason)
-        else:
-            status = "succeeded" if exit_code == 0 else "failed"
-            ended = Ended(execution, status, output.text(), exit_code)
-        self._finish(ended)
+            return Ended(execution, ending.status, output.text(), exit_code, ending.reason)
+        status = "succeeded" if exit_code == 0 else "failed"
+        return Ended(execution, status, output.text(), exit_code)
 
     def _deadline(self, execution: StartedExecution) -> _Handle | None:
         """End ``execution`` with ``timedout`` at its job's timeout after its start."""
