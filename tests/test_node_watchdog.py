@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,6 +64,34 @@ def groups(tmp_path: Path) -> Iterator[list[Group]]:
     yield made
     for g in made:
         g.cleanup()
+
+
+def test_a_group_that_ended_before_its_line_was_written_is_never_written(
+    tmp_path: Path,
+) -> None:
+    """The lines wait for the writer's hold (the node's start path) and go out in one write;
+    a command that ended meanwhile costs the watchdog nothing."""
+    told = tmp_path / "told"
+    gate = threading.Event()
+    dog = Watchdog(
+        ["sh", "-c", f"cat > {told}"],  # stands in for the watchdog: keeps what it is told
+        WatchdogConfig("sqlite://", ME, 60),
+        hold=lambda: gate.wait(10),
+    )
+    dog.start()
+    try:
+        dog.add(101, "short")
+        dog.add(102, "long")
+        dog.remove(101)  # ended before the writer let go
+        gate.set()
+        wait_for(lambda: "+ 102 long" in told.read_text(), what="the long one written")
+        dog.remove(102)
+        wait_for(lambda: "- 102" in told.read_text(), what="its end written")
+        dog.add(101, "reused")  # the id of a group that ended, reused: told again
+    finally:
+        dog.close()
+    lines = told.read_text().splitlines()[1:]  # after the config line
+    assert lines == ["+ 102 long", "- 102", "+ 101 reused"]
 
 
 def watchdog_for(db_url: str, check_s: float = 0.1, member: str = ME) -> Watchdog:
@@ -164,6 +193,55 @@ def test_a_dead_watchdog_is_started_again_and_told_every_live_group(
     other = Group(tmp_path, "other")
     groups.append(other)
     dog.add(other.pgid, "e2")  # the write finds it dead: a new one, told both groups
-    assert dog.pid not in (None, first)
+    wait_for(lambda: dog.pid not in (None, first), what="a new watchdog")
     dog.close()
     wait_for(lambda: g.gone() and other.gone(), what="both groups ended by the new one")
+
+
+def test_while_the_node_is_stopped_its_untold_groups_are_checked_too(
+    store: Store, db_url: str, tmp_path: Path, groups: list[Group]
+) -> None:
+    """A node paused (SIGSTOP) before its writer told of a group: the watchdog finds the
+    group by its environment and ends it once the store has its execution elsewhere."""
+    me = str(uuid.uuid4())  # its own: other tests' processes run beside it
+    stays, recovered = running_execution(store, me), running_execution(store, me)
+    with subprocess.Popen(  # stands in for the node: the watchdog's parent
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from workers.node.node import watchdog_argv\n"
+            "from workers.node.watchdog import Watchdog, WatchdogConfig\n"
+            f"dog = Watchdog(watchdog_argv(), WatchdogConfig({db_url!r}, {me!r}, 0.1, 0.5))\n"
+            "dog.start()\n"
+            "print(dog.pid, flush=True)\n"
+            "sys.stdin.read()\n"
+            "dog.close()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as node:
+        try:
+            assert node.stdout is not None and node.stdin is not None
+            dog_pid = int(node.stdout.readline())
+
+            def execution(eid: str) -> dict[str, str]:
+                return {"QWC_MEMBER_UUID": me, "QWC_EXECUTION_ID": eid}
+
+            mine = Group(tmp_path, "mine", execution(stays))
+            theirs = Group(tmp_path, "theirs", execution(recovered))
+            groups += [mine, theirs]
+            os.kill(node.pid, signal.SIGSTOP)
+            assert abort_execution(store, recovered, now_ms=3) is not None
+            wait_for(theirs.gone, what="the group of the execution it no longer runs ended")
+            assert not mine.gone()
+            os.kill(node.pid, signal.SIGCONT)
+            node.stdin.close()  # the node exits: its watchdog ends what is left
+            assert node.wait(10) == 0
+            wait_for(lambda: not alive(dog_pid), what="the watchdog exited")
+            wait_for(mine.gone, what="the running one ended at the end")
+        finally:
+            if node.poll() is None:
+                os.kill(node.pid, signal.SIGCONT)
+                node.kill()
+                node.wait()

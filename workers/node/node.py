@@ -99,13 +99,16 @@ def run_member(
             what=f"member {member_uuid}",
         ):
             return
+        # The start path first: the writers hold their batches while the consumer is busy.
+        quiet = Quiet()
         watchdog = Watchdog(
             watchdog_cmd or watchdog_argv(),
             WatchdogConfig(store_url(settings), member_uuid, settings.heartbeat_interval_s),
+            hold=quiet.hold,
         )
         watchdog.start()
         try:
-            _Node(settings, store, watchdog, member_uuid, name, passive, stop).run()
+            _Node(settings, store, watchdog, quiet, member_uuid, name, passive, stop).run()
         finally:
             watchdog.close()
     finally:
@@ -120,6 +123,7 @@ class _Node:
         settings: Settings,
         store: Store,
         watchdog: Watchdog,
+        quiet: Quiet,
         member_uuid: str,
         name: str,
         passive: bool,
@@ -150,8 +154,6 @@ class _Node:
         )
         self.halt = threading.Event()  # set on stop: no more dispatching, popping, commands
         queue = Queue(queue_name(member_uuid), connection=self.rq_client)
-        # The start path first: the writers hold their batches while the consumer is busy.
-        quiet = Quiet()
         self.sender = EventSender(self.client, self.keys, hold=quiet.hold)
         self.teller = Teller(self.sender, member_name=name)
         self.recorder = Recorder(

@@ -37,7 +37,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO
 
@@ -65,16 +65,35 @@ class Watchdog:
     """The node's side: starts the watchdog process and tells it about each group.
 
     ``argv`` runs ``qwc node-watchdog`` (the CLI gives it with its own logging flags).
-    Writes are serialised and never raise: a watchdog that died is started again (and
-    told every live group) on the next write. Thread-safe.
+    :meth:`add` and :meth:`remove` only note the change; one thread (``watchdog-writer``)
+    writes what was noted meanwhile in one write, after ``hold`` (the node's: wait, briefly,
+    while the start path is busy — :meth:`workers.node.consumer.Quiet.hold`). A group
+    added and removed before it was written is never written: a command that ran a few
+    milliseconds costs the watchdog nothing. Until its line is written, a group is covered
+    by the watchdog's end-of-file search (the node died: it is found by its environment),
+    not by its periodic check (docs/executions.md, "Process groups"). Writes never raise: a
+    watchdog that died is started again (and told every live group) on the next write.
+    Thread-safe.
     """
 
-    def __init__(self, argv: Sequence[str], config: WatchdogConfig) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        config: WatchdogConfig,
+        *,
+        hold: Callable[[], object] = lambda: None,
+    ) -> None:
         self._argv = list(argv)
         self._config = config
+        self._hold = hold
         self._lock = threading.Lock()
+        self._noted = threading.Condition(self._lock)
         self._proc: subprocess.Popen[bytes] | None = None
         self._groups: dict[int, str] = {}
+        self._adds: dict[int, str] = {}  # groups not written yet
+        self._removes: list[int] = []  # groups written, ended since, their end not written
+        self._closing = False
+        self._writer: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -82,26 +101,48 @@ class Watchdog:
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
-        """Start the watchdog process (idempotent)."""
+        """Start the watchdog process and the writer thread (idempotent)."""
         with self._lock:
             self._ensure_started()
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="watchdog-writer", daemon=True
+                )
+                self._writer.start()
 
     def add(self, pgid: int, execution_id: str) -> None:
         """Group ``pgid`` runs ``execution_id``'s command."""
         with self._lock:
             self._groups[pgid] = execution_id
-            self._send(f"+ {pgid} {execution_id}\n")
+            self._adds[pgid] = execution_id
+            self._noted.notify()
 
     def remove(self, pgid: int) -> None:
         """Group ``pgid`` ended."""
         with self._lock:
-            if self._groups.pop(pgid, None) is not None:
-                self._send(f"- {pgid}\n")
+            if self._groups.pop(pgid, None) is None:
+                return
+            if self._adds.pop(pgid, None) is None:  # its line was written: say it ended
+                self._removes.append(pgid)
+                self._noted.notify()
+
+    def flush(self) -> None:
+        """Write what was noted and not written yet, now."""
+        with self._lock:
+            self._write_noted()
 
     def close(self, timeout_s: float = 5.0) -> int | None:
-        """Close its stdin (it ends what it still holds and exits) and wait for it; returns
-        its exit code (None if never started or still running after ``timeout_s``)."""
+        """Write what was noted, close its stdin (it ends what it still holds and exits)
+        and wait for it; returns its exit code (None if never started or still running
+        after ``timeout_s``)."""
         with self._lock:
+            self._closing = True
+            self._noted.notify()
+            writer = self._writer
+        if writer is not None:
+            writer.join(timeout_s)
+        with self._lock:
+            self._write_noted()
             proc, self._proc = self._proc, None
         if proc is None:
             return None
@@ -115,6 +156,30 @@ class Watchdog:
                 "watchdog %s: still running %.1f s after its stdin closed", proc.pid, timeout_s
             )
             return None
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                self._noted.wait_for(lambda: self._closing or self._adds or self._removes)
+                if self._closing:
+                    return  # close() writes the rest
+            try:
+                self._hold()
+            except Exception:
+                log.exception("watchdog writer: hold failed")
+            with self._lock:
+                self._write_noted()
+
+    def _write_noted(self) -> None:
+        """Under the lock: one write of every change noted (ends first: a group id reused
+        after its group ended is added again after its end)."""
+        if self._proc is None or not (self._adds or self._removes):
+            return
+        lines = [f"- {pgid}\n" for pgid in self._removes]
+        lines += [f"+ {pgid} {eid}\n" for pgid, eid in self._adds.items()]
+        self._removes.clear()
+        self._adds.clear()
+        self._send("".join(lines))
 
     def _ensure_started(self) -> subprocess.Popen[bytes]:
         proc = self._proc
@@ -130,13 +195,15 @@ class Watchdog:
         self._proc = proc
         lines = [json.dumps(asdict(self._config)) + "\n"]
         lines += [f"+ {pgid} {eid}\n" for pgid, eid in self._groups.items()]
+        self._adds.clear()  # told every live group: nothing noted is left to say
+        self._removes.clear()
         self._write(proc, "".join(lines))
         log.info("watchdog %s: started for member %s", proc.pid, self._config.member_uuid)
         return proc
 
     def _send(self, line: str) -> None:
-        # No poll per line (a waitpid under the lock every slot takes, twice per
-        # execution): a dead watchdog shows as the write failing (its pipe has no reader).
+        # No poll per write (a waitpid under the lock): a dead watchdog shows as the write
+        # failing (its pipe has no reader).
         proc = self._proc if self._proc is not None else self._ensure_started()
         if not self._write(proc, line):
             self._ensure_started()  # it died: the new one is told every live group
@@ -190,16 +257,32 @@ def main(stdin: IO[bytes]) -> int:
     return 0
 
 
-def _untold(config: WatchdogConfig, store: Store, told: dict[int, str]) -> dict[int, str]:
-    """Groups of executions the node started but had not told about yet when it died (it
-    is killed between a spawn and its line): found by their environment, started before
-    now (a new node of the same member starts its own later), their execution still
-    ``running`` on this member in the store (a store that does not answer: none)."""
+def _unknown(config: WatchdogConfig, told: dict[int, str]) -> dict[int, str]:
+    """Groups of this member's executions the node did not tell about: found by their
+    environment, started before now (a new node of the same member starts its own later)."""
     boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
     if boot_clock is None:  # not Linux: no /proc to look in either
         return {}
     found = execution_groups(config.member_uuid, started_before_s=time.clock_gettime(boot_clock))
-    found = {g: e for g, e in found.items() if g not in told and g != os.getpgrp()}
+    return {g: e for g, e in found.items() if g not in told and g != os.getpgrp()}
+
+
+def _stopped(pid: int, proc_dir: str = "/proc") -> bool:
+    """True when process ``pid`` is stopped (SIGSTOP, a debugger), as /proc says."""
+    try:
+        with open(f"{proc_dir}/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in (b"T", b"t")
+
+
+def _untold(config: WatchdogConfig, store: Store, told: dict[int, str]) -> dict[int, str]:
+    """Groups of executions the node started but had not told about yet when it died (it
+    is killed between a spawn and its line, or before its writer wrote it):
+    :func:`_unknown` whose execution is still ``running`` on this member in the store (a
+    store that does not answer: none)."""
+    found = _unknown(config, told)
     if not found:
         return {}
     try:
@@ -235,9 +318,12 @@ def _check_loop(
     lock: threading.Lock,
     done: threading.Event,
 ) -> None:
+    node_pid = os.getppid()
     while not done.wait(config.check_s):
         with lock:
             held = dict(groups)
+        if _stopped(node_pid):  # its writer cannot tell of its newest groups: look for them
+            held.update(_unknown(config, held))
         if not held:
             continue
         try:
