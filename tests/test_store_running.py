@@ -3,12 +3,18 @@ fenced statement, which executions still run here, and what runs and waits per m
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+from sqlalchemy import event
 
 from workers.store import (
     Backlog,
     Finish,
     FireClaim,
+    NewExecution,
     Store,
     abort_execution,
     claim_fires,
@@ -19,12 +25,15 @@ from workers.store import (
     get_execution,
     get_job,
     insert_execution,
+    insert_executions,
     list_executions,
     mark_incomplete,
+    mark_queued,
     move_scheduled_executions,
     reassign_jobs,
     running_here,
     start_executions,
+    unmark_queued,
 )
 
 ME = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -154,3 +163,44 @@ def test_finish_executions_records_many_and_never_over_an_ended_one(store: Store
         ("timedout", 2, "", "timed out after 1 s", 9),
         ("incomplete", None, None, None, 3),
     ]
+
+
+@contextmanager
+def _statements(store: Store) -> Iterator[list[tuple[str, object]]]:
+    """The SQL statements (and their parameters) run on ``store`` meanwhile."""
+    seen: list[tuple[str, object]] = []
+
+    def grab(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", grab)
+    try:
+        yield seen
+    finally:
+        event.remove(store.engine, "before_cursor_execute", grab)
+
+
+def test_the_pool_path_looks_executions_up_by_id_never_by_the_members_backlog(
+    store: Store,
+) -> None:
+    """Starting a batch, marking it queued and asking which still run name the executions by
+    id: each must look those few ids up, not scan every execution of the member waiting
+    in that status (a backlog of thousands made each batch of five cost a scan of them all:
+    SQLite, which keeps no statistics, chose the member's index, and so did PostgreSQL)."""
+    job = _job(store, "backlog")
+    new = [
+        NewExecution(str(uuid.uuid4()), job, ME, fire_ms=1, trigger="manual") for _ in range(300)
+    ]
+    ids = insert_executions(store, new, now_ms=1)
+    with _statements(store) as seen:
+        assert mark_queued(store, ids[:5], member_uuid=ME, now_ms=2) == 5
+        assert unmark_queued(store, ids[:5], member_uuid=ME) == 5
+        assert len(start_executions(store, ids[:5], member_uuid=ME, now_ms=3)) == 5
+        assert running_here(store, ME, ids[:10]) == set(ids[:5])
+    by_id = [(sql, params) for sql, params in seen if "IN (" in sql and "executions" in sql]
+    assert len(by_id) >= 4
+    explain = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
+    with store.engine.connect() as conn:
+        for sql, params in by_id:
+            plan = " ".join(str(row) for row in conn.exec_driver_sql(explain + sql, params))  # type: ignore[arg-type]
+            assert "ix_executions_member_uuid_status" not in plan, (sql, plan)

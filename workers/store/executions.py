@@ -32,7 +32,7 @@ from schemas.tables import (
     executions,
     scheduled_jobs,
 )
-from workers.store._db import Db, reading, writing
+from workers.store._db import Db, by_ids_only, reading, writing
 
 __all__ = [
     "FINAL_STATUSES",
@@ -318,8 +318,9 @@ def _set_queued_ms(
     was = _t.c.queued_ms.is_not(None) if queued else _t.c.queued_ms.is_(None)
     stmt = (
         _t.update()
-        .where(_t.c.id.in_(list(execution_ids)), _t.c.member_uuid == member_uuid)
-        .where(_t.c.status == "scheduled", was)
+        .where(_t.c.id.in_(list(execution_ids)))
+        .where(by_ids_only(_t.c.member_uuid) == member_uuid)
+        .where(by_ids_only(_t.c.status) == "scheduled", was)
         .values(queued_ms=value)
     )
     with writing(db) as conn:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import RowMapping, and_, bindparam, case, func, or_, select
 
 from schemas.tables import executions, scheduled_jobs
-from workers.store._db import Db, reading, writing
+from workers.store._db import Db, by_ids_only, reading, writing
 
 __all__ = [
     "Backlog",
@@ -73,8 +73,9 @@ class StartedExecution:
 # Built once: the start path runs them for every batch (an expanding IN of the ids).
 _START = (
     _e.update()
-    .where(_e.c.id.in_(bindparam("ids", expanding=True)), _e.c.member_uuid == bindparam("member"))
-    .where(_e.c.status == "scheduled")
+    .where(_e.c.id.in_(bindparam("ids", expanding=True)))
+    .where(by_ids_only(_e.c.member_uuid) == bindparam("member"))
+    .where(by_ids_only(_e.c.status) == "scheduled")
     .values(status="running", started_ms=bindparam("now"), rq_job_id=_e.c.id)
     .returning(_e.c.id)
 )
@@ -109,8 +110,9 @@ _STARTED = (
 # name another table, so there the start is the UPDATE, then the SELECT, in one transaction.
 _START_JOINED = (
     _e.update()
-    .where(_e.c.id.in_(bindparam("ids", expanding=True)), _e.c.member_uuid == bindparam("member"))
-    .where(_e.c.status == "scheduled", _j.c.id == _e.c.job_id)
+    .where(_e.c.id.in_(bindparam("ids", expanding=True)))
+    .where(by_ids_only(_e.c.member_uuid) == bindparam("member"))
+    .where(by_ids_only(_e.c.status) == "scheduled", _j.c.id == _e.c.job_id)
     .values(status="running", started_ms=bindparam("now"), rq_job_id=_e.c.id)
     .returning(*_STARTED.selected_columns)
 )
@@ -208,8 +210,8 @@ def running_here(db: Db, member_uuid: str, execution_ids: Collection[str]) -> se
         return set()
     stmt = select(_e.c.id).where(
         _e.c.id.in_(list(execution_ids)),
-        _e.c.member_uuid == member_uuid,
-        _e.c.status == "running",
+        by_ids_only(_e.c.member_uuid) == member_uuid,
+        by_ids_only(_e.c.status) == "running",
     )
     with reading(db) as conn:
         return set(conn.execute(stmt).scalars())
