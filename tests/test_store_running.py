@@ -204,3 +204,27 @@ def test_the_pool_path_looks_executions_up_by_id_never_by_the_members_backlog(
         for sql, params in by_id:
             plan = " ".join(str(row) for row in conn.exec_driver_sql(explain + sql, params))  # type: ignore[arg-type]
             assert "ix_executions_member_uuid_status" not in plan, (sql, plan)
+
+
+def test_on_postgresql_a_batch_starts_in_one_statement_with_no_transaction_around_it(
+    store: Store,
+) -> None:
+    """The start of a batch is one statement on PostgreSQL: run in autocommit, it saves the
+    BEGIN and COMMIT round trips of every consumer pass. SQLite starts it in a write
+    transaction (an UPDATE, then a SELECT)."""
+    job = _job(store, "autocommit")
+    new = [NewExecution(str(uuid.uuid4()), job, ME, fire_ms=1, trigger="manual") for _ in range(3)]
+    ids = insert_executions(store, new, now_ms=1)
+    modes: list[object] = []
+
+    def grab(conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE"):
+            modes.append(conn.get_execution_options().get("isolation_level"))
+
+    event.listen(store.engine, "before_cursor_execute", grab)
+    try:
+        assert [e.id for e in start_executions(store, ids, member_uuid=ME, now_ms=2)] == ids
+    finally:
+        event.remove(store.engine, "before_cursor_execute", grab)
+    assert modes == ["AUTOCOMMIT" if store.dialect == "postgresql" else None]
+    assert {get_execution(store, i).status for i in ids} == {"running"}  # type: ignore[union-attr]

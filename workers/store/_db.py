@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, literal_column
 
 from workers.store.engine import Store
 
-__all__ = ["Db", "by_ids_only", "reading", "writing"]
+__all__ = ["Db", "by_ids_only", "dialect_of", "one_statement", "reading", "writing"]
 
 Db = Store | Engine | Connection
 
@@ -28,6 +28,30 @@ def writing(db: Db) -> Iterator[Connection]:
     store = db if isinstance(db, Store) else Store(db)
     with store.begin() as conn:
         yield conn
+
+
+def dialect_of(db: Db) -> str:
+    """``"sqlite"`` or ``"postgresql"``."""
+    return db.dialect if isinstance(db, Store) else db.dialect.name
+
+
+@contextmanager
+def one_statement(db: Db) -> Iterator[Connection]:
+    """A connection for ONE writing statement: the caller's (in its transaction), or on
+    PostgreSQL a connection in autocommit — one statement is a transaction of its own, and
+    the BEGIN and COMMIT round trips around it are saved (the pool's start path pays them
+    for every batch) — else a write transaction (SQLite: ``BEGIN IMMEDIATE``, after the
+    other threads' writes). Never run a second statement in it."""
+    if isinstance(db, Connection):
+        yield db
+        return
+    if dialect_of(db) != "postgresql":
+        with writing(db) as conn:
+            yield conn
+        return
+    engine = db.engine if isinstance(db, Store) else db
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @contextmanager

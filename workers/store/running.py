@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import RowMapping, and_, bindparam, case, func, or_, select
 
 from schemas.tables import executions, scheduled_jobs
-from workers.store._db import Db, by_ids_only, reading, writing
+from workers.store._db import Db, by_ids_only, dialect_of, one_statement, reading, writing
 
 __all__ = [
     "Backlog",
@@ -128,15 +128,17 @@ def start_executions(
     if not execution_ids:
         return []
     params = {"ids": list(execution_ids), "member": member_uuid, "now": now_ms}
-    with writing(db) as conn:
-        if conn.dialect.name == "postgresql":
+    if dialect_of(db) == "postgresql":
+        with one_statement(db) as conn:
             rows = conn.execute(_START_JOINED, params).mappings()
-        else:
+            by_id = {r["id"]: StartedExecution.from_mapping(r) for r in rows}
+    else:
+        with writing(db) as conn:
             started = list(conn.execute(_START, params).scalars())
             if not started:
                 return []
             rows = conn.execute(_STARTED, {"ids": started}).mappings()
-        by_id = {r["id"]: StartedExecution.from_mapping(r) for r in rows}
+            by_id = {r["id"]: StartedExecution.from_mapping(r) for r in rows}
     return [by_id[i] for i in execution_ids if i in by_id]
 
 
