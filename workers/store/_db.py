@@ -2,7 +2,8 @@
 
 A ``Connection`` runs the statement in the caller's transaction (the caller commits), so
 several store functions can share one transaction; a ``Store`` or ``Engine`` gets a
-transaction of its own for writes and a fresh connection for reads.
+transaction of its own for writes (:func:`writing`; a single statement on PostgreSQL runs
+in autocommit instead: :func:`one_statement`) and a fresh connection for reads.
 """
 
 from __future__ import annotations
