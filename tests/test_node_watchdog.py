@@ -249,3 +249,29 @@ def test_while_the_node_is_stopped_its_untold_groups_are_checked_too(
                 os.kill(node.pid, signal.SIGCONT)
                 node.kill()
                 node.wait()
+
+
+def test_a_watchdog_that_cannot_be_started_again_is_tried_at_the_next_write(
+    store: Store, db_url: str, tmp_path: Path, groups: list[Group]
+) -> None:
+    """The writer thread outlives a failed restart (the program cannot be run): the next
+    change starts the watchdog and tells it every live group."""
+    dog = watchdog_for(db_url, check_s=60)
+    dog.start()
+    first = dog.pid
+    assert first is not None
+    argv = dog._argv
+    dog._argv = [str(tmp_path / "no-such-program")]  # a restart now fails
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not alive(first), what="the first watchdog dead")
+    g = Group(tmp_path, "g")
+    groups.append(g)
+    dog.add(g.pgid, "e1")  # the write finds it dead; starting another fails (logged)
+    dog.flush()
+    dog._argv = argv
+    other = Group(tmp_path, "other")
+    groups.append(other)
+    dog.add(other.pgid, "e2")  # the writer is still there: a new one, told both groups
+    wait_for(lambda: dog.pid not in (None, first), what="a new watchdog")
+    dog.close()
+    wait_for(lambda: g.gone() and other.gone(), what="both groups ended by the new one")

@@ -179,7 +179,14 @@ class Watchdog:
         lines += [f"+ {pgid} {eid}\n" for pgid, eid in self._adds.items()]
         self._removes.clear()
         self._adds.clear()
-        self._send("".join(lines))
+        try:
+            self._send("".join(lines))
+        except Exception:  # e.g. a new watchdog could not be started: the next write tries
+            log.exception(
+                "watchdog: could not be told of %s change(s); the next write starts it "
+                "again and tells it every live group",
+                len(lines),
+            )
 
     def _ensure_started(self) -> subprocess.Popen[bytes]:
         proc = self._proc
