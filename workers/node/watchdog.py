@@ -175,8 +175,8 @@ class Watchdog:
         after its group ended is added again after its end)."""
         if self._proc is None or not (self._adds or self._removes):
             return
-        lines = [f"- {pgid}\n" for pgid in self._removes]
-        lines += [f"+ {pgid} {eid}\n" for pgid, eid in self._adds.items()]
+        lines = [_ended_line(pgid) for pgid in self._removes]
+        lines += [_started_line(pgid, eid) for pgid, eid in self._adds.items()]
         self._removes.clear()
         self._adds.clear()
         try:
@@ -201,7 +201,7 @@ class Watchdog:
         assert proc.stdin is not None
         self._proc = proc
         lines = [json.dumps(asdict(self._config)) + "\n"]
-        lines += [f"+ {pgid} {eid}\n" for pgid, eid in self._groups.items()]
+        lines += [_started_line(pgid, eid) for pgid, eid in self._groups.items()]
         self._adds.clear()  # told every live group: nothing noted is left to say
         self._removes.clear()
         self._write(proc, "".join(lines))
@@ -225,6 +225,14 @@ class Watchdog:
             proc.poll()
             return False
         return True
+
+
+def _started_line(pgid: int, execution_id: str) -> str:
+    return f"+ {pgid} {execution_id}\n"
+
+
+def _ended_line(pgid: int) -> str:
+    return f"- {pgid}\n"
 
 
 def main(stdin: IO[bytes]) -> int:
