@@ -7,12 +7,13 @@ execution not ended yet is ``skipped``, counted apart and left out of the latene
 ``--warmup`` seconds the fires of ``--seconds`` whole seconds are measured from the store:
 executions claimed and started per second, start lateness (started - fire time) p50/p99/max
 of the executions fired in the window (one not started by the end counts as the longest) and
-where it went (the times of the loop's claiming pass and of the dispatcher's queueing pass
-from the fire time: a claim ahead of it is negative), the backlog at the end (fired in the
-window, not started), and the node's CPU share (user + system time over wall time, 1.00 =
-one core; its commands' CPU apart). Also what a started execution cost the whole machine's
-CPU (every process: the node, its commands, the store's server, Redis), and what one
-second's burst of N costs at that rate: the node's CPU for all N (its threads take turns in
+where it went (the time of the loop's claiming pass from the fire time: a claim ahead of it
+is negative; the dispatcher marks what was claimed ahead queued at its fire time, before it
+is due, so the store does not say when it was put on the queue), the backlog at the end
+(fired in the window, not started), and the node's CPU share (user + system time over wall
+time, 1.00 = one core; its commands' CPU apart). Also what a started execution cost the
+whole machine's CPU (every process: the node, its commands, the store's server, Redis), and
+what one second's burst of N costs at that rate: the node's CPU for all N (its threads take turns in
 one interpreter) and the time it keeps every core busy (docs/operations.md, "Sizing", says
 which bounds the last start). The floor, measured in the same run: ``true`` spawned as fast
 as possible by a pool of ``--threads`` threads in one Python process, and what each spawn
@@ -88,7 +89,6 @@ class Window:
     started: int
     lateness_ms: list[int]  # sorted, of the executions started
     claimed_ms: list[int]  # sorted: the claiming pass's time - fire time
-    queued_ms: list[int]  # sorted: the queueing pass's time - fire time
     backlog: int
     node_cpu: float
     commands_cpu: float
@@ -134,9 +134,9 @@ def _jobs(store: Store, member: str, rate: int) -> None:
 
 def _measure(
     store: Store, member: str, t0_ms: int, t1_ms: int
-) -> tuple[int, int, int, list[int], list[int], list[int]]:
+) -> tuple[int, int, int, list[int], list[int]]:
     """(fired in the window, skipped of those, started in the window, sorted lateness of
-    those fired and not skipped, and of their claiming and queueing passes)."""
+    those fired and not skipped, and of their claiming passes)."""
     e = executions
     mine = (e.c.member_uuid == member, e.c.fire_ms >= t0_ms, e.c.fire_ms < t1_ms)
     started_in = (e.c.member_uuid == member, e.c.started_ms >= t0_ms, e.c.started_ms < t1_ms)
@@ -149,14 +149,13 @@ def _measure(
             select(
                 e.c.started_ms - e.c.fire_ms,
                 e.c.created_ms - e.c.fire_ms,
-                e.c.queued_ms - e.c.fire_ms,
             ).where(*mine, e.c.status != "skipped")
         ).all()
 
     def sorted_ms(column: int) -> list[int]:
         return sorted(int(row[column]) for row in stages if row[column] is not None)
 
-    return fired, skipped, started, sorted_ms(0), sorted_ms(1), sorted_ms(2)
+    return fired, skipped, started, sorted_ms(0), sorted_ms(1)
 
 
 def _backlog(store: Store, member: str, t1_ms: int) -> int:
@@ -204,7 +203,7 @@ def run_rate(
     finally:
         node.send_signal(signal.SIGKILL)
         node.wait()
-    fired, skipped, started, lateness, claimed, queued = _measure(store, member, t0_ms, t1_ms)
+    fired, skipped, started, lateness, claimed = _measure(store, member, t0_ms, t1_ms)
     store.close()
     return Window(
         rate=rate,
@@ -214,7 +213,6 @@ def run_rate(
         started=started,
         lateness_ms=lateness + [sys.maxsize] * (fired - skipped - len(lateness)),
         claimed_ms=claimed,
-        queued_ms=queued,
         backlog=backlog,
         node_cpu=(cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall,
         commands_cpu=(
@@ -258,7 +256,6 @@ def report(w: Window) -> None:
     )
     print(
         f"   path p50/p99 (ms)    : claim pass {_sq(w.claimed_ms, 0.5)}/{_sq(w.claimed_ms, 0.99)},"
-        f" queue pass {_sq(w.queued_ms, 0.5)}/{_sq(w.queued_ms, 0.99)},"
         f" started {_sq(w.lateness_ms, 0.5)}/{_sq(w.lateness_ms, 0.99)}"
     )
     print(f"   backlog at the end   : {w.backlog} fired, not started")

@@ -30,7 +30,8 @@ Conventions:
     executions       id PK; job_id -> scheduled_jobs.id; status, attempt, retry_of
                      (first execution of the chain), trigger, fire_ms (not before: a retry's
                      fire_ms is when its delay ends), queued_ms (when its member put it on
-                     its RQ queue; NULL: not yet), owner_epoch; reason (why it was skipped,
+                     its RQ queue, or will: read before it is due, it is marked queued at
+                     its fire_ms; NULL: not yet), owner_epoch; reason (why it was skipped,
                      aborted, replaced, timed out); output (bounded: head and tail;
                      output_tail is what releases before 0003 wrote); missed_ms (0004: the
                      fire times a ``catchup`` execution stands for)

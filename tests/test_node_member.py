@@ -15,6 +15,7 @@ import pytest
 import redis
 from rq import Queue
 from rq.job import Job
+from sqlalchemy import event
 
 from producers.heartbeat import HeartbeatProducer
 from schemas.codec import decode_as
@@ -28,6 +29,7 @@ from workers.node.dispatcher import (
     REQUEUE_AFTER_MS,
     REQUEUE_CHECK_MS,
     RQ_JOB_TTL_S,
+    Dispatcher,
     enqueue_ids,
     enqueue_script,
 )
@@ -357,7 +359,8 @@ def test_a_fire_is_claimed_ahead_of_its_time_and_queued_at_it(store: Store, part
         T0 + 750,
         ahead_ms,
     )
-    assert execution.queued_ms is None and parts.queue.job_ids == []  # not before its time
+    assert parts.queue.job_ids == []  # not before its time, but marked queued at it ahead:
+    assert execution.queued_ms == T0 + 750  # nothing is written when it is due
     assert get_job(store, job_id).next_fire_ms == T0 + 1750
     parts.clock.now_ms = T0 + 749
     parts.step()
@@ -368,6 +371,70 @@ def test_a_fire_is_claimed_ahead_of_its_time_and_queued_at_it(store: Store, part
     assert get_execution(store, execution.id).queued_ms == T0 + 750
     assert parts.run_queued() == 1
     assert get_execution(store, execution.id).status == "succeeded"
+
+
+def test_nothing_is_written_when_a_fire_claimed_ahead_is_queued(store: Store, parts: Parts) -> None:
+    """The dispatcher marks a fire claimed ahead queued at its fire time when it reads it;
+    when it is due, the pass that queues it writes nothing: the burst's start path has the
+    store to itself."""
+    job_id = job(store, ["true"])
+    parts.clock.now_ms = T0 + 750 - FIRE_AHEAD_MS
+    parts.step()
+    written: list[str] = []
+
+    def grab(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith(("SELECT", "BEGIN", "SAVEPOINT")):
+            written.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", grab)
+    try:
+        parts.clock.now_ms = T0 + 750
+        parts.dispatcher.step(parts.clock.now_ms)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", grab)
+    (execution,) = list_executions(store, job_id=job_id)
+    assert parts.queue.job_ids == [execution.id]
+    assert written == []
+    assert execution.queued_ms == T0 + 750
+
+
+def test_a_fire_claimed_ahead_that_redis_refused_is_queued_by_the_next_pass(
+    store: Store, parts: Parts
+) -> None:
+    job_id = job(store, ["true"])
+    parts.clock.now_ms = T0 + 750 - FIRE_AHEAD_MS
+    parts.step()  # claimed and marked ahead
+    good_queue = parts.queue
+    unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0")
+    parts.dispatcher.queue = Queue(good_queue.name, connection=unreachable)
+    parts.clock.now_ms = T0 + 750
+    with pytest.raises(redis.ConnectionError):
+        parts.dispatcher.step(parts.clock.now_ms)
+    unreachable.close()
+    parts.dispatcher.queue = good_queue
+    parts.clock.now_ms = T0 + 760
+    parts.dispatcher.step(parts.clock.now_ms)
+    (execution,) = list_executions(store, job_id=job_id)
+    assert good_queue.job_ids == [execution.id]  # not left for the lost-job check (5 s)
+
+
+def test_a_mark_ahead_left_by_a_previous_run_of_the_member_is_forgotten(
+    store: Store, parts: Parts, r: redis.Redis
+) -> None:
+    """A member stopped between marking a fire ahead and its time never queued it: its
+    next run's dispatcher queues it when due, not the lost-job check seconds later."""
+    job_id = job(store, ["true"])
+    parts.clock.now_ms = T0 + 750 - FIRE_AHEAD_MS
+    parts.step()
+    (execution,) = list_executions(store, job_id=job_id)
+    assert execution.queued_ms == T0 + 750
+    next_run = Dispatcher(
+        store, parts.queue, member_uuid=ME, stop=threading.Event(), clock_ms=parts.clock
+    )
+    parts.clock.now_ms = T0 + 800
+    next_run.step(parts.clock.now_ms)
+    assert parts.queue.job_ids == [execution.id]
+    assert get_execution(store, execution.id).queued_ms == T0 + 800
 
 
 def test_the_loop_wakes_the_fire_ahead_window_before_the_next_fire(

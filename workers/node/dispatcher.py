@@ -9,18 +9,24 @@ member's loop fires through SQL alone). Each pass:
    chunk as big as the pool, so its slots start at once, then :data:`DISPATCH_CHUNK` at
    a time) — then marked queued in one statement per chunk, and the consumer is woken.
    Its own fires are queued at once when due (the loop wakes it); one claimed ahead of its
-   time (:data:`workers.node.member.FIRE_AHEAD_MS`) is read by that pass and kept, and
-   queued at its fire time before the pass reads the store again, so a burst's first
-   executions do not wait for that read (one the store aborted or moved meanwhile is
-   dropped by the consumer's fenced start, as any). Executions that other processes
-   assign to it (retries, recoveries, takeovers, remote executions) are found by polling
-   every heartbeat interval, or every :data:`DISPATCH_POLL_MS` if that is shorter, or at
+   time (:data:`workers.node.member.FIRE_AHEAD_MS`) is read by that pass, marked queued
+   at its fire time then (:func:`workers.store.mark_queued_at_fire`, one statement for
+   the batch) and kept, and queued at its fire time before the pass reads the store again:
+   a burst's first executions wait for no read, and nothing is written while the burst
+   starts (one the store aborted or moved meanwhile is dropped by the consumer's fenced
+   start, as any). One Redis refused stays kept, for the next pass. A member's first
+   pass forgets the marks ahead its previous run left
+   (:func:`workers.store.unmark_queued_at_fire`: that run may have stopped before their
+   time), so they are queued when due. Executions that other processes assign to it
+   (retries, recoveries, takeovers, remote executions) are found by polling every
+   heartbeat interval, or every :data:`DISPATCH_POLL_MS` if that is shorter, or at
    their fire time. A crash between the enqueue and the mark queues an execution twice:
-   harmless, the start is fenced.
+   harmless, the start is fenced; so does a first pass that forgets a mark ahead whose
+   execution was queued after all.
 2. every :data:`REQUEUE_CHECK_MS`, the lost-job check: executions it queued more than
    :data:`REQUEUE_AFTER_MS` ago, still ``scheduled``, that are neither on the queue (one
    ``LRANGE`` of it) nor held by the pool (running, or popped by the consumer and about
-   to be handed over), lost their RQ job — writes a
+   to be handed over) nor kept by the dispatcher to be queued, lost their RQ job — writes a
    Redis failover dropped, or popped by a node that died before it started them. They are
    marked unqueued, so the next pass queues them again.
 
@@ -53,7 +59,9 @@ from workers.store import (
     list_queued_before,
     list_unqueued,
     mark_queued,
+    mark_queued_at_fire,
     unmark_queued,
+    unmark_queued_at_fire,
 )
 
 __all__ = [
@@ -178,7 +186,8 @@ class Dispatcher:
         self._poll_ms = poll_ms
         self._first_chunk = max(1, first_chunk)
         self._script: Script | None = None
-        self._soon: list[ExecutionRow] = []  # read by the last pass, not due then
+        self._soon: list[ExecutionRow] = []  # read not due, marked ahead, queued when due
+        self._first_pass = True
         self._wake = threading.Event()
         self._next_dispatch_ms = 0
         self._next_requeue_check_ms = 0
@@ -213,29 +222,43 @@ class Dispatcher:
 
     def dispatch(self, now_ms: int) -> list[str]:
         """Queue this member's due, unqueued ``scheduled`` executions; returns their ids."""
+        if self._first_pass:  # what a previous run marked ahead may never have been queued
+            unmark_queued_at_fire(self.store, self.member_uuid)
+            self._first_pass = False
         ready, _ = split_due(self._soon, now_ms)
-        self._soon = []
-        self._enqueue_all(ready, now_ms)
+        self._enqueue_all(ready, now_ms, marked=True)
+        self._soon = self._soon[len(ready) :]  # kept until queued: a failed pass retries them
         pending = list_unqueued(self.store, self.member_uuid)
-        due, next_ms = split_due(pending, now_ms)
+        due, _ = split_due(pending, now_ms)
         self._enqueue_all(due, now_ms)
-        self._soon = [e for e in pending if e.fire_ms > now_ms]
+        soon = [e for e in pending if e.fire_ms > now_ms]
+        mark_queued_at_fire(self.store, [e.id for e in soon], member_uuid=self.member_uuid)
+        kept = {e.id for e in self._soon}
+        self._soon = sorted(
+            [*self._soon, *(e for e in soon if e.id not in kept)], key=lambda e: (e.fire_ms, e.id)
+        )
         poll_ms = now_ms + self._poll_ms
-        self._next_dispatch_ms = poll_ms if next_ms is None else min(poll_ms, next_ms)
+        next_ms = self._soon[0].fire_ms if self._soon else poll_ms
+        self._next_dispatch_ms = min(poll_ms, next_ms)
         return [e.id for e in [*ready, *due]]
 
-    def _enqueue_all(self, due: Sequence[ExecutionRow], now_ms: int) -> None:
-        """Queue ``due`` in chunks: the first as big as the pool, then DISPATCH_CHUNK."""
+    def _enqueue_all(
+        self, due: Sequence[ExecutionRow], now_ms: int, *, marked: bool = False
+    ) -> None:
+        """Queue ``due`` in chunks: the first as big as the pool, then DISPATCH_CHUNK; each
+        chunk is then marked queued at ``now_ms``, unless ``marked`` ahead already."""
         start = 0
         while start < len(due):
             size = self._first_chunk if start == 0 else DISPATCH_CHUNK
-            self._enqueue(due[start : start + size], now_ms)
+            self._enqueue(due[start : start + size], now_ms, marked)
             start += size
 
-    def _enqueue(self, chunk: Sequence[ExecutionRow], now_ms: int) -> None:
+    def _enqueue(self, chunk: Sequence[ExecutionRow], now_ms: int, marked: bool) -> None:
         jobs = [(e.id, f"job {e.job_id} {e.trigger} {e.fire_ms}") for e in chunk]
         enqueue_ids(self._enqueue_script(), self.queue, jobs)
-        mark_queued(self.store, [e.id for e in chunk], member_uuid=self.member_uuid, now_ms=now_ms)
+        if not marked:
+            ids = [e.id for e in chunk]
+            mark_queued(self.store, ids, member_uuid=self.member_uuid, now_ms=now_ms)
         log.debug("member %s: queued %s execution(s)", self.member_uuid, len(chunk))
         self._on_queued()
 
@@ -257,7 +280,7 @@ class Dispatcher:
             i.decode() if isinstance(i, bytes) else str(i)
             for i in self.queue.connection.lrange(self.queue.key, 0, -1)
         }
-        held = set(self._held())
+        held = {*self._held(), *(e.id for e in self._soon)}  # the pool's, and those due soon
         lost = [e.id for e in waiting if e.id not in on_queue and e.id not in held]
         if lost and unmark_queued(self.store, lost, member_uuid=uuid):
             log.warning(

@@ -65,9 +65,11 @@ from workers.store.executions import (
     lock_jobs,
     mark_incomplete,
     mark_queued,
+    mark_queued_at_fire,
     move_scheduled_executions,
     start_execution,
     unmark_queued,
+    unmark_queued_at_fire,
 )
 from workers.store.fence import (
     FireClaim,
@@ -230,6 +232,7 @@ __all__ = [
     "lock_jobs",
     "mark_incomplete",
     "mark_queued",
+    "mark_queued_at_fire",
     "masked_url",
     "missing_fire_times",
     "move_scheduled_executions",
@@ -252,6 +255,7 @@ __all__ = [
     "start_executions",
     "store_url",
     "unmark_queued",
+    "unmark_queued_at_fire",
     "update_job",
     "upgrade",
 ]

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, select
 
 from schemas.errors import NotFoundError
 from schemas.tables import (
@@ -49,8 +49,10 @@ __all__ = [
     "lock_jobs",
     "mark_incomplete",
     "mark_queued",
+    "mark_queued_at_fire",
     "move_scheduled_executions",
     "start_execution",
+    "unmark_queued_at_fire",
 ]
 
 log = logging.getLogger(__name__)
@@ -308,8 +310,36 @@ def mark_queued(db: Db, execution_ids: Collection[str], *, member_uuid: str, now
     return _set_queued_ms(db, execution_ids, member_uuid, queued=False, value=now_ms)
 
 
+def mark_queued_at_fire(db: Db, execution_ids: Collection[str], *, member_uuid: str) -> int:
+    """Record that ``member_uuid`` will enqueue these executions (still ``scheduled``, its
+    own, not queued yet) at their fire time: ``queued_ms`` = ``fire_ms``, written ahead, so
+    that nothing is written when they are due. Returns how many rows changed."""
+    return _set_queued_ms(db, execution_ids, member_uuid, queued=False, value=_t.c.fire_ms)
+
+
+def unmark_queued_at_fire(db: Db, member_uuid: str) -> int:
+    """Forget :func:`mark_queued_at_fire` of ``member_uuid``'s ``scheduled`` executions
+    (``queued_ms`` = ``fire_ms``): a new run of the member does not know which of them its
+    previous run enqueued; its next dispatch enqueues them (again: harmless, the start is
+    fenced). Returns how many rows changed."""
+    stmt = (
+        _t.update()
+        .where(_t.c.member_uuid == member_uuid, _t.c.status == "scheduled")
+        .where(_t.c.queued_ms == _t.c.fire_ms)
+        .values(queued_ms=None)
+    )
+    with writing(db) as conn:
+        count: int = conn.execute(stmt).rowcount
+    return count
+
+
 def _set_queued_ms(
-    db: Db, execution_ids: Collection[str], member_uuid: str, *, queued: bool, value: int | None
+    db: Db,
+    execution_ids: Collection[str],
+    member_uuid: str,
+    *,
+    queued: bool,
+    value: int | ColumnElement[int] | None,
 ) -> int:
     """Set ``queued_ms`` of ``member_uuid``'s still-``scheduled`` executions among
     ``execution_ids`` that are (``queued``) or are not yet queued; returns the rows changed."""
