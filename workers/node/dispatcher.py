@@ -3,26 +3,26 @@
 One thread, so that a slow or unreachable Redis delays queueing only, never firing (the
 member's loop fires through SQL alone). Each pass:
 
-1. every execution assigned to the member that is ``scheduled``, due (``fire_ms``
-   passed) and not queued yet (``queued_ms`` NULL) is queued — one RQ job per execution,
-   job id = execution id, in one round trip per chunk (:func:`enqueue_ids`: the first
-   chunk as big as the pool, so its slots start at once, then :data:`DISPATCH_CHUNK` at
-   a time) — then marked queued in one statement per chunk, and the consumer is woken.
-   Its own fires are queued at once when due (the loop wakes it); one claimed ahead of its
-   time (:data:`workers.node.member.FIRE_AHEAD_MS`) is read by that pass, marked queued
-   at its fire time then (:func:`workers.store.mark_queued_at_fire`, one statement for
-   the batch) and kept, and queued at its fire time before the pass reads the store again:
-   a burst's first executions wait for no read, and nothing is written while the burst
-   starts (one the store aborted or moved meanwhile is dropped by the consumer's fenced
-   start, as any). One Redis refused stays kept, for the next pass. A member's first
-   pass forgets the marks ahead its previous run left
-   (:func:`workers.store.unmark_queued_at_fire`: that run may have stopped before their
-   time), so they are queued when due. Executions that other processes assign to it
-   (retries, recoveries, takeovers, remote executions) are found by polling every
-   heartbeat interval, or every :data:`DISPATCH_POLL_MS` if that is shorter, or at
-   their fire time. A crash between the enqueue and the mark queues an execution twice:
-   harmless, the start is fenced; so does a first pass that forgets a mark ahead whose
-   execution was queued after all.
+1. every execution assigned to the member that is ``scheduled``, due (``fire_ms`` passed)
+   and not queued yet (``queued_ms`` NULL) is queued — one RQ job per execution, job id =
+   execution id, in one round trip per chunk (:func:`enqueue_ids`: the first chunk as big
+   as the pool, so its slots start at once, then :data:`DISPATCH_CHUNK` at a time) — then
+   marked queued in one statement per chunk, and the consumer is woken. Its own fires are
+   queued at once when due (the loop wakes it); one claimed ahead of its time
+   (:data:`workers.node.member.FIRE_AHEAD_MS`) is read by that pass, marked queued at its
+   fire time then (:func:`workers.store.mark_queued_at_fire`, one statement for the batch)
+   and kept, and queued at its fire time first thing by the pass then, which reads the
+   store after it only if it was woken or polls anyway: a burst's first executions wait for
+   no read, and nothing is written while the burst starts (one the store aborted or moved
+   meanwhile is dropped by the consumer's fenced start, as any). One Redis refused stays
+   kept, for the next pass. A member's first pass forgets the marks ahead its previous run
+   left (:func:`workers.store.unmark_queued_at_fire`: that run may have stopped before
+   their time), so they are queued when due. Executions that other processes assign to it
+   (retries, recoveries, takeovers, remote executions) are found by polling every heartbeat
+   interval, or every :data:`DISPATCH_POLL_MS` if that is shorter; those not due then are
+   kept, as the member's own. A crash between the enqueue and the mark queues an execution
+   twice: harmless, the start is fenced; so does a first pass that forgets a mark ahead
+   whose execution was queued after all.
 2. every :data:`REQUEUE_CHECK_MS`, the lost-job check: executions it queued more than
    :data:`REQUEUE_AFTER_MS` ago, still ``scheduled``, that are neither on the queue (one
    ``LRANGE`` of it) nor held by the pool (running, or popped by the consumer and about
@@ -209,7 +209,9 @@ class Dispatcher:
             self._wake.wait(delay_ms / 1000)
 
     def step(self, now_ms: int) -> int:
-        """One pass at ``now_ms``; returns how long (ms) until the next one is due."""
+        """One pass at ``now_ms``; returns how long (ms) until the next one is due. It reads
+        the store when woken or at the poll time; at a kept execution's fire time only, it
+        queues what is due of those kept, and reads nothing."""
         if self._wake.is_set():
             self._wake.clear()
             self._next_dispatch_ms = now_ms
@@ -218,16 +220,17 @@ class Dispatcher:
             self.requeue_lost(now_ms)
         if now_ms >= self._next_dispatch_ms:
             self.dispatch(now_ms)
-        return min(self._next_dispatch_ms, self._next_requeue_check_ms) - now_ms
+        else:
+            self._enqueue_kept(now_ms)
+        next_kept_ms = self._soon[0].fire_ms if self._soon else self._next_dispatch_ms
+        return min(self._next_dispatch_ms, next_kept_ms, self._next_requeue_check_ms) - now_ms
 
     def dispatch(self, now_ms: int) -> list[str]:
         """Queue this member's due, unqueued ``scheduled`` executions; returns their ids."""
         if self._first_pass:  # what a previous run marked ahead may never have been queued
             unmark_queued_at_fire(self.store, self.member_uuid)
             self._first_pass = False
-        ready, _ = split_due(self._soon, now_ms)
-        self._enqueue_all(ready, now_ms, marked=True)
-        self._soon = self._soon[len(ready) :]  # kept until queued: a failed pass retries them
+        ready = self._enqueue_kept(now_ms)
         pending = list_unqueued(self.store, self.member_uuid)
         due, _ = split_due(pending, now_ms)
         self._enqueue_all(due, now_ms)
@@ -237,10 +240,15 @@ class Dispatcher:
         self._soon = sorted(
             [*self._soon, *(e for e in soon if e.id not in kept)], key=lambda e: (e.fire_ms, e.id)
         )
-        poll_ms = now_ms + self._poll_ms
-        next_ms = self._soon[0].fire_ms if self._soon else poll_ms
-        self._next_dispatch_ms = min(poll_ms, next_ms)
+        self._next_dispatch_ms = now_ms + self._poll_ms
         return [e.id for e in [*ready, *due]]
+
+    def _enqueue_kept(self, now_ms: int) -> list[ExecutionRow]:
+        """Queue the kept executions (marked ahead) due at ``now_ms``; returns them."""
+        ready, _ = split_due(self._soon, now_ms)
+        self._enqueue_all(ready, now_ms, marked=True)
+        self._soon = self._soon[len(ready) :]  # kept until queued: a failed pass retries them
+        return ready
 
     def _enqueue_all(
         self, due: Sequence[ExecutionRow], now_ms: int, *, marked: bool = False
