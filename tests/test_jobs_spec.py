@@ -168,3 +168,12 @@ def test_zone_and_misfire_refusals_name_the_field(fields: dict[str, Any], proble
     with pytest.raises(SpecError) as caught:
         parse_spec({"name": "x", "command": "true", **fields})
     assert problem in "\n".join(caught.value.problems)
+
+
+def test_a_command_line_is_validated_once_per_member_and_an_empty_one_never_passes() -> None:
+    first = executor_of("command", ["echo", "a"], {})
+    assert executor_of("command", ("echo", "a"), {}) is first  # the member's cache
+    assert executor_of("command", ["echo", "b"], {}).argv == ("echo", "b")
+    for _ in range(2):  # a refusal is not remembered as a success
+        with pytest.raises(ValueError):
+            executor_of("command", [], {})

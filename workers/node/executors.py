@@ -31,6 +31,7 @@ difference that the whole process group ends, grandchildren included.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -137,7 +138,7 @@ class ExecutionIdentity:
         return {
             "QWC_JOB_ID": self.job_id,
             EXECUTION_ID_VAR: self.execution_id,
-            "QWC_FIRE_TIME": iso_utc(self.fire_ms) or "",
+            "QWC_FIRE_TIME": _fire_time(self.fire_ms),
             "QWC_FIRE_TIME_MS": str(self.fire_ms),
             "QWC_ATTEMPT": str(self.attempt),
             MEMBER_UUID_VAR: self.member_uuid,
@@ -149,6 +150,13 @@ class ExecutionIdentity:
             "X-Qwc-" + "-".join(w.capitalize() for w in name[4:].split("_")): value
             for name, value in self.variables().items()
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _fire_time(fire_ms: int) -> str:
+    """``QWC_FIRE_TIME`` of ``fire_ms``: formatted once for a burst's executions, which
+    share their fire time (formatting cost about 10 µs of the member's CPU each)."""
+    return iso_utc(fire_ms) or ""
 
 
 def inherited_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
