@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import redis
 
 from schemas.keys import Keys
 from schemas.messages import Event
 from tests.cluster import wait_for
 from tests.node_parts import ME, T0, Parts, job, manual
-from workers.node.consumer import Consumer, Quiet
+from workers.node.consumer import LONG_RUN_MS, Consumer, Quiet
 from workers.node.pool import ExecutionPool
 from workers.node.recorder import Recorder
 from workers.node.runner import Ended
@@ -131,7 +132,7 @@ def test_a_held_event_sender_appends_once_the_start_path_is_quiet(r: redis.Redis
     assert r.xlen(keys.events) == 1
 
 
-def test_while_executions_wait_a_pass_gathers_half_the_slots(
+def test_while_executions_wait_a_pass_gathers_most_of_the_slots(
     parts: Parts, store: Store, r: redis.Redis
 ) -> None:
     pool = ExecutionPool(4, record=lambda _ended: None, grace_s=0.5)
@@ -141,16 +142,48 @@ def test_while_executions_wait_a_pass_gathers_half_the_slots(
     )  # fmt: skip
     try:
         sleeper = job(store, ["sleep", "30"], schedule=None)
-        for _ in range(7):
+        for _ in range(8):
             manual(store, sleeper)
         parts.dispatcher.step(T0)
         consumer.wake()
-        assert consumer.step() == 4  # every slot: three wait still
-        first, second, *_ = sorted(pool.running_ids())
+        assert consumer.step() == 4  # every slot: four wait still
+        first, second, third, _ = sorted(pool.running_ids())
         assert pool.end(first, None, "test")
         wait_for(lambda: pool.free_slots() == 1, what="a slot freed")
-        threading.Timer(0.2, lambda: pool.end(second, None, "test")).start()
-        assert consumer.step() == 2  # waited for a second free slot: one pass, not two
+        threading.Timer(0.1, lambda: pool.end(second, None, "test")).start()
+        threading.Timer(0.2, lambda: pool.end(third, None, "test")).start()
+        assert consumer.step() == 3  # waited for 3 of the 4 (GATHER_SHARE): one pass
+    finally:
+        for eid in pool.running_ids():
+            pool.end(eid, None, "teardown")
+        pool.close()
+
+
+def test_a_pass_never_waits_for_slots_whose_execution_runs_long(
+    parts: Parts, store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three of four slots hold executions started LONG_RUN_MS ago or more: the pass takes
+    the free slot at once instead of waiting the gather for slots that will hardly end."""
+    pool = ExecutionPool(4, record=lambda _ended: None, grace_s=0.5)
+    consumer = Consumer(
+        r, parts.queue.key, store, pool, member_uuid=ME, stop=threading.Event(),
+        clock_ms=parts.clock, gather_s=10.0,
+    )  # fmt: skip
+    try:
+        sleeper = job(store, ["sleep", "30"], schedule=None)
+        for _ in range(6):
+            manual(store, sleeper)
+        parts.dispatcher.step(T0)
+        consumer.wake()
+        assert consumer.step() == 4
+        assert pool.end(sorted(pool.running_ids())[0], None, "test")
+        wait_for(lambda: pool.free_slots() == 1, what="a slot freed")
+        parts.clock.now_ms = T0 + LONG_RUN_MS
+        waits: list[int] = []
+        real_wait = pool.wait_free
+        monkeypatch.setattr(pool, "wait_free", lambda n, s: waits.append(n) or real_wait(n, s))
+        assert consumer.step() == 1
+        assert waits == []
     finally:
         for eid in pool.running_ids():
             pool.end(eid, None, "teardown")

@@ -19,9 +19,12 @@ writers (the recorder, the event sender) hold their next batch until it is quiet
 :data:`HOLD_S` — a burst of fires starts before its outcomes and events are written, and
 they are written in fewer, larger batches.
 
-While executions wait, a pass first waits up to :data:`GATHER_S` for half the slots to be
-free: a pass costs a round trip to Redis and a transaction whatever its size, and a burst
-of fires starts sooner in fewer, bigger passes than in one pass per freed slot.
+While executions wait, a pass first waits up to :data:`GATHER_S` for :data:`GATHER_SHARE`
+of the slots to be free: a pass costs a round trip to Redis and a statement whatever its
+size, and a burst of fires starts sooner in fewer, bigger passes than in one pass per freed
+slot. Slots whose execution has run for :data:`LONG_RUN_MS` already are not waited for
+(they will hardly end within the gather): with most slots held by long jobs, a pass takes
+what is free at once.
 
 An execution popped but not started (the node died between the two) stays ``scheduled``
 and queued in the store: the dispatcher's lost-job check queues it again.
@@ -41,12 +44,24 @@ from workers.bus.retry import run_forever
 from workers.node.pool import ExecutionPool
 from workers.store import StartedExecution, Store, start_executions
 
-__all__ = ["GATHER_S", "HOLD_S", "POLL_S", "Consumer", "Quiet", "pop_job_ids", "pop_script"]
+__all__ = [
+    "GATHER_S",
+    "GATHER_SHARE",
+    "HOLD_S",
+    "LONG_RUN_MS",
+    "POLL_S",
+    "Consumer",
+    "Quiet",
+    "pop_job_ids",
+    "pop_script",
+]
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
-GATHER_S = 0.005  # while executions wait, how long a pass waits for half the slots to be free
+GATHER_S = 0.005  # while executions wait, how long a pass waits for GATHER_SHARE of the slots
+GATHER_SHARE = 0.7  # against half: 0.86 -> 0.79 ms of the node's CPU per execution, p99 -3 ms
+LONG_RUN_MS = 100  # a slot running one execution this long is not waited for by a gather
 HOLD_S = 0.25  # how long a background writer holds its batch, at most, while the start path is busy
 
 # LPOP with a count, then delete the popped jobs' hashes: one round trip, atomic. RQ's
@@ -150,9 +165,12 @@ class Consumer:
             self.quiet.set()  # nothing more starts: the writers need not hold
             return 0
         free = self.pool.free_slots()
-        batch = (self.pool.slots + 1) // 2
+        batch = max(1, round(self.pool.slots * GATHER_SHARE))
         if 0 < free < batch and not self.quiet.is_set():  # more wait: a bigger round
-            free = self.pool.wait_free(batch, self._gather_s)
+            long_runs = self.pool.started_by(self._clock_ms() - LONG_RUN_MS)
+            target = min(batch, self.pool.slots - long_runs)
+            if free < target:
+                free = self.pool.wait_free(target, self._gather_s)
         if free == 0:
             return 0
         ids = pop_job_ids(self._pop, self.queue_key, free)

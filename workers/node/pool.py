@@ -188,6 +188,12 @@ class ExecutionPool:
             self._cond.wait_for(lambda: self.slots - len(self._running) >= count, timeout_s)
             return self.slots - len(self._running)
 
+    def started_by(self, at_ms: int) -> int:
+        """How many of the running executions started at ``at_ms`` or before (epoch ms, the
+        store's ``started_ms``)."""
+        with self._cond:
+            return sum(1 for e in self._running.values() if e.started_ms <= at_ms)
+
     def running_ids(self) -> frozenset[str]:
         """The executions the pool holds now."""
         with self._cond:
