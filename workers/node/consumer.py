@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 GATHER_S = 0.005  # while executions wait, how long a pass waits for GATHER_SHARE of the slots
-GATHER_SHARE = 0.7  # against half: 0.86 -> 0.79 ms of the node's CPU per execution, p99 -3 ms
+GATHER_SHARE = 0.7  # of the slots; was half (more passes: more CPU; docs/operations.md Sizing)
 LONG_RUN_MS = 100  # a slot running one execution this long is not waited for by a gather
 HOLD_S = 0.25  # how long a background writer holds its batch, at most, while the start path is busy
 
