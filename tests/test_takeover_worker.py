@@ -14,9 +14,11 @@ from typing import Any
 
 import redis
 
-from schemas.keys import GROUP_TAKEOVER, Keys
+from schemas.codec import decode_as
+from schemas.keys import GROUP_TAKEOVER, MESSAGE_FIELD, Keys
+from schemas.messages import TakeoverProposal
 from schemas.settings import Settings, TakeoverPolicy
-from tests.cluster import new_uuid, wait_for
+from tests.cluster import membership_changes, new_uuid, wait_for
 from tests.inprocess import (
     Qwc,
     Threads,
@@ -200,6 +202,27 @@ def test_a_death_the_worker_missed_is_found_by_the_scan(
     threads.start(worker(threads, redis_url, store, settings(redis_url, tmp_path), "w1"))
     (row,) = wait_for(lambda: takeovers(store, "committed"), what="taken over by the scan")
     assert row.dead_uuid == dead and all(owners(store)[j] == live for j in owned)
+
+
+def test_a_scan_that_sees_a_death_before_its_change_is_read_counts_from_the_death(
+    r: redis.Redis, store: Store, tmp_path: Path, redis_url: str
+) -> None:
+    """The member turned dead between the worker's read of the stream and its scan: the
+    proposal is due the delay after the death, as if the change had been read first."""
+    dead, live = new_uuid(), new_uuid()
+    v = View(r)
+    v.beat(dead)
+    v.beat(live)
+    create_jobs(store, dead, 2)
+    w = TakeoverWorker(r, store, settings(redis_url, tmp_path), consumer="w1")
+    w.prepare()
+    v.die(dead)
+    (change,) = [c for c in membership_changes(r, KEYS, dead) if c.to_state.value == "dead"]
+    w._scan(change.at_ms + 5)  # the scan's clock is 5 ms past the death
+    (entry,) = r.xrange(KEYS.takeover)
+    proposal = decode_as(entry[1][MESSAGE_FIELD], TakeoverProposal)
+    assert proposal.proposed_at_ms == change.at_ms
+    assert proposal.due_at_ms == change.at_ms + DELAY_S * 1000
 
 
 def test_no_destination_is_recorded_and_retried_after_sleep(

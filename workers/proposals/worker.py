@@ -275,6 +275,10 @@ class ProposalWorker(Generic[Proposal]):
         dead = [u.decode() for u, s in states.items() if s == b"dead"]
         if not dead:
             return
+        # One script sets a member's state and emits its change: a death read above is on
+        # the stream already. Take it from there first, so that its proposal counts from the
+        # death (the change's time), not from this scan's.
+        self._read({self.keys.membership: ">", self.stream: ">"}, block_ms=None)
         self.kind.on_dead(dead, now_ms)
         if not self.rules.enabled:
             return
