@@ -7,6 +7,8 @@ database, in-process."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -132,9 +134,17 @@ def test_a_held_event_sender_appends_once_the_start_path_is_quiet(r: redis.Redis
     assert r.xlen(keys.events) == 1
 
 
-def test_while_executions_wait_a_pass_gathers_most_of_the_slots(
-    parts: Parts, store: Store, r: redis.Redis
-) -> None:
+@dataclass
+class Busy:
+    """A pool of four slots running four ``sleep 30``, more queued, and its consumer (a
+    gather of up to 10 s)."""
+
+    pool: ExecutionPool
+    consumer: Consumer
+
+
+@pytest.fixture
+def busy(parts: Parts, store: Store, r: redis.Redis) -> Iterator[Busy]:
     pool = ExecutionPool(4, record=lambda _ended: None, grace_s=0.5)
     consumer = Consumer(
         r, parts.queue.key, store, pool, member_uuid=ME, stop=threading.Event(),
@@ -147,44 +157,34 @@ def test_while_executions_wait_a_pass_gathers_most_of_the_slots(
         parts.dispatcher.step(T0)
         consumer.wake()
         assert consumer.step() == 4  # every slot: four wait still
-        first, second, third, _ = sorted(pool.running_ids())
-        assert pool.end(first, None, "test")
-        wait_for(lambda: pool.free_slots() == 1, what="a slot freed")
-        threading.Timer(0.1, lambda: pool.end(second, None, "test")).start()
-        threading.Timer(0.2, lambda: pool.end(third, None, "test")).start()
-        assert consumer.step() == 3  # waited for 3 of the 4 (GATHER_SHARE): one pass
+        yield Busy(pool, consumer)
     finally:
         for eid in pool.running_ids():
             pool.end(eid, None, "teardown")
         pool.close()
+
+
+def test_while_executions_wait_a_pass_gathers_most_of_the_slots(busy: Busy) -> None:
+    pool = busy.pool
+    first, second, third, _ = sorted(pool.running_ids())
+    assert pool.end(first, None, "test")
+    wait_for(lambda: pool.free_slots() == 1, what="a slot freed")
+    threading.Timer(0.1, lambda: pool.end(second, None, "test")).start()
+    threading.Timer(0.2, lambda: pool.end(third, None, "test")).start()
+    assert busy.consumer.step() == 3  # waited for 3 of the 4 (GATHER_SHARE): one pass
 
 
 def test_a_pass_never_waits_for_slots_whose_execution_runs_long(
-    parts: Parts, store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    busy: Busy, parts: Parts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three of four slots hold executions started LONG_RUN_MS ago or more: the pass takes
     the free slot at once instead of waiting the gather for slots that will hardly end."""
-    pool = ExecutionPool(4, record=lambda _ended: None, grace_s=0.5)
-    consumer = Consumer(
-        r, parts.queue.key, store, pool, member_uuid=ME, stop=threading.Event(),
-        clock_ms=parts.clock, gather_s=10.0,
-    )  # fmt: skip
-    try:
-        sleeper = job(store, ["sleep", "30"], schedule=None)
-        for _ in range(6):
-            manual(store, sleeper)
-        parts.dispatcher.step(T0)
-        consumer.wake()
-        assert consumer.step() == 4
-        assert pool.end(sorted(pool.running_ids())[0], None, "test")
-        wait_for(lambda: pool.free_slots() == 1, what="a slot freed")
-        parts.clock.now_ms = T0 + LONG_RUN_MS
-        waits: list[int] = []
-        real_wait = pool.wait_free
-        monkeypatch.setattr(pool, "wait_free", lambda n, s: waits.append(n) or real_wait(n, s))
-        assert consumer.step() == 1
-        assert waits == []
-    finally:
-        for eid in pool.running_ids():
-            pool.end(eid, None, "teardown")
-        pool.close()
+    pool = busy.pool
+    assert pool.end(sorted(pool.running_ids())[0], None, "test")
+    wait_for(lambda: pool.free_slots() == 1, what="a slot freed")
+    parts.clock.now_ms = T0 + LONG_RUN_MS
+    waits: list[int] = []
+    real_wait = pool.wait_free
+    monkeypatch.setattr(pool, "wait_free", lambda n, s: waits.append(n) or real_wait(n, s))
+    assert busy.consumer.step() == 1
+    assert waits == []
